@@ -1,0 +1,33 @@
+/* Error log (stderr, human lines) and access log (JSON lines, one per tunnel or request).
+ * The level and the access-log stream are set once in main before workers start, then only read. */
+#ifndef H2T_LOG_H
+#define H2T_LOG_H
+
+#include <stdio.h>
+
+enum log_level { LOG_ERROR = 0, LOG_WARN = 1, LOG_INFO = 2, LOG_DEBUG = 3 };
+
+/* |level_name| is one of error, warn, info, debug. Returns 0 or -EINVAL. */
+int log_set_level_name(const char *level_name);
+void log_set_level(enum log_level level);
+enum log_level log_get_level(void);
+/* Where access-log lines go; NULL means stdout. The stream stays open for the process lifetime. */
+void log_set_access_stream(FILE *f);
+
+void log_msg(enum log_level level, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
+#define log_error(...) log_msg(LOG_ERROR, __VA_ARGS__)
+#define log_warn(...) log_msg(LOG_WARN, __VA_ARGS__)
+#define log_info(...) log_msg(LOG_INFO, __VA_ARGS__)
+#define log_debug(...)                                                                           \
+  do {                                                                                           \
+    if (log_get_level() >= LOG_DEBUG) log_msg(LOG_DEBUG, __VA_ARGS__);                           \
+  } while (0)
+
+/* Writes one complete line (a trailing newline is added) to the access log with a single write. */
+void log_access_line(const char *line, size_t len);
+
+/* Appends |s| to |out| (capacity |cap|, current length *|len|) as a JSON string with quotes;
+ * truncates safely. */
+void log_json_str(char *out, size_t cap, size_t *len, const char *s);
+
+#endif
