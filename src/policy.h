@@ -5,7 +5,12 @@
  * Address rule order: an address inside an explicit allow range is allowed; otherwise an address
  * whose class is not ADDR_PUBLIC is denied; otherwise an address inside an explicit deny range is
  * denied; otherwise it is allowed. Checked on the resolved address, so DNS cannot smuggle a
- * private target. */
+ * private target.
+ *
+ * An address matches a CIDR only in the CIDR's own family: "127.0.0.0/8" does not cover
+ * "::ffff:127.0.0.1", which is ADDR_V4MAPPED and is reached only by allowing "v4-mapped" or an IPv6
+ * range such as "::ffff:127.0.0.0/104". Allowing a class by name allows all of its ranges. A 6to4
+ * address (2002::/16) takes the class of its embedded IPv4 address when that is not public. */
 #ifndef H2T_POLICY_H
 #define H2T_POLICY_H
 
@@ -21,8 +26,11 @@
   XX(THIS_NET, "this-network")     /* 0/8, :: */                                                  \
   XX(MULTICAST, "multicast")       /* 224/4, ff00::/8 */                                          \
   XX(RESERVED, "reserved")         /* 240/4 incl. broadcast, 192.0.0/24, 198.18/15, docs */       \
+                                   /* (IPv6: docs 2001:db8::/32, 3fff::/20, 2001:2::/48, and */   \
+                                   /* all unassigned space outside 2000::/3 not listed here) */   \
   XX(ULA, "ula")                   /* fc00::/7 */                                                 \
   XX(V4MAPPED, "v4-mapped")        /* ::ffff:0:0/96, ::/96 compat, 64:ff9b::/96 NAT64 */          \
+                                   /* (also SIIT ::ffff:0:0:0/96, local NAT64 64:ff9b:1::/48) */  \
   XX(SITE_LOCAL, "site-local")     /* fec0::/10 */
 
 enum addr_class {
@@ -32,6 +40,9 @@ enum addr_class {
       ADDR_CLASS_COUNT
 };
 
+/* Each of the allow and deny lists holds at most this many CIDRs (class names do not count). */
+#define POLICY_NETS_MAX 64
+
 struct policy;
 
 /* A policy with the defaults: ports 443 and 80; every non-public class denied. */
@@ -39,11 +50,15 @@ struct policy *policy_new(void);
 void policy_free(struct policy *p);
 
 /* Replaces the allowed-port set with |spec|: a comma list of ports and ranges ("443,80,8000-8100"),
- * or "*" for every port. Returns 0 or -EINVAL. */
+ * or "*" for every port 1..65535. Ports are 1..65535 written in at most 5 digits; empty items,
+ * whitespace and reversed ranges are refused. Returns 0 or -EINVAL, leaving the set unchanged on
+ * error. */
 int policy_set_ports(struct policy *p, const char *spec);
 
 /* Adds an allow (or deny) range: a class name from ADDR_CLASS_MAP ("loopback", "private", ...) or a
- * CIDR ("10.1.0.0/16", "::1/128", a bare address means /32 or /128). Returns 0 or -EINVAL. */
+ * CIDR ("10.1.0.0/16", "::1/128", a bare address means /32 or /128). A CIDR with bits set past its
+ * prefix ("10.1.2.3/8") is refused as a likely typo. Returns 0, -EINVAL for a bad spec, or -ENOSPC
+ * when POLICY_NETS_MAX CIDRs are already in that list. */
 int policy_allow_net(struct policy *p, const char *spec);
 int policy_deny_net(struct policy *p, const char *spec);
 
@@ -51,10 +66,13 @@ int policy_deny_net(struct policy *p, const char *spec);
 int policy_check_port(const struct policy *p, uint16_t port);
 
 /* Returns 0 when |sa| (AF_INET or AF_INET6) may be reached, -EACCES otherwise with *|why| (if
- * non-NULL) set to a short static reason naming the class or "denied range". */
+ * non-NULL) set to a short static reason: the class name (addr_class_name), "denied range", or
+ * "unsupported address family" for any other family. */
 int policy_check_addr(const struct policy *p, const struct sockaddr *sa, const char **why);
 
-/* Classifies an address; IPv4-mapped/NAT64 IPv6 addresses are ADDR_V4MAPPED whatever they embed. */
+/* Classifies an address; IPv4-mapped/NAT64 IPv6 addresses are ADDR_V4MAPPED whatever they embed.
+ * A family other than AF_INET/AF_INET6 is ADDR_RESERVED. addr_class_name returns the map's string,
+ * or "unknown" for a value outside the enum. */
 enum addr_class addr_classify(const struct sockaddr *sa);
 const char *addr_class_name(enum addr_class c);
 
