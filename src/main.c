@@ -1,1 +1,156 @@
-int main(void) { return 0; }
+/* h2tunnel: configuration, certificates, workers and signals. No protocol logic here. */
+#include <errno.h>
+#include <signal.h>
+#include <stdio.h>
+#include <string.h>
+#include <unistd.h>
+#include <uv.h>
+
+#include "certs/devca.h"
+#include "src/config.h"
+#include "src/dns.h"
+#include "src/log.h"
+#include "src/tls.h"
+#include "src/worker.h"
+
+struct app {
+  struct config cfg;
+  struct worker *workers;          /* owned array of cfg.workers */
+  const struct metrics **metrics;  /* owned array of pointers into workers */
+  int nworkers;
+  int stops;                       /* signals received */
+  uv_loop_t *loop;                 /* the main thread's loop: signals only */
+  uv_signal_t sigint, sigterm;
+};
+
+static void worker_thread(void *arg) { worker_run(arg); }
+
+static void on_signal(uv_signal_t *h, int signum) {
+  struct app *app = h->data;
+  if (++app->stops > 1) {
+    log_warn("second signal: exiting now");
+    _exit(1);
+  }
+  log_info("signal %d: stopping (draining tunnels for up to %llu ms)", signum,
+           (unsigned long long)app->cfg.drain_timeout_ms);
+  for (int i = 0; i < app->nworkers; i++) worker_request_stop(&app->workers[i]);
+  uv_close((uv_handle_t *)&app->sigint, NULL);
+  uv_close((uv_handle_t *)&app->sigterm, NULL);
+}
+
+static void print_banner(const struct app *app, int devcert) {
+  const struct config *cfg = &app->cfg;
+  char tls_url[160] = "", tcp_url[160] = "";
+  fprintf(stderr, "h2tunnel %s: %d worker(s), listening on", H2T_VERSION, app->nworkers);
+  for (int i = 0; i < cfg->nlisteners; i++) {
+    const struct config_listener *l = &cfg->listeners[i];
+    fprintf(stderr, " %s%s", l->text, l->tls ? " (ALPN h2, http/1.1)" : "");
+    const char *hostport = strstr(l->text, "://") + 3;
+    if (l->tls && !tls_url[0]) snprintf(tls_url, sizeof(tls_url), "https://%s", hostport);
+    if (!l->tls && !tcp_url[0]) snprintf(tcp_url, sizeof(tcp_url), "http://%s", hostport);
+  }
+  fprintf(stderr, "\nTry it:\n");
+  if (tls_url[0]) {
+    char cacert[600] = "";
+    if (devcert) snprintf(cacert, sizeof(cacert), " --proxy-cacert %s/" DEVCA_CA_CERT, cfg->state_dir);
+    fprintf(stderr, "  curl --proxy-http2 -x %s%s https://example.com/\n", tls_url, cacert);
+    fprintf(stderr, "  curl -p -x %s%s https://example.com/\n", tls_url, cacert);
+  }
+  if (tcp_url[0]) fprintf(stderr, "  curl -p -x %s https://example.com/\n", tcp_url);
+  fprintf(stderr, "Health: /healthz, metrics: /metrics on any listener. Stop with Ctrl-C.\n");
+}
+
+int main(int argc, char **argv) {
+  struct app app;
+  memset(&app, 0, sizeof(app));
+  signal(SIGPIPE, SIG_IGN);
+  config_init(&app.cfg);
+  int r = config_parse(&app.cfg, argc, argv);
+  if (r != 0) {
+    config_dispose(&app.cfg);
+    return r > 0 ? 0 : 2;
+  }
+  config_finish(&app.cfg);
+  struct config *cfg = &app.cfg;
+
+  FILE *access = NULL;
+  if (cfg->access_log[0]) {
+    access = fopen(cfg->access_log, "a");
+    if (!access) {
+      log_error("cannot open access log %s: %s", cfg->access_log, strerror(errno));
+      return 1;
+    }
+    log_set_access_stream(access);
+  }
+
+  int need_tls = 0;
+  for (int i = 0; i < cfg->nlisteners; i++) need_tls |= cfg->listeners[i].tls;
+  SSL_CTX *ctx = NULL;
+  int devcert = 0;
+  if (need_tls) {
+    char cert[600], key[600];
+    if (cfg->cert_file[0]) {
+      snprintf(cert, sizeof(cert), "%s", cfg->cert_file);
+      snprintf(key, sizeof(key), "%s", cfg->key_file);
+    } else {
+      int created = 0;
+      if (devca_ensure(cfg->state_dir, &created) != 0) {
+        log_error("no --cert/--key given and the dev certificate could not be prepared in %s", cfg->state_dir);
+        return 1;
+      }
+      devcert = 1;
+      snprintf(cert, sizeof(cert), "%s/" DEVCA_LEAF_CERT, cfg->state_dir);
+      snprintf(key, sizeof(key), "%s/" DEVCA_LEAF_KEY, cfg->state_dir);
+      if (created) log_info("created a development CA in %s (trust %s/" DEVCA_CA_CERT ")", cfg->state_dir, cfg->state_dir);
+    }
+    ctx = tls_ctx_new(cert, key);
+    if (!ctx) return 1;
+  }
+
+  if (dns_global_init() != 0) {
+    log_error("c-ares initialisation failed");
+    return 1;
+  }
+  app.nworkers = cfg->workers > 0 ? cfg->workers : (int)uv_available_parallelism();
+  if (app.nworkers < 1) app.nworkers = 1;
+  app.workers = xcalloc((size_t)app.nworkers, sizeof(*app.workers));
+  app.metrics = xcalloc((size_t)app.nworkers, sizeof(*app.metrics));
+  int failed = 0;
+  int ninit = 0;
+  for (int i = 0; i < app.nworkers && !failed; i++) {
+    if (worker_init(&app.workers[i], i, cfg, ctx) != 0) failed = 1;
+    ninit = i + 1;
+    app.metrics[i] = &app.workers[i].metrics;
+  }
+  for (int i = 0; i < ninit; i++) {
+    app.workers[i].all_metrics = app.metrics;
+    app.workers[i].nworkers = (size_t)app.nworkers;
+  }
+  if (failed) {
+    for (int i = 0; i < ninit; i++) worker_dispose(&app.workers[i]);
+    return 1;
+  }
+
+  app.loop = uv_default_loop();
+  uv_signal_init(app.loop, &app.sigint);
+  uv_signal_init(app.loop, &app.sigterm);
+  app.sigint.data = app.sigterm.data = &app;
+  uv_signal_start(&app.sigint, on_signal, SIGINT);
+  uv_signal_start(&app.sigterm, on_signal, SIGTERM);
+
+  for (int i = 0; i < app.nworkers; i++)
+    CHECK(uv_thread_create(&app.workers[i].thread, worker_thread, &app.workers[i]) == 0);
+  print_banner(&app, devcert);
+  uv_run(app.loop, UV_RUN_DEFAULT);
+  for (int i = 0; i < app.nworkers; i++) uv_thread_join(&app.workers[i].thread);
+  for (int i = 0; i < app.nworkers; i++) worker_dispose(&app.workers[i]);
+  uv_loop_close(app.loop);
+  free(app.workers);
+  free(app.metrics);
+  SSL_CTX_free(ctx);
+  dns_global_cleanup();
+  config_dispose(&app.cfg);
+  if (access) fclose(access);
+  log_info("stopped");
+  return 0;
+}

@@ -22,8 +22,12 @@
     }                                                                                       \
   } while (0)
 
+#ifndef MIN
 #define MIN(a, b) ((a) < (b) ? (a) : (b))
+#endif
+#ifndef MAX
 #define MAX(a, b) ((a) > (b) ? (a) : (b))
+#endif
 
 /* malloc/calloc that abort on exhaustion: a proxy that cannot allocate 100 bytes cannot log either. */
 static inline void *xmalloc(size_t n) {

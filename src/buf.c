@@ -1,0 +1,127 @@
+#include "src/buf.h"
+
+#include <assert.h>
+#include <string.h>
+
+#include "src/util.h"
+
+void buf_pool_init(struct buf_pool *pool, size_t max_free) {
+  memset(pool, 0, sizeof(*pool));
+  pool->max_free = max_free;
+}
+
+void buf_pool_dispose(struct buf_pool *pool) {
+  while (pool->free) {
+    struct buf_chunk *c = pool->free;
+    pool->free = c->next;
+    free(c);
+  }
+  pool->nfree = 0;
+}
+
+struct buf_chunk *buf_get(struct buf_pool *pool) {
+  struct buf_chunk *c = pool->free;
+  if (c) {
+    pool->free = c->next;
+    pool->nfree--;
+  } else {
+    c = xmalloc(sizeof(*c));
+  }
+  c->next = NULL;
+  c->off = c->len = 0;
+  pool->in_use++;
+  return c;
+}
+
+void buf_put(struct buf_pool *pool, struct buf_chunk *c) {
+  if (!c) return;
+  assert(pool->in_use > 0);
+  pool->in_use--;
+  if (pool->nfree >= pool->max_free) {
+    free(c);
+    return;
+  }
+  c->next = pool->free;
+  pool->free = c;
+  pool->nfree++;
+}
+
+void bufq_init(struct bufq *q) { memset(q, 0, sizeof(*q)); }
+
+void bufq_push(struct bufq *q, struct buf_pool *pool, struct buf_chunk *c) {
+  if (c->len == 0) {
+    buf_put(pool, c);
+    return;
+  }
+  c->next = NULL;
+  if (q->tail)
+    q->tail->next = c;
+  else
+    q->head = c;
+  q->tail = c;
+  q->bytes += c->len;
+  q->nchunks++;
+}
+
+void bufq_append(struct bufq *q, struct buf_pool *pool, const void *data, size_t len) {
+  const char *p = data;
+  while (len > 0) {
+    struct buf_chunk *t = q->tail;
+    if (!t || buf_room(t) == 0) {
+      t = buf_get(pool);
+      t->next = NULL;
+      if (q->tail)
+        q->tail->next = t;
+      else
+        q->head = t;
+      q->tail = t;
+      q->nchunks++;
+    }
+    size_t n = MIN(len, buf_room(t));
+    memcpy(t->data + t->off + t->len, p, n);
+    t->len += (uint32_t)n;
+    q->bytes += n;
+    p += n;
+    len -= n;
+  }
+}
+
+struct buf_chunk *bufq_pop(struct bufq *q) {
+  struct buf_chunk *c = q->head;
+  if (!c) return NULL;
+  q->head = c->next;
+  if (!q->head) q->tail = NULL;
+  q->bytes -= c->len;
+  q->nchunks--;
+  c->next = NULL;
+  return c;
+}
+
+void bufq_skip(struct bufq *q, struct buf_pool *pool, size_t n) {
+  while (n > 0 && q->head) {
+    struct buf_chunk *c = q->head;
+    if (n < c->len) {
+      c->off += (uint32_t)n;
+      c->len -= (uint32_t)n;
+      q->bytes -= n;
+      return;
+    }
+    n -= c->len;
+    buf_put(pool, bufq_pop(q));
+  }
+}
+
+size_t bufq_peek(const struct bufq *q, void *out, size_t len) {
+  size_t got = 0;
+  for (const struct buf_chunk *c = q->head; c && got < len; c = c->next) {
+    size_t n = MIN(len - got, (size_t)c->len);
+    memcpy((char *)out + got, c->data + c->off, n);
+    got += n;
+  }
+  return got;
+}
+
+void bufq_clear(struct bufq *q, struct buf_pool *pool) {
+  struct buf_chunk *c;
+  while ((c = bufq_pop(q)) != NULL) buf_put(pool, c);
+}

@@ -1,0 +1,37 @@
+#include "src/local.h"
+
+#include <stdio.h>
+#include <string.h>
+
+#include "src/metrics.h"
+#include "src/util.h"
+#include "src/worker.h"
+
+static void text(struct local_resp *out, int status, const char *body) {
+  out->status = status;
+  out->content_type = "text/plain; charset=utf-8";
+  out->body_len = strlen(body);
+  out->body = xmalloc(out->body_len + 1);
+  memcpy(out->body, body, out->body_len + 1);
+}
+
+void local_handle(struct worker *w, const char *method, const char *path, struct local_resp *out) {
+  memset(out, 0, sizeof(*out));
+  METRIC_ADD(&w->metrics, requests_local, 1);
+  size_t plen = strcspn(path, "?");
+  int get = strcmp(method, "GET") == 0 || strcmp(method, "HEAD") == 0;
+  if (plen == 8 && strncmp(path, "/healthz", 8) == 0) {
+    if (!get) return text(out, 405, "method not allowed\n");
+    return text(out, w->stopping ? 503 : 200, w->stopping ? "draining\n" : "ok\n");
+  }
+  if (plen == 8 && strncmp(path, "/metrics", 8) == 0) {
+    if (!get) return text(out, 405, "method not allowed\n");
+    size_t cap = 16384;
+    out->status = 200;
+    out->content_type = "text/plain; version=0.0.4; charset=utf-8";
+    out->body = xmalloc(cap);
+    out->body_len = metrics_render(w->all_metrics, w->nworkers, out->body, cap);
+    return;
+  }
+  text(out, 404, "not found: this proxy answers /healthz and /metrics; use CONNECT to tunnel\n");
+}

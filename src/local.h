@@ -1,0 +1,20 @@
+/* Requests addressed to the proxy itself (origin-form on h1, :scheme/:path on h2):
+ * /healthz and /metrics. Shared by both front ends. */
+#ifndef H2T_LOCAL_H
+#define H2T_LOCAL_H
+
+#include <stddef.h>
+
+struct worker;
+
+struct local_resp {
+  int status;
+  const char *content_type; /* static */
+  char *body;               /* owned: free() it */
+  size_t body_len;
+};
+
+/* Answers |method| |path| (path may carry a query). Always fills |out|. */
+void local_handle(struct worker *w, const char *method, const char *path, struct local_resp *out);
+
+#endif

@@ -1,0 +1,92 @@
+#include "src/metrics.h"
+
+#include <stdio.h>
+
+static const char *const proto_names[] = {
+#define XX(n, s) s,
+    TUN_PROTO_MAP(XX)
+#undef XX
+};
+
+const char *tun_proto_name(enum tun_proto p) { return proto_names[p]; }
+
+#define LOAD(x) atomic_load_explicit(&(x), memory_order_relaxed)
+
+struct out {
+  char *p;
+  size_t cap, len;
+};
+
+static void put(struct out *o, const char *name, const char *labels, uint64_t v) {
+  if (o->len >= o->cap) return;
+  int n = snprintf(o->p + o->len, o->cap - o->len, "%s%s %llu\n", name, labels ? labels : "",
+                   (unsigned long long)v);
+  if (n > 0) o->len += (size_t)n < o->cap - o->len ? (size_t)n : o->cap - o->len - 1;
+}
+
+static void head(struct out *o, const char *name, const char *type, const char *help) {
+  if (o->len >= o->cap) return;
+  int n = snprintf(o->p + o->len, o->cap - o->len, "# HELP %s %s\n# TYPE %s %s\n", name, help, name,
+                   type);
+  if (n > 0) o->len += (size_t)n < o->cap - o->len ? (size_t)n : o->cap - o->len - 1;
+}
+
+size_t metrics_render(const struct metrics *const *all, size_t nw, char *buf, size_t cap) {
+  struct out o = {buf, cap, 0};
+  struct metrics sum = {0};
+#define ACC(f) atomic_store(&sum.f, LOAD(sum.f) + LOAD(all[i]->f))
+  for (size_t i = 0; i < nw; i++) {
+    ACC(conns_accepted);
+    ACC(conns_active);
+    ACC(conns_h1);
+    ACC(conns_h2);
+    ACC(tls_handshake_failures);
+    ACC(bytes_up);
+    ACC(bytes_down);
+    ACC(requests_local);
+    ACC(h2_streams);
+    ACC(h2_goaway_sent);
+    for (int p = 0; p < TUN_PROTO_COUNT; p++) {
+      ACC(tunnels_opened[p]);
+      ACC(tunnels_active[p]);
+    }
+    for (int e = 0; e < PXERR_COUNT; e++) ACC(errors[e]);
+  }
+#undef ACC
+  head(&o, "h2tunnel_connections_accepted_total", "counter", "Client connections accepted.");
+  put(&o, "h2tunnel_connections_accepted_total", NULL, LOAD(sum.conns_accepted));
+  head(&o, "h2tunnel_connections_active", "gauge", "Client connections open now.");
+  put(&o, "h2tunnel_connections_active", NULL, LOAD(sum.conns_active));
+  head(&o, "h2tunnel_connections_by_protocol_total", "counter", "Client connections by front end.");
+  put(&o, "h2tunnel_connections_by_protocol_total", "{protocol=\"http/1.1\"}", LOAD(sum.conns_h1));
+  put(&o, "h2tunnel_connections_by_protocol_total", "{protocol=\"h2\"}", LOAD(sum.conns_h2));
+  head(&o, "h2tunnel_tls_handshake_failures_total", "counter", "TLS handshakes that failed.");
+  put(&o, "h2tunnel_tls_handshake_failures_total", NULL, LOAD(sum.tls_handshake_failures));
+  head(&o, "h2tunnel_tunnels_opened_total", "counter", "Tunnels established.");
+  char lab[64];
+  for (int p = 0; p < TUN_PROTO_COUNT; p++) {
+    snprintf(lab, sizeof(lab), "{protocol=\"%s\"}", proto_names[p]);
+    put(&o, "h2tunnel_tunnels_opened_total", lab, LOAD(sum.tunnels_opened[p]));
+  }
+  head(&o, "h2tunnel_tunnels_active", "gauge", "Tunnels open now.");
+  for (int p = 0; p < TUN_PROTO_COUNT; p++) {
+    snprintf(lab, sizeof(lab), "{protocol=\"%s\"}", proto_names[p]);
+    put(&o, "h2tunnel_tunnels_active", lab, LOAD(sum.tunnels_active[p]));
+  }
+  head(&o, "h2tunnel_tunnel_bytes_total", "counter", "Tunnel payload bytes.");
+  put(&o, "h2tunnel_tunnel_bytes_total", "{direction=\"up\"}", LOAD(sum.bytes_up));
+  put(&o, "h2tunnel_tunnel_bytes_total", "{direction=\"down\"}", LOAD(sum.bytes_down));
+  head(&o, "h2tunnel_local_requests_total", "counter", "Requests answered by the proxy itself.");
+  put(&o, "h2tunnel_local_requests_total", NULL, LOAD(sum.requests_local));
+  head(&o, "h2tunnel_h2_streams_total", "counter", "HTTP/2 streams opened by clients.");
+  put(&o, "h2tunnel_h2_streams_total", NULL, LOAD(sum.h2_streams));
+  head(&o, "h2tunnel_h2_goaway_sent_total", "counter", "GOAWAY frames sent.");
+  put(&o, "h2tunnel_h2_goaway_sent_total", NULL, LOAD(sum.h2_goaway_sent));
+  head(&o, "h2tunnel_errors_total", "counter", "Proxy-generated error responses by type.");
+  for (int e = 1; e < PXERR_COUNT; e++) {
+    snprintf(lab, sizeof(lab), "{type=\"%s\",status=\"%d\"}", pxerr_token((enum pxerr)e),
+             pxerr_status((enum pxerr)e));
+    put(&o, "h2tunnel_errors_total", lab, LOAD(sum.errors[e]));
+  }
+  return o.len;
+}

@@ -1,0 +1,40 @@
+/* Proxy-generated errors: one table gives each its HTTP status and its RFC 9209 Proxy-Status
+ * error type, so h1 and h2 answers, metrics and logs always agree (checklist §12, PS-01). */
+#ifndef H2T_PXERR_H
+#define H2T_PXERR_H
+
+#define PXERR_MAP(XX)                                                                            \
+  XX(NONE, 200, "none")                                                                          \
+  XX(BAD_REQUEST, 400, "http_request_error")                                                     \
+  XX(URI_TOO_LONG, 414, "http_request_error")                                                    \
+  XX(HEAD_TOO_LARGE, 431, "http_request_error")                                                  \
+  XX(PORT_DENIED, 403, "http_request_denied")                                                    \
+  XX(DEST_PROHIBITED, 403, "destination_ip_prohibited")                                          \
+  XX(NOT_FOUND, 404, "http_request_error")                                                       \
+  XX(METHOD, 405, "http_request_error")                                                          \
+  XX(NOT_IMPLEMENTED, 501, "http_request_error")                                                 \
+  XX(DNS_ERROR, 502, "dns_error")                                                                \
+  XX(DNS_TIMEOUT, 504, "dns_timeout")                                                            \
+  XX(CONN_REFUSED, 502, "connection_refused")                                                    \
+  XX(CONN_TIMEOUT, 504, "connection_timeout")                                                    \
+  XX(UNREACHABLE, 502, "destination_ip_unroutable")                                              \
+  XX(CONN_ERROR, 502, "proxy_internal_error")                                                    \
+  XX(UPGRADE_FAILED, 502, "http_upgrade_failed")                                                 \
+  XX(LIMIT, 503, "connection_limit_reached")                                                     \
+  XX(SHUTTING_DOWN, 503, "proxy_internal_response")                                              \
+  XX(INTERNAL, 500, "proxy_internal_error")
+
+enum pxerr {
+#define XX(n, st, tok) PXERR_##n,
+  PXERR_MAP(XX)
+#undef XX
+      PXERR_COUNT
+};
+
+int pxerr_status(enum pxerr e);
+const char *pxerr_token(enum pxerr e);
+/* A short lowercase name for metrics labels, e.g. "conn_refused". */
+const char *pxerr_name(enum pxerr e);
+const char *http_reason(int status);
+
+#endif

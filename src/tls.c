@@ -1,0 +1,147 @@
+#include "src/tls.h"
+
+#include <openssl/err.h>
+#include <string.h>
+
+#include "src/log.h"
+#include "src/util.h"
+
+/* "h2" preferred, then "http/1.1"; a client offering neither gets no ALPN (and the h1 front end). */
+static int on_alpn_select(SSL *ssl, const unsigned char **out, unsigned char *outlen,
+                          const unsigned char *in, unsigned int inlen, void *arg) {
+  static const unsigned char prefs[][10] = {{2, 'h', '2'}, {8, 'h', 't', 't', 'p', '/', '1', '.', '1'}};
+  for (size_t p = 0; p < ARRAY_SIZE(prefs); p++) {
+    for (unsigned int i = 0; i < inlen;) {
+      unsigned int n = in[i];
+      if (i + 1 + n > inlen) break;
+      if (n == prefs[p][0] && memcmp(in + i + 1, prefs[p] + 1, n) == 0) {
+        *out = in + i + 1;
+        *outlen = (unsigned char)n;
+        return SSL_TLSEXT_ERR_OK;
+      }
+      i += 1 + n;
+    }
+  }
+  return SSL_TLSEXT_ERR_NOACK;
+}
+
+static BIO_METHOD *bio_method(void);
+
+const char *tls_error_string(char *buf, size_t cap) {
+  unsigned long e = ERR_get_error();
+  if (e == 0) {
+    snprintf(buf, cap, "no OpenSSL error");
+  } else {
+    ERR_error_string_n(e, buf, cap);
+  }
+  ERR_clear_error();
+  return buf;
+}
+
+SSL_CTX *tls_ctx_new(const char *cert_file, const char *key_file) {
+  char err[256];
+  SSL_CTX *ctx = SSL_CTX_new(TLS_server_method());
+  if (!ctx) {
+    log_error("tls: SSL_CTX_new: %s", tls_error_string(err, sizeof(err)));
+    return NULL;
+  }
+  SSL_CTX_set_min_proto_version(ctx, TLS1_2_VERSION);
+  /* No renegotiation, server cipher preference, and TLS buffers released while idle. */
+  SSL_CTX_set_options(ctx, SSL_OP_NO_RENEGOTIATION | SSL_OP_CIPHER_SERVER_PREFERENCE |
+                               SSL_OP_NO_COMPRESSION);
+  SSL_CTX_set_mode(ctx, SSL_MODE_RELEASE_BUFFERS | SSL_MODE_ENABLE_PARTIAL_WRITE |
+                            SSL_MODE_ACCEPT_MOVING_WRITE_BUFFER);
+  /* No 0-RTT: early data could replay a CONNECT (checklist H2-09). */
+  SSL_CTX_set_max_early_data(ctx, 0);
+  if (SSL_CTX_use_certificate_chain_file(ctx, cert_file) != 1) {
+    log_error("tls: cannot load certificate chain %s: %s", cert_file,
+              tls_error_string(err, sizeof(err)));
+    goto fail;
+  }
+  if (SSL_CTX_use_PrivateKey_file(ctx, key_file, SSL_FILETYPE_PEM) != 1) {
+    log_error("tls: cannot load private key %s: %s", key_file, tls_error_string(err, sizeof(err)));
+    goto fail;
+  }
+  if (SSL_CTX_check_private_key(ctx) != 1) {
+    log_error("tls: key %s does not match certificate %s", key_file, cert_file);
+    goto fail;
+  }
+  SSL_CTX_set_alpn_select_cb(ctx, on_alpn_select, NULL);
+  SSL_CTX_set_session_cache_mode(ctx, SSL_SESS_CACHE_SERVER);
+  (void)bio_method(); /* created here, before any worker thread uses it */
+  return ctx;
+fail:
+  SSL_CTX_free(ctx);
+  return NULL;
+}
+
+const char *tls_alpn(SSL *ssl) {
+  const unsigned char *p;
+  unsigned int n;
+  SSL_get0_alpn_selected(ssl, &p, &n);
+  if (n == 2 && memcmp(p, "h2", 2) == 0) return "h2";
+  if (n == 8 && memcmp(p, "http/1.1", 8) == 0) return "http/1.1";
+  return NULL;
+}
+
+/* The BIO: reads pull from io->in, writes append to io->out. */
+static int bio_write(BIO *b, const char *data, int len) {
+  struct tls_io *io = BIO_get_data(b);
+  BIO_clear_retry_flags(b);
+  if (len <= 0) return 0;
+  bufq_append(io->out, io->pool, data, (size_t)len);
+  return len;
+}
+
+static int bio_read(BIO *b, char *out, int len) {
+  struct tls_io *io = BIO_get_data(b);
+  BIO_clear_retry_flags(b);
+  if (len <= 0) return 0;
+  if (io->in.bytes == 0) {
+    BIO_set_retry_read(b);
+    return -1;
+  }
+  size_t n = bufq_peek(&io->in, out, (size_t)len);
+  bufq_skip(&io->in, io->pool, n);
+  return (int)n;
+}
+
+static long bio_ctrl(BIO *b, int cmd, long num, void *ptr) {
+  struct tls_io *io = BIO_get_data(b);
+  switch (cmd) {
+  case BIO_CTRL_FLUSH:
+    return 1;
+  case BIO_CTRL_PENDING:
+    return (long)io->in.bytes;
+  case BIO_CTRL_WPENDING:
+    return (long)io->out->bytes;
+  default:
+    return 0;
+  }
+}
+
+static int bio_create(BIO *b) {
+  BIO_set_init(b, 1);
+  return 1;
+}
+
+static BIO_METHOD *bio_method(void) {
+  /* Created once, on the main thread before workers start (tls_ctx_new is called first). */
+  static BIO_METHOD *m;
+  if (!m) {
+    m = BIO_meth_new(BIO_get_new_index() | BIO_TYPE_SOURCE_SINK, "h2tunnel-bufq");
+    CHECK(m != NULL);
+    BIO_meth_set_write(m, bio_write);
+    BIO_meth_set_read(m, bio_read);
+    BIO_meth_set_ctrl(m, bio_ctrl);
+    BIO_meth_set_create(m, bio_create);
+  }
+  return m;
+}
+
+BIO *tls_bio_new(struct tls_io *io) {
+  BIO *b = BIO_new(bio_method());
+  CHECK(b != NULL);
+  BIO_set_data(b, io);
+  return b;
+}

@@ -1,0 +1,30 @@
+/* TLS for client connections: the shared SSL_CTX (TLS 1.2+, ALPN h2 then http/1.1) and a BIO
+ * that moves ciphertext between OpenSSL and a connection's chunk queues without a memory BIO's
+ * extra buffer (an idle connection holds no TLS I/O buffers). */
+#ifndef H2T_TLS_H
+#define H2T_TLS_H
+
+#include <openssl/ssl.h>
+
+#include "src/buf.h"
+
+/* Creates the server context from PEM files. Returns NULL after logging why. */
+SSL_CTX *tls_ctx_new(const char *cert_file, const char *key_file);
+
+/* The protocol ALPN chose for |ssl|: "h2", "http/1.1", or NULL when the client offered none. */
+const char *tls_alpn(SSL *ssl);
+
+/* Ciphertext queues a BIO reads from and writes to. Embedded in the connection that owns it. */
+struct tls_io {
+  struct bufq in;        /* received ciphertext not yet read by OpenSSL; chunks owned */
+  struct bufq *out;      /* borrowed: where OpenSSL's ciphertext goes (the socket's queue) */
+  struct buf_pool *pool; /* borrowed: the worker's */
+};
+
+/* Returns a BIO over |io| (borrowed; it must outlive the BIO). SSL_set_bio(ssl, b, b) takes it. */
+BIO *tls_bio_new(struct tls_io *io);
+
+/* Describes the current OpenSSL error queue (and clears it) for a log line. */
+const char *tls_error_string(char *buf, size_t cap);
+
+#endif

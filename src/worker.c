@@ -1,0 +1,184 @@
+#include "src/worker.h"
+
+#include <errno.h>
+#include <string.h>
+#include <sys/socket.h>
+
+#include "src/conn.h"
+#include "src/dns.h"
+#include "src/log.h"
+#include "src/net.h"
+#include "tunnel/tunnel.h"
+
+static void on_defer_check(uv_check_t *h) {
+  struct worker *w = h->data;
+  /* Callbacks may defer more work; run until the list is empty (bounded by what they add). */
+  for (int rounds = 0; rounds < 8 && !list_empty(&w->deferred); rounds++) {
+    struct list todo;
+    list_init(&todo);
+    /* Move the whole list so items re-deferred by their own callback run next round. */
+    todo.next = w->deferred.next;
+    todo.prev = w->deferred.prev;
+    todo.next->prev = &todo;
+    todo.prev->next = &todo;
+    list_init(&w->deferred);
+    while (!list_empty(&todo)) {
+      struct worker_defer *d = container_of(todo.next, struct worker_defer, link);
+      list_remove(&d->link);
+      d->queued = 0;
+      d->cb(d);
+    }
+  }
+  if (list_empty(&w->deferred)) uv_idle_stop(&w->defer_idle);
+}
+
+static void on_defer_idle(uv_idle_t *h) { on_defer_check((uv_check_t *)&((struct worker *)h->data)->defer_check); }
+
+void worker_defer(struct worker *w, struct worker_defer *d) {
+  if (d->queued) return;
+  d->queued = 1;
+  list_insert_tail(&w->deferred, &d->link);
+  /* An active idle handle makes the poll phase non-blocking, so the check phase comes soon even
+   * when the work was deferred from a timer callback. */
+  if (!uv_is_active((uv_handle_t *)&w->defer_idle)) uv_idle_start(&w->defer_idle, on_defer_idle);
+}
+
+void worker_defer_cancel(struct worker_defer *d) {
+  if (!d->queued) return;
+  list_remove(&d->link);
+  d->queued = 0;
+}
+
+static void on_connection(uv_stream_t *server, int status) {
+  struct listener *lst = server->data;
+  if (status < 0) {
+    log_warn("accept on %s: %s", lst->cfg->text, uv_strerror(status));
+    return;
+  }
+  if (lst->w->stopping) return;
+  conn_accept(lst);
+}
+
+static int listener_open(struct worker *w, struct listener *lst, const struct config_listener *lc) {
+  lst->w = w;
+  lst->cfg = lc;
+  int r = uv_tcp_init_ex(&w->loop, &lst->tcp, lc->addr.ss_family);
+  if (r) return r;
+  lst->tcp.data = lst;
+  uv_os_fd_t fd;
+  int one = 1;
+  /* libuv 1.44 has no UV_TCP_REUSEPORT: every worker binds its own socket to the same port and
+   * the kernel spreads connections across them. */
+  if (uv_fileno((uv_handle_t *)&lst->tcp, &fd) == 0) {
+    setsockopt(fd, SOL_SOCKET, SO_REUSEPORT, &one, sizeof(one));
+    if (lc->addr.ss_family == AF_INET6) setsockopt(fd, IPPROTO_IPV6, IPV6_V6ONLY, &one, sizeof(one));
+  }
+  r = uv_tcp_bind(&lst->tcp, (const struct sockaddr *)&lc->addr, 0);
+  if (r == 0) r = uv_listen((uv_stream_t *)&lst->tcp, 1024, on_connection);
+  if (r) log_error("listen %s: %s", lc->text, uv_strerror(r));
+  return r;
+}
+
+static void on_stop_async(uv_async_t *h);
+static void on_drain_timer(uv_timer_t *t);
+
+int worker_init(struct worker *w, int id, const struct config *cfg, SSL_CTX *ctx) {
+  memset(w, 0, sizeof(*w));
+  w->id = id;
+  w->cfg = cfg;
+  w->ssl_ctx = ctx;
+  int r = uv_loop_init(&w->loop);
+  if (r) return r;
+  w->loop.data = w;
+  buf_pool_init(&w->pool, 1024);
+  list_init(&w->conns);
+  list_init(&w->tunnels);
+  list_init(&w->deferred);
+  uv_idle_init(&w->loop, &w->defer_idle);
+  w->defer_idle.data = w;
+  uv_check_init(&w->loop, &w->defer_check);
+  w->defer_check.data = w;
+  uv_check_start(&w->defer_check, on_defer_check);
+  uv_unref((uv_handle_t *)&w->defer_check);
+  uv_async_init(&w->loop, &w->stop_async, on_stop_async);
+  w->stop_async.data = w;
+  uv_timer_init(&w->loop, &w->drain_timer);
+  w->drain_timer.data = w;
+  struct dns_opts dopts = {.timeout_ms = (unsigned)cfg->dns_timeout_ms,
+                           .tries = 2,
+                           .servers = cfg->dns_servers[0] ? cfg->dns_servers : NULL};
+  r = dns_new(&w->loop, &dopts, &w->dns);
+  if (r) {
+    log_error("worker %d: resolver: %s", id, strerror(-r));
+    return r;
+  }
+  for (int i = 0; i < cfg->nlisteners; i++) {
+    r = listener_open(w, &w->listeners[i], &cfg->listeners[i]);
+    w->nlisteners = i + 1;
+    if (r) return r;
+  }
+  return 0;
+}
+
+void worker_run(struct worker *w) { uv_run(&w->loop, UV_RUN_DEFAULT); }
+
+void worker_request_stop(struct worker *w) { uv_async_send(&w->stop_async); }
+
+static void close_if_open(uv_handle_t *h) {
+  if (h->loop && !uv_is_closing(h)) uv_close(h, NULL);
+}
+
+/* The last step of a stop: once no connection is left, close the worker's own handles so
+ * uv_run returns. */
+void worker_maybe_finish(struct worker *w) {
+  if (!w->stopping || !list_empty(&w->conns) || !list_empty(&w->tunnels)) return;
+  if (w->dns) {
+    dns_close(w->dns);
+    w->dns = NULL;
+  }
+  close_if_open((uv_handle_t *)&w->defer_idle);
+  close_if_open((uv_handle_t *)&w->defer_check);
+  close_if_open((uv_handle_t *)&w->stop_async);
+  close_if_open((uv_handle_t *)&w->drain_timer);
+}
+
+static void on_stop_async(uv_async_t *h) {
+  struct worker *w = h->data;
+  if (w->stopping) return;
+  w->stopping = 1;
+  for (int i = 0; i < w->nlisteners; i++) close_if_open((uv_handle_t *)&w->listeners[i].tcp);
+  /* Each front end decides: idle h1 conns close now, h2 sessions send GOAWAY, tunnels drain. */
+  struct list *n, *next;
+  for (n = w->conns.next; n != &w->conns; n = next) {
+    next = n->next;
+    conn_stop(container_of(n, struct conn, link));
+  }
+  if (w->cfg->drain_timeout_ms) uv_timer_start(&w->drain_timer, on_drain_timer, w->cfg->drain_timeout_ms, 0);
+  uv_unref((uv_handle_t *)&w->drain_timer);
+  worker_maybe_finish(w);
+}
+
+static void on_drain_timer(uv_timer_t *t) {
+  struct worker *w = t->data;
+  log_info("worker %d: drain deadline reached, closing what is left", w->id);
+  struct list *n, *next;
+  for (n = w->tunnels.next; n != &w->tunnels; n = next) {
+    next = n->next;
+    tunnel_kill(tunnel_from_link(n), TUN_CLOSE_SHUTDOWN);
+  }
+  for (n = w->conns.next; n != &w->conns; n = next) {
+    next = n->next;
+    conn_abort(container_of(n, struct conn, link));
+  }
+  worker_maybe_finish(w);
+}
+
+void worker_dispose(struct worker *w) {
+  /* Listeners not closed by a stop (init failure) are closed here. */
+  for (int i = 0; i < w->nlisteners; i++) close_if_open((uv_handle_t *)&w->listeners[i].tcp);
+  w->stopping = 1;
+  worker_maybe_finish(w);
+  uv_run(&w->loop, UV_RUN_DEFAULT);
+  if (uv_loop_close(&w->loop) != 0) log_warn("worker %d: loop closed with handles open", w->id);
+  buf_pool_dispose(&w->pool);
+}

@@ -1,0 +1,70 @@
+/* A worker: one thread, one libuv loop, and everything that loop serves -- its listeners, client
+ * connections, tunnels, resolver, buffer pool and counters. Nothing here is touched by another
+ * thread except the metrics (read with relaxed atomics) and stop_async. */
+#ifndef H2T_WORKER_H
+#define H2T_WORKER_H
+
+#include <openssl/ssl.h>
+#include <uv.h>
+
+#include "src/buf.h"
+#include "src/config.h"
+#include "src/metrics.h"
+#include "src/util.h"
+
+struct dns_resolver;
+struct worker;
+
+/* Work deferred to the end of the current loop turn (write coalescing, session sends, resumed
+ * reads). Embedded in its owner, which must call worker_defer_cancel before freeing it. */
+struct worker_defer {
+  struct list link;
+  void (*cb)(struct worker_defer *d);
+  int queued;
+};
+
+struct listener {
+  struct worker *w;       /* back-pointer */
+  uv_tcp_t tcp;
+  const struct config_listener *cfg; /* borrowed from config */
+};
+
+struct worker {
+  int id;
+  uv_loop_t loop;
+  const struct config *cfg;           /* borrowed, read-only */
+  SSL_CTX *ssl_ctx;                   /* borrowed, shared read-only by all workers */
+  struct buf_pool pool;
+  struct dns_resolver *dns;           /* owned */
+  struct metrics metrics;             /* written by this worker only */
+  const struct metrics *const *all_metrics; /* borrowed: every worker's, for /metrics */
+  size_t nworkers;
+  struct listener listeners[CONFIG_MAX_LISTENERS];
+  int nlisteners;
+  struct list conns;                  /* struct conn.link: every client connection */
+  struct list tunnels;                /* struct tunnel.link: every live tunnel */
+  struct list deferred;               /* struct worker_defer.link */
+  uv_idle_t defer_idle;               /* keeps the loop from blocking while work is deferred */
+  uv_check_t defer_check;
+  uv_async_t stop_async;
+  uv_timer_t drain_timer;
+  int stopping;                       /* graceful stop in progress */
+  uv_thread_t thread;
+  int start_error;                    /* set by the thread if listeners failed */
+};
+
+/* Sets up |w| (loop, pool, resolver, listeners bound with SO_REUSEPORT). Returns 0 or -errno. */
+int worker_init(struct worker *w, int id, const struct config *cfg, SSL_CTX *ctx);
+/* Runs the loop on the calling thread until the worker has stopped and every handle closed. */
+void worker_run(struct worker *w);
+/* Thread-safe: asks the worker to stop gracefully (stop accepting, GOAWAY, drain tunnels until the
+ * drain deadline, then close everything). */
+void worker_request_stop(struct worker *w);
+void worker_dispose(struct worker *w);
+
+void worker_defer(struct worker *w, struct worker_defer *d);
+void worker_defer_cancel(struct worker_defer *d);
+/* Called when a conn or tunnel goes away: finishes a graceful stop once nothing is left. */
+void worker_maybe_finish(struct worker *w);
+
+#endif

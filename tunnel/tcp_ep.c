@@ -1,0 +1,404 @@
+/* Upstream TCP endpoint. Dial: [port policy] -> DNS (c-ares) -> [address policy on each result]
+ * -> connect to each allowed address in turn, all under one connect deadline. Then a tun_ep:
+ * reads go straight into pooled chunks handed to the tunnel; writes are queued and flushed once
+ * per loop turn; shutdown is a FIN after the queue drains; abort is an RST (SO_LINGER 0). */
+#include "tunnel/tcp_ep.h"
+
+#include <arpa/inet.h>
+#include <errno.h>
+#include <netinet/in.h>
+#include <string.h>
+
+#include "src/buf.h"
+#include "src/dns.h"
+#include "src/log.h"
+#include "src/net.h"
+#include "src/policy.h"
+#include "src/sockout.h"
+#include "src/worker.h"
+#include "tunnel/tunnel.h"
+
+struct tcp_ep {
+  struct tun_ep ep;              /* the tunnel's view of this side */
+  struct worker *w;              /* back-pointer: the owning worker */
+  uv_tcp_t tcp;
+  uv_timer_t timer;              /* dial deadline, then the close deadline */
+  int handles;                   /* open libuv handles; freed at 0 */
+  uv_connect_t creq;
+  uv_shutdown_t sreq;
+  struct sockout so;
+  struct worker_defer defer;     /* flush, or the async dial result */
+  struct dns_query *q;           /* owned by the resolver; NULL when none is pending */
+  struct dns_result addrs;       /* policy-allowed addresses */
+  size_t next_addr;
+  tcp_dial_cb cb;
+  void *cb_arg;
+  struct authority target;
+  enum pxerr err;                /* dial result waiting for delivery */
+  const char *err_detail;
+  int last_connect_err;
+  char peer[64];
+  unsigned dialing : 1;
+  unsigned in_dns : 1;
+  unsigned connected : 1;
+  unsigned reading : 1;
+  unsigned shut_sent : 1;
+  unsigned detached : 1;         /* closed by the tunnel or cancelled */
+  unsigned write_failed : 1;
+  unsigned handles_closing : 1;
+};
+
+static const struct tun_ep_ops tcp_ep_ops;
+static void connect_next(struct tcp_ep *t);
+static void flush(struct tcp_ep *t);
+
+struct tun_ep *tcp_ep_tun(struct tcp_ep *t) { return &t->ep; }
+const char *tcp_ep_peer(const struct tcp_ep *t) { return t->peer; }
+
+static void on_handle_closed(uv_handle_t *h) {
+  struct tcp_ep *t = h->data;
+  if (--t->handles > 0) return;
+  worker_defer_cancel(&t->defer);
+  sockout_done(&t->so);
+  sockout_clear(&t->so);
+  free(t);
+}
+
+static void close_handles(struct tcp_ep *t, int reset) {
+  if (t->handles_closing) return;
+  t->handles_closing = 1;
+  if (t->q) {
+    dns_cancel(t->q);
+    t->q = NULL;
+  }
+  if (reset && t->connected && !t->shut_sent && uv_tcp_close_reset(&t->tcp, on_handle_closed) == 0) {
+    /* RST sent */
+  } else {
+    uv_close((uv_handle_t *)&t->tcp, on_handle_closed);
+  }
+  uv_close((uv_handle_t *)&t->timer, on_handle_closed);
+}
+
+/* Delivers the dial result from the loop (the deferred callback). */
+static void deliver_result(struct worker_defer *d) {
+  struct tcp_ep *t = container_of(d, struct tcp_ep, defer);
+  d->cb = NULL;
+  t->dialing = 0;
+  if (t->detached) return;
+  if (t->err == PXERR_NONE) {
+    t->cb(t->cb_arg, t, PXERR_NONE, NULL);
+  } else {
+    t->detached = 1;
+    t->cb(t->cb_arg, NULL, t->err, t->err_detail);
+    close_handles(t, 0);
+  }
+}
+
+static void dial_done(struct tcp_ep *t, enum pxerr err, const char *detail) {
+  if (!t->dialing) return;
+  uv_timer_stop(&t->timer);
+  t->err = err;
+  t->err_detail = detail;
+  t->defer.cb = deliver_result;
+  worker_defer(t->w, &t->defer);
+}
+
+static enum pxerr map_connect_error(int err, const char **detail) {
+  switch (err) {
+  case UV_ECONNREFUSED: *detail = "connection refused"; return PXERR_CONN_REFUSED;
+  case UV_ETIMEDOUT: *detail = "connect timed out"; return PXERR_CONN_TIMEOUT;
+  case UV_ENETUNREACH:
+  case UV_EHOSTUNREACH:
+  case UV_EADDRNOTAVAIL:
+  case UV_EAFNOSUPPORT: *detail = "destination unreachable"; return PXERR_UNREACHABLE;
+  default: *detail = "connect failed"; return PXERR_CONN_ERROR;
+  }
+}
+
+static void on_tcp_reinit_closed(uv_handle_t *h) {
+  struct tcp_ep *t = h->data;
+  t->handles--;
+  if (t->detached) {
+    if (t->handles == 1) close_handles(t, 0);
+    return;
+  }
+  uv_tcp_init(&t->w->loop, &t->tcp);
+  t->tcp.data = t;
+  t->handles++;
+  connect_next(t);
+}
+
+static void on_connect(uv_connect_t *req, int status) {
+  struct tcp_ep *t = req->data;
+  if (status == UV_ECANCELED || t->detached) return;
+  if (status < 0) {
+    t->last_connect_err = status;
+    log_debug("dial %s: %s: %s", t->target.host, t->peer, uv_strerror(status));
+    if (t->next_addr < t->addrs.n) {
+      /* A failed connect leaves the handle unusable: close it and try the next address. */
+      uv_close((uv_handle_t *)&t->tcp, on_tcp_reinit_closed);
+      return;
+    }
+    const char *detail;
+    enum pxerr e = map_connect_error(status, &detail);
+    dial_done(t, e, detail);
+    return;
+  }
+  t->connected = 1;
+  uv_tcp_nodelay(&t->tcp, 1);
+  dial_done(t, PXERR_NONE, NULL);
+}
+
+static void connect_next(struct tcp_ep *t) {
+  const struct sockaddr *sa = (const struct sockaddr *)&t->addrs.addrs[t->next_addr++];
+  net_format_addr(sa, t->peer, sizeof(t->peer));
+  t->creq.data = t;
+  int r = uv_tcp_connect(&t->creq, &t->tcp, sa, on_connect);
+  if (r < 0) {
+    /* Synchronous failure (e.g. no route): the callback will not run; report from the loop. */
+    t->last_connect_err = r;
+    if (t->next_addr < t->addrs.n) {
+      uv_close((uv_handle_t *)&t->tcp, on_tcp_reinit_closed);
+      return;
+    }
+    const char *detail;
+    enum pxerr e = map_connect_error(r, &detail);
+    dial_done(t, e, detail);
+  }
+}
+
+/* Keeps only the addresses the policy allows, in resolver order. */
+static void on_resolved(void *arg, int status, const struct dns_result *res) {
+  struct tcp_ep *t = arg;
+  t->q = NULL;
+  t->in_dns = 0;
+  if (status == -ETIMEDOUT) {
+    dial_done(t, PXERR_DNS_TIMEOUT, "dns timeout");
+    return;
+  }
+  if (status < 0) {
+    dial_done(t, PXERR_DNS_ERROR, status == -ENOENT ? "name not found" : "dns failure");
+    return;
+  }
+  const char *why = NULL;
+  t->addrs.n = 0;
+  for (size_t i = 0; i < res->n; i++) {
+    const struct sockaddr *sa = (const struct sockaddr *)&res->addrs[i];
+    if (policy_check_addr(t->w->cfg->policy, sa, &why) == 0) t->addrs.addrs[t->addrs.n++] = res->addrs[i];
+  }
+  if (t->addrs.n == 0) {
+    log_info("dial %s: denied: resolved address is %s", t->target.host, why ? why : "denied");
+    dial_done(t, PXERR_DEST_PROHIBITED, why ? why : "destination denied");
+    return;
+  }
+  connect_next(t);
+}
+
+static void on_dial_timer(uv_timer_t *h) {
+  struct tcp_ep *t = h->data;
+  if (!t->dialing) return;
+  if (t->in_dns) {
+    if (t->q) dns_cancel(t->q);
+    t->q = NULL;
+    dial_done(t, PXERR_DNS_TIMEOUT, "dns timeout");
+  } else {
+    dial_done(t, PXERR_CONN_TIMEOUT, "connect timed out");
+  }
+}
+
+/* Legacy IPv4 spellings ("127.1", "0x7f000001", "2130706433") are addresses to every resolver
+ * library, so classify them as such instead of letting them pass as names. */
+static int legacy_ipv4(const char *host, struct in_addr *out) {
+  if (strspn(host, "0123456789abcdefxABCDEFX.") != strlen(host)) return 0;
+  return inet_aton(host, out) != 0;
+}
+
+struct tcp_ep *tcp_ep_dial(struct worker *w, const struct authority *target, tcp_dial_cb cb, void *arg) {
+  struct tcp_ep *t = xcalloc(1, sizeof(*t));
+  t->w = w;
+  t->ep.ops = &tcp_ep_ops;
+  t->cb = cb;
+  t->cb_arg = arg;
+  t->target = *target;
+  t->dialing = 1;
+  sockout_init(&t->so, &w->pool);
+  list_init(&t->defer.link);
+  uv_tcp_init(&w->loop, &t->tcp);
+  uv_timer_init(&w->loop, &t->timer);
+  t->tcp.data = t;
+  t->timer.data = t;
+  t->handles = 2;
+  if (policy_check_port(w->cfg->policy, target->port) != 0) {
+    dial_done(t, PXERR_PORT_DENIED, "port not allowed");
+    return t;
+  }
+  uv_timer_start(&t->timer, on_dial_timer, w->cfg->connect_timeout_ms, 0);
+  struct in_addr legacy;
+  if (target->kind == AUTHORITY_NAME && legacy_ipv4(target->host, &legacy)) {
+    struct dns_result res = {.n = 1};
+    struct sockaddr_in *sin = (struct sockaddr_in *)&res.addrs[0];
+    sin->sin_family = AF_INET;
+    sin->sin_addr = legacy;
+    sin->sin_port = htons(target->port);
+    on_resolved(t, 0, &res);
+    return t;
+  }
+  t->in_dns = 1;
+  t->q = dns_resolve(w->dns, target->host, target->port, on_resolved, t);
+  if (!t->q) dial_done(t, PXERR_INTERNAL, "resolver unavailable");
+  return t;
+}
+
+void tcp_ep_cancel(struct tcp_ep *t) {
+  t->detached = 1;
+  worker_defer_cancel(&t->defer);
+  close_handles(t, 1);
+}
+
+/* ---- the tun_ep side ---- */
+
+static void on_alloc(uv_handle_t *h, size_t hint, uv_buf_t *buf) {
+  struct tcp_ep *t = h->data;
+  struct buf_chunk *c = buf_get(&t->w->pool);
+  buf->base = c->data;
+  buf->len = BUF_CHUNK_SIZE;
+}
+
+static void on_read(uv_stream_t *s, ssize_t nread, const uv_buf_t *buf) {
+  struct tcp_ep *t = s->data;
+  struct buf_chunk *c = buf->base ? container_of(buf->base, struct buf_chunk, data) : NULL;
+  if (nread > 0 && !t->detached) {
+    c->len = (uint32_t)nread;
+    tunnel_on_read(&t->ep, c);
+    return;
+  }
+  buf_put(&t->w->pool, c);
+  if (nread == 0 || t->detached) return;
+  uv_read_stop(s);
+  t->reading = 0;
+  if (nread == UV_EOF)
+    tunnel_on_eof(&t->ep);
+  else
+    tunnel_on_error(&t->ep, nread == UV_ECONNRESET ? TUN_CLOSE_UPSTREAM_RST : TUN_CLOSE_UPSTREAM_ERROR);
+}
+
+static void ep_read_start(struct tun_ep *self) {
+  struct tcp_ep *t = container_of(self, struct tcp_ep, ep);
+  if (t->reading || t->detached) return;
+  if (uv_read_start((uv_stream_t *)&t->tcp, on_alloc, on_read) == 0) t->reading = 1;
+}
+
+static void ep_read_stop(struct tun_ep *self) {
+  struct tcp_ep *t = container_of(self, struct tcp_ep, ep);
+  if (!t->reading) return;
+  uv_read_stop((uv_stream_t *)&t->tcp);
+  t->reading = 0;
+}
+
+static void maybe_release(struct tcp_ep *t) {
+  if (t->detached && !sockout_busy(&t->so) && t->so.q.bytes == 0 &&
+      (t->shut_sent || !t->ep.wr_shut || t->write_failed) && !t->sreq.handle)
+    close_handles(t, 0);
+}
+
+static void on_shutdown(uv_shutdown_t *req, int status) {
+  struct tcp_ep *t = req->data;
+  t->sreq.handle = NULL;
+  maybe_release(t);
+}
+
+static void on_write(uv_write_t *req, int status) {
+  struct tcp_ep *t = req->data;
+  size_t n = t->so.inflight_bytes;
+  sockout_done(&t->so);
+  t->ep.queued -= MIN(n, t->ep.queued);
+  if (status < 0) {
+    t->write_failed = 1;
+    sockout_clear(&t->so);
+    t->ep.queued = 0;
+    if (!t->detached && t->ep.tun) {
+      tunnel_on_error(&t->ep, status == UV_ECONNRESET || status == UV_EPIPE ? TUN_CLOSE_UPSTREAM_RST
+                                                                            : TUN_CLOSE_UPSTREAM_ERROR);
+    }
+    maybe_release(t);
+    return;
+  }
+  flush(t);
+  if (t->ep.tun && t->ep.queued <= t->w->cfg->low_water) tunnel_on_drain(&t->ep);
+  maybe_release(t);
+}
+
+static void flush(struct tcp_ep *t) {
+  if (t->handles_closing || t->write_failed) return;
+  if (t->so.q.bytes) {
+    t->so.wreq.data = t;
+    int r = sockout_flush(&t->so, (uv_stream_t *)&t->tcp, on_write);
+    if (r < 0) {
+      t->write_failed = 1;
+      t->ep.queued = 0;
+      if (t->ep.tun) tunnel_on_error(&t->ep, TUN_CLOSE_UPSTREAM_ERROR);
+      maybe_release(t);
+    }
+    return;
+  }
+  if (!sockout_busy(&t->so) && t->ep.wr_shut && !t->shut_sent) {
+    t->shut_sent = 1;
+    t->sreq.data = t;
+    if (uv_shutdown(&t->sreq, (uv_stream_t *)&t->tcp, on_shutdown) != 0) t->sreq.handle = NULL;
+  }
+  maybe_release(t);
+}
+
+static void on_flush(struct worker_defer *d) { flush(container_of(d, struct tcp_ep, defer)); }
+
+static void ep_write(struct tun_ep *self, struct buf_chunk *c) {
+  struct tcp_ep *t = container_of(self, struct tcp_ep, ep);
+  if (t->write_failed || t->handles_closing) {
+    buf_put(&t->w->pool, c);
+    return;
+  }
+  self->queued += c->len;
+  bufq_push(&t->so.q, &t->w->pool, c);
+  t->defer.cb = on_flush;
+  worker_defer(t->w, &t->defer);
+}
+
+static void ep_shutdown(struct tun_ep *self) {
+  struct tcp_ep *t = container_of(self, struct tcp_ep, ep);
+  self->wr_shut = 1;
+  t->defer.cb = on_flush;
+  worker_defer(t->w, &t->defer);
+}
+
+static void ep_abort(struct tun_ep *self) {
+  struct tcp_ep *t = container_of(self, struct tcp_ep, ep);
+  self->aborted = 1;
+  sockout_clear(&t->so);
+  self->queued = 0;
+  close_handles(t, 1);
+}
+
+static void on_close_timer(uv_timer_t *h) { close_handles(h->data, 1); }
+
+static void ep_close(struct tun_ep *self) {
+  struct tcp_ep *t = container_of(self, struct tcp_ep, ep);
+  t->detached = 1;
+  ep_read_stop(self);
+  if (self->aborted || t->write_failed) {
+    close_handles(t, self->aborted);
+    return;
+  }
+  /* Finish writing what the tunnel gave us, bounded by the idle timeout. */
+  if (!t->handles_closing) uv_timer_start(&t->timer, on_close_timer, t->w->cfg->idle_timeout_ms, 0);
+  flush(t);
+}
+
+static const struct tun_ep_ops tcp_ep_ops = {
+    .kind = "tcp",
+    .read_start = ep_read_start,
+    .read_stop = ep_read_stop,
+    .write = ep_write,
+    .shutdown = ep_shutdown,
+    .abort = ep_abort,
+    .close = ep_close,
+};

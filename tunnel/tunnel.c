@@ -1,0 +1,257 @@
+/* The pipe. For each direction src -> dst:
+ *   on_read(src)  -> dst.write; if dst.queued >= high water: src.read_stop (src paused)
+ *   on_drain(dst) -> if src paused and dst.queued <= low water: src.read_start
+ *   on_eof(src)   -> dst.shutdown (after its queue drains); the other direction keeps flowing
+ *   on_error(any) -> abort the other side; the tunnel ends
+ * The tunnel ends when both sides have sent EOF, on an error, or on a timeout. It then closes both
+ * endpoints (each finishes flushing on its own unless aborted), logs one line, and frees itself
+ * from its timer's close callback -- never from inside an upcall. */
+#include "tunnel/tunnel.h"
+
+#include <string.h>
+#include <time.h>
+
+#include "src/buf.h"
+#include "src/log.h"
+#include "src/worker.h"
+
+struct tunnel {
+  struct worker *w;        /* back-pointer: the owning worker */
+  struct list link;        /* in w->tunnels */
+  struct tun_ep *a, *b;    /* borrowed until finish; a = client side, b = upstream side */
+  struct tun_info info;
+  enum tun_proto proto;
+  uv_timer_t timer;        /* idle and max-duration deadlines */
+  uint64_t last_active_ms; /* uv_now of the last byte either way */
+  enum tun_close_reason reason;
+  unsigned a_paused : 1;   /* a's reading stopped because b is full */
+  unsigned b_paused : 1;
+  unsigned started : 1;
+  unsigned finished : 1;
+};
+
+static const char *const reason_names[] = {
+#define XX(n, s) s,
+    TUN_CLOSE_REASON_MAP(XX)
+#undef XX
+};
+
+const char *tun_close_reason_name(enum tun_close_reason r) { return reason_names[r]; }
+
+void tun_ep_noop(struct tun_ep *self) { (void)self; }
+
+struct tunnel *tunnel_from_link(struct list *link) { return container_of(link, struct tunnel, link); }
+
+static struct tun_ep *other(struct tunnel *t, struct tun_ep *ep) { return ep == t->a ? t->b : t->a; }
+
+static void set_paused(struct tunnel *t, struct tun_ep *reader, int on) {
+  if (reader == t->a)
+    t->a_paused = on ? 1 : 0;
+  else
+    t->b_paused = on ? 1 : 0;
+}
+
+static int is_paused(struct tunnel *t, struct tun_ep *reader) {
+  return reader == t->a ? t->a_paused : t->b_paused;
+}
+
+static enum tun_proto proto_of(const char *name) {
+  if (name && strcmp(name, "websocket") == 0) return TUN_PROTO_WEBSOCKET;
+  if (name && strcmp(name, "connect-udp") == 0) return TUN_PROTO_CONNECT_UDP;
+  return TUN_PROTO_CONNECT;
+}
+
+static void on_timer_closed(uv_handle_t *h) { free(h->data); }
+
+static void log_access(struct tunnel *t) {
+  char line[2048];
+  size_t n = 0;
+  char ts[40];
+  time_t now = time(NULL);
+  struct tm tm;
+  gmtime_r(&now, &tm);
+  strftime(ts, sizeof(ts), "%Y-%m-%dT%H:%M:%SZ", &tm);
+  n += (size_t)snprintf(line + n, sizeof(line) - n, "{\"time\":\"%s\",\"client\":", ts);
+  log_json_str(line, sizeof(line), &n, t->info.client);
+  n += (size_t)snprintf(line + n, sizeof(line) - n, ",\"front\":\"%s\",\"proto\":\"%s\",\"target\":",
+                        t->info.front ? t->info.front : "?", tun_proto_name(t->proto));
+  log_json_str(line, sizeof(line), &n, t->info.target);
+  n += (size_t)snprintf(line + n, sizeof(line) - n, ",\"resolved\":");
+  log_json_str(line, sizeof(line), &n, t->info.resolved);
+  n += (size_t)snprintf(line + n, sizeof(line) - n,
+                        ",\"status\":%d,\"bytes_up\":%llu,\"bytes_down\":%llu,\"duration_ms\":%llu,"
+                        "\"close\":\"%s\"}",
+                        t->info.status, (unsigned long long)t->a->bytes_read,
+                        (unsigned long long)t->b->bytes_read,
+                        (unsigned long long)(uv_now(&t->w->loop) - t->info.start_ms),
+                        tun_close_reason_name(t->reason));
+  if (n >= sizeof(line)) n = sizeof(line) - 1;
+  log_access_line(line, n);
+}
+
+void tunnel_log_rejected(struct worker *w, const struct tun_info *info, const char *error,
+                         const char *detail) {
+  char line[2048];
+  size_t n = 0;
+  char ts[40];
+  time_t now = time(NULL);
+  struct tm tm;
+  gmtime_r(&now, &tm);
+  strftime(ts, sizeof(ts), "%Y-%m-%dT%H:%M:%SZ", &tm);
+  n += (size_t)snprintf(line + n, sizeof(line) - n, "{\"time\":\"%s\",\"client\":", ts);
+  log_json_str(line, sizeof(line), &n, info->client);
+  n += (size_t)snprintf(line + n, sizeof(line) - n, ",\"front\":\"%s\",\"proto\":\"%s\",\"target\":",
+                        info->front ? info->front : "?", info->proto ? info->proto : "connect");
+  log_json_str(line, sizeof(line), &n, info->target);
+  n += (size_t)snprintf(line + n, sizeof(line) - n, ",\"status\":%d,\"error\":", info->status);
+  log_json_str(line, sizeof(line), &n, error);
+  n += (size_t)snprintf(line + n, sizeof(line) - n, ",\"detail\":");
+  log_json_str(line, sizeof(line), &n, detail ? detail : "");
+  n += (size_t)snprintf(line + n, sizeof(line) - n, ",\"duration_ms\":%llu}",
+                        (unsigned long long)(uv_now(&w->loop) - info->start_ms));
+  if (n >= sizeof(line)) n = sizeof(line) - 1;
+  log_access_line(line, n);
+}
+
+static void finish(struct tunnel *t) {
+  if (t->finished) return;
+  t->finished = 1;
+  log_access(t);
+  struct tun_ep *a = t->a, *b = t->b;
+  a->tun = NULL;
+  b->tun = NULL;
+  a->ops->close(a);
+  b->ops->close(b);
+  list_remove(&t->link);
+  METRIC_SUB(&t->w->metrics, tunnels_active[t->proto], 1);
+  t->timer.data = t;
+  uv_close((uv_handle_t *)&t->timer, on_timer_closed);
+  worker_maybe_finish(t->w);
+}
+
+static void on_timer(uv_timer_t *h) {
+  struct tunnel *t = h->data;
+  const struct config *cfg = t->w->cfg;
+  uint64_t now = uv_now(&t->w->loop);
+  uint64_t idle_at = t->last_active_ms + cfg->idle_timeout_ms;
+  uint64_t max_at = t->info.start_ms + cfg->max_duration_ms;
+  if (cfg->max_duration_ms && now >= max_at) {
+    tunnel_kill(t, TUN_CLOSE_MAX_DURATION);
+    return;
+  }
+  if (cfg->idle_timeout_ms && now >= idle_at) {
+    tunnel_kill(t, TUN_CLOSE_IDLE_TIMEOUT);
+    return;
+  }
+  /* Re-arm for the nearer deadline; activity only moves the stamp, never the timer. */
+  uint64_t next = UINT64_MAX;
+  if (cfg->idle_timeout_ms) next = idle_at;
+  if (cfg->max_duration_ms && max_at < next) next = max_at;
+  if (next != UINT64_MAX) uv_timer_start(&t->timer, on_timer, next - now, 0);
+}
+
+struct tunnel *tunnel_new(struct worker *w, struct tun_ep *a, struct tun_ep *b,
+                          const struct tun_info *info) {
+  struct tunnel *t = xcalloc(1, sizeof(*t));
+  t->w = w;
+  t->a = a;
+  t->b = b;
+  t->info = *info;
+  t->proto = proto_of(info->proto);
+  a->tun = t;
+  b->tun = t;
+  uv_timer_init(&w->loop, &t->timer);
+  t->timer.data = t;
+  list_insert_tail(&w->tunnels, &t->link);
+  METRIC_ADD(&w->metrics, tunnels_opened[t->proto], 1);
+  METRIC_ADD(&w->metrics, tunnels_active[t->proto], 1);
+  return t;
+}
+
+void tunnel_start(struct tunnel *t, struct buf_chunk *first) {
+  t->started = 1;
+  t->last_active_ms = uv_now(&t->w->loop);
+  if (first) tunnel_on_read(t->a, first);
+  if (t->finished) return;
+  if (!t->a_paused && !t->a->rd_eof) t->a->ops->read_start(t->a);
+  if (!t->finished && !t->b_paused && !t->b->rd_eof) t->b->ops->read_start(t->b);
+  if (!t->finished) {
+    t->timer.data = t;
+    uv_timer_start(&t->timer, on_timer, 1, 0); /* computes the real deadline */
+  }
+}
+
+void tunnel_kill(struct tunnel *t, enum tun_close_reason reason) {
+  if (t->finished) return;
+  t->reason = reason;
+  t->a->aborted = 1;
+  t->b->aborted = 1;
+  t->a->ops->abort(t->a);
+  if (!t->finished) t->b->ops->abort(t->b);
+  finish(t);
+}
+
+void tunnel_on_read(struct tun_ep *src, struct buf_chunk *c) {
+  struct tunnel *t = src->tun;
+  CHECK(t != NULL); /* endpoint contract: no upcall after close */
+  if (t->finished) {
+    buf_put(&t->w->pool, c);
+    return;
+  }
+  struct tun_ep *dst = other(t, src);
+  size_t len = c->len;
+  src->bytes_read += len;
+  t->last_active_ms = uv_now(&t->w->loop);
+  if (src == t->a)
+    METRIC_ADD(&t->w->metrics, bytes_up, len);
+  else
+    METRIC_ADD(&t->w->metrics, bytes_down, len);
+  if (dst->aborted || dst->wr_shut) {
+    buf_put(&t->w->pool, c);
+    return;
+  }
+  dst->ops->write(dst, c);
+  if (t->finished) return;
+  if (dst->queued >= t->w->cfg->high_water && !is_paused(t, src)) {
+    set_paused(t, src, 1);
+    src->ops->read_stop(src);
+  }
+}
+
+void tunnel_on_drain(struct tun_ep *dst) {
+  struct tunnel *t = dst->tun;
+  if (!t || t->finished) return;
+  struct tun_ep *src = other(t, dst);
+  if (is_paused(t, src) && dst->queued <= t->w->cfg->low_water) {
+    set_paused(t, src, 0);
+    if (!src->rd_eof && t->started) src->ops->read_start(src);
+  }
+}
+
+void tunnel_on_eof(struct tun_ep *src) {
+  struct tunnel *t = src->tun;
+  if (!t || t->finished || src->rd_eof) return;
+  src->rd_eof = 1;
+  struct tun_ep *dst = other(t, src);
+  if (t->reason == TUN_CLOSE_NONE) t->reason = src == t->a ? TUN_CLOSE_CLIENT_FIN : TUN_CLOSE_UPSTREAM_FIN;
+  if (!dst->wr_shut && !dst->aborted) {
+    dst->wr_shut = 1;
+    dst->ops->shutdown(dst);
+  }
+  if (!t->finished && t->a->rd_eof && t->b->rd_eof) finish(t);
+}
+
+void tunnel_on_error(struct tun_ep *ep, enum tun_close_reason reason) {
+  struct tunnel *t = ep->tun;
+  if (!t || t->finished) return;
+  ep->aborted = 1;
+  /* An error outranks an orderly FIN recorded earlier. */
+  if (t->reason == TUN_CLOSE_NONE || t->reason == TUN_CLOSE_CLIENT_FIN || t->reason == TUN_CLOSE_UPSTREAM_FIN)
+    t->reason = reason;
+  struct tun_ep *o = other(t, ep);
+  if (!o->aborted) {
+    o->aborted = 1;
+    o->ops->abort(o);
+  }
+  finish(t);
+}

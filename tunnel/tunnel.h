@@ -1,0 +1,80 @@
+/* The pipe between two endpoints: moves bytes a->b and b->a, applies backpressure at the
+ * writer's water marks, forwards half-close and reset, enforces idle/max-duration timeouts, and
+ * writes one access-log line when it ends.
+ *
+ * Ownership: a tunnel is heap-allocated by tunnel_new and frees itself when it finishes (both
+ * directions ended, or either side aborted, or a timeout). It does not own the endpoints'
+ * memory: at the end it calls close on both, and each endpoint's owner frees it later. */
+#ifndef H2T_TUNNEL_H
+#define H2T_TUNNEL_H
+
+#include <stddef.h>
+#include <stdint.h>
+#include <sys/socket.h>
+
+#include "tunnel/endpoint.h"
+
+struct worker;
+struct list;
+struct buf_chunk;
+
+/* Why a tunnel ended; names shared by the access log and Proxy-Status details. */
+#define TUN_CLOSE_REASON_MAP(XX)                                                                 \
+  XX(NONE, "none")                                                                               \
+  XX(CLIENT_FIN, "client_fin")         /* both ended, client half-closed first */                \
+  XX(UPSTREAM_FIN, "upstream_fin")     /* both ended, upstream half-closed first */              \
+  XX(CLIENT_RST, "client_reset")                                                                 \
+  XX(UPSTREAM_RST, "upstream_reset")                                                             \
+  XX(CLIENT_ERROR, "client_error")                                                               \
+  XX(UPSTREAM_ERROR, "upstream_error")                                                           \
+  XX(IDLE_TIMEOUT, "idle_timeout")                                                               \
+  XX(MAX_DURATION, "max_duration")                                                               \
+  XX(SHUTDOWN, "proxy_shutdown")                                                                 \
+  XX(PROTOCOL_ERROR, "protocol_error")
+
+enum tun_close_reason {
+#define XX(n, s) TUN_CLOSE_##n,
+  TUN_CLOSE_REASON_MAP(XX)
+#undef XX
+};
+
+const char *tun_close_reason_name(enum tun_close_reason r);
+
+/* What the access log says about the tunnel; filled by the front end before tunnel_start. */
+struct tun_info {
+  const char *proto;                 /* static: "connect", "websocket", "connect-udp" */
+  const char *front;                 /* static: "h1", "h2" */
+  char client[64];                   /* "addr:port" */
+  char target[300];                  /* authority as requested */
+  char resolved[64];                 /* "addr:port" actually connected */
+  int status;                        /* HTTP status sent to the client */
+  uint64_t start_ms;                 /* uv_now at request arrival */
+};
+
+/* Creates a tunnel between |a| (client side) and |b| (upstream side) owned by worker |w|. The
+ * endpoints must be fresh (tun == NULL). Nothing moves until tunnel_start. */
+struct tunnel *tunnel_new(struct worker *w, struct tun_ep *a, struct tun_ep *b,
+                          const struct tun_info *info);
+/* Writes |first| (taken, may be NULL) to b -- the bytes that came after the request head -- and
+ * starts reading both sides. */
+void tunnel_start(struct tunnel *t, struct buf_chunk *first);
+/* Ends the tunnel now with |reason| (aborting both sides). Used for proxy shutdown. */
+void tunnel_kill(struct tunnel *t, enum tun_close_reason reason);
+/* The tunnel linked into a worker's list by |link|. */
+struct tunnel *tunnel_from_link(struct list *link);
+
+/* Upcalls from endpoints; see endpoint.h. */
+void tunnel_on_read(struct tun_ep *ep, struct buf_chunk *c);
+void tunnel_on_drain(struct tun_ep *ep);
+void tunnel_on_eof(struct tun_ep *ep);
+void tunnel_on_error(struct tun_ep *ep, enum tun_close_reason reason);
+
+/* Logs the access line of a request that never became a tunnel (|status| with |error| the
+ * Proxy-Status error type and |detail|). */
+void tunnel_log_rejected(struct worker *w, const struct tun_info *info, const char *error,
+                         const char *detail);
+
+/* A no-op op, for endpoint tables that have nothing to do for some op. */
+void tun_ep_noop(struct tun_ep *self);
+
+#endif
