@@ -1,0 +1,394 @@
+/* HTTP/2 streams: request dispatch, CONNECT tunnels and local answers.
+ *
+ * A CONNECT stream is a tunnel endpoint (checklist H2C-*):
+ *   client DATA      -> inq -> tunnel (only while reading) -> consume = window credit
+ *   tunnel write     -> outq -> DATA provider (deferred when empty, resumed on write)
+ *   client END_STREAM-> on_eof once inq is delivered;  shutdown -> END_STREAM after outq
+ *   abort            -> RST_STREAM(CONNECT_ERROR);     client RST_STREAM -> on_error
+ * The stream is freed once nghttp2 has closed it AND its tunnel has detached (either order). */
+#include <string.h>
+#include <strings.h>
+
+#include "h1/h1_resp.h"
+#include "h2/h2_int.h"
+#include "src/conn.h"
+#include "src/local.h"
+#include "src/log.h"
+#include "src/pxerr.h"
+#include "tunnel/tcp_ep.h"
+
+static const struct tun_ep_ops h2_ep_ops;
+
+struct h2_stream *h2_stream_new(struct h2_session *s, int32_t id) {
+  struct h2_stream *st = xcalloc(1, sizeof(*st));
+  st->s = s;
+  st->id = id;
+  st->ep.ops = &h2_ep_ops;
+  bufq_init(&st->inq);
+  bufq_init(&st->outq);
+  st->info.front = "h2";
+  st->info.proto = "connect";
+  st->info.start_ms = uv_now(&s->w->loop);
+  snprintf(st->info.client, sizeof(st->info.client), "%s", s->c->peer);
+  list_insert_tail(&s->streams, &st->link);
+  s->nstreams++;
+  return st;
+}
+
+static void stream_free(struct h2_stream *st) {
+  struct h2_session *s = st->s;
+  list_remove(&st->link);
+  s->nstreams--;
+  bufq_clear(&st->inq, &s->w->pool);
+  bufq_clear(&st->outq, &s->w->pool);
+  free(st->method);
+  free(st->authority);
+  free(st->scheme);
+  free(st->path);
+  free(st->protocol);
+  free(st->host);
+  free(st->body);
+  free(st);
+  h2_session_schedule(s);
+}
+
+static void maybe_free(struct h2_stream *st) {
+  if (st->closed && !st->ep.tun && !st->dial) stream_free(st);
+}
+
+/* Credits |n| received bytes back to the client (stream and connection windows). */
+static void credit(struct h2_stream *st, size_t n) {
+  if (n == 0) return;
+  st->uncredited -= MIN(n, st->uncredited);
+  if (!st->closed && !st->s->dying) nghttp2_session_consume(st->s->ng, st->id, n);
+  h2_session_schedule(st->s);
+}
+
+int h2_stream_on_header(struct h2_stream *st, const uint8_t *name, size_t namelen, const uint8_t *value,
+                        size_t valuelen) {
+  st->header_bytes += namelen + valuelen + 32;
+  if (st->header_bytes > st->s->w->cfg->h2_max_header_list) return NGHTTP2_ERR_TEMPORAL_CALLBACK_FAILURE;
+  char **slot = NULL;
+#define IS(lit) (namelen == sizeof(lit) - 1 && memcmp(name, lit, namelen) == 0)
+  if (IS(":method"))
+    slot = &st->method;
+  else if (IS(":authority"))
+    slot = &st->authority;
+  else if (IS(":scheme"))
+    slot = &st->scheme;
+  else if (IS(":path"))
+    slot = &st->path;
+  else if (IS(":protocol"))
+    slot = &st->protocol;
+  else if (IS("host"))
+    slot = &st->host;
+#undef IS
+  if (!slot) return 0;
+  if (*slot) return NGHTTP2_ERR_TEMPORAL_CALLBACK_FAILURE; /* duplicated */
+  *slot = xmalloc(valuelen + 1);
+  memcpy(*slot, value, valuelen);
+  (*slot)[valuelen] = '\0';
+  return 0;
+}
+
+/* ---- responses ---- */
+
+static ssize_t body_read(nghttp2_session *ng, int32_t id, uint8_t *buf, size_t len, uint32_t *flags,
+                         nghttp2_data_source *src, void *ud) {
+  struct h2_stream *st = src->ptr;
+  size_t n = MIN(len, st->body_len - st->body_off);
+  memcpy(buf, st->body + st->body_off, n);
+  st->body_off += n;
+  if (st->body_off == st->body_len) *flags |= NGHTTP2_DATA_FLAG_EOF;
+  return (ssize_t)n;
+}
+
+#define NV(n, v) {(uint8_t *)(n), (uint8_t *)(v), sizeof(n) - 1, strlen(v), NGHTTP2_NV_FLAG_NO_COPY_NAME}
+
+/* A complete response with a small body (copied); ends the stream. */
+static void respond(struct h2_stream *st, int status, const char *ctype, const char *body, size_t len,
+                    const char *proxy_status) {
+  if (st->responded || st->closed) return;
+  st->responded = 1;
+  st->state = H2S_RESPONDED;
+  char sbuf[8], clen[24];
+  snprintf(sbuf, sizeof(sbuf), "%d", status);
+  snprintf(clen, sizeof(clen), "%zu", len);
+  free(st->body);
+  st->body = xmalloc(len + 1);
+  memcpy(st->body, body, len);
+  st->body_len = len;
+  st->body_off = 0;
+  nghttp2_nv nva[5] = {NV(":status", sbuf), NV("content-type", ctype), NV("content-length", clen),
+                       NV("cache-control", "no-store")};
+  size_t n = 4;
+  if (proxy_status) nva[n++] = (nghttp2_nv)NV("proxy-status", proxy_status);
+  int head = st->method && strcmp(st->method, "HEAD") == 0;
+  nghttp2_data_provider prd = {.source.ptr = st, .read_callback = body_read};
+  nghttp2_submit_response(st->s->ng, st->id, nva, n, (len && !head) ? &prd : NULL);
+  h2_session_schedule(st->s);
+}
+
+static void respond_error(struct h2_stream *st, enum pxerr e, const char *detail) {
+  struct worker *w = st->s->w;
+  int status = pxerr_status(e);
+  char ps[256], details[160], body[256];
+  h1_sf_string(details, sizeof(details), detail ? detail : "");
+  snprintf(ps, sizeof(ps), "h2tunnel; error=%s%s%s", pxerr_token(e), detail ? "; details=" : "",
+           detail ? details : "");
+  int blen = snprintf(body, sizeof(body), "%d %s%s%s\n", status, http_reason(status), detail ? ": " : "",
+                      detail ? detail : "");
+  if (blen < 0 || (size_t)blen >= sizeof(body)) blen = (int)sizeof(body) - 1;
+  METRIC_ADD(&w->metrics, errors[e], 1);
+  st->info.status = status;
+  if (!st->info.target[0] && st->authority) snprintf(st->info.target, sizeof(st->info.target), "%s", st->authority);
+  tunnel_log_rejected(w, &st->info, pxerr_token(e), detail);
+  log_debug("h2 %s stream %d: %d %s (%s)", st->s->c->peer, st->id, status, pxerr_token(e), detail ? detail : "");
+  respond(st, status, "text/plain; charset=utf-8", body, (size_t)blen, ps);
+}
+
+static void rst(struct h2_stream *st, uint32_t code) {
+  if (st->closed || st->reset_sent || st->s->dying) return;
+  st->reset_sent = 1;
+  nghttp2_submit_rst_stream(st->s->ng, NGHTTP2_FLAG_NONE, st->id, code);
+  h2_session_schedule(st->s);
+}
+
+/* ---- tunnel data path ---- */
+
+/* Upstream -> client: the DATA provider. */
+static ssize_t tunnel_read(nghttp2_session *ng, int32_t id, uint8_t *buf, size_t len, uint32_t *flags,
+                           nghttp2_data_source *src, void *ud) {
+  struct h2_stream *st = src->ptr;
+  if (st->outq.bytes == 0) {
+    if (st->out_eof) {
+      *flags |= NGHTTP2_DATA_FLAG_EOF;
+      return 0;
+    }
+    st->data_deferred = 1;
+    return NGHTTP2_ERR_DEFERRED;
+  }
+  size_t n = bufq_peek(&st->outq, buf, len);
+  bufq_skip(&st->outq, &st->s->w->pool, n);
+  st->ep.queued = st->outq.bytes;
+  if (st->outq.bytes == 0 && st->out_eof) *flags |= NGHTTP2_DATA_FLAG_EOF;
+  /* The tunnel may resume its reader; do it after nghttp2 returns (we are inside mem_send). */
+  if (st->ep.tun && st->ep.queued <= st->s->w->cfg->low_water) st->drain_pending = 1;
+  return (ssize_t)n;
+}
+
+static void resume(struct h2_stream *st) {
+  if (st->data_deferred && !st->closed && !st->s->dying) {
+    st->data_deferred = 0;
+    nghttp2_session_resume_data(st->s->ng, st->id);
+  }
+  h2_session_schedule(st->s);
+}
+
+/* Client -> upstream: hands queued DATA to the tunnel while it reads, crediting what it takes. */
+static void deliver(struct h2_stream *st) {
+  while (st->reading && st->ep.tun && st->inq.head) {
+    struct buf_chunk *c = bufq_pop(&st->inq);
+    size_t n = c->len;
+    tunnel_on_read(&st->ep, c);
+    credit(st, n);
+  }
+  if (st->client_eof && !st->eof_delivered && st->inq.bytes == 0 && st->ep.tun && st->reading) {
+    st->eof_delivered = 1;
+    tunnel_on_eof(&st->ep);
+  }
+}
+
+void h2_stream_on_data(struct h2_stream *st, const uint8_t *data, size_t len) {
+  st->uncredited += len;
+  if (st->state != H2S_TUNNEL && st->state != H2S_DIALING) {
+    credit(st, len); /* a body we do not use (local requests): discard, keep the window open */
+    return;
+  }
+  if (st->ep.aborted) {
+    credit(st, len);
+    return;
+  }
+  bufq_append(&st->inq, &st->s->w->pool, data, len);
+  deliver(st);
+}
+
+void h2_stream_on_end(struct h2_stream *st) {
+  st->client_eof = 1;
+  if (st->state == H2S_TUNNEL) deliver(st);
+}
+
+void h2_stream_protocol_error(struct h2_stream *st) {
+  log_info("h2 %s stream %d: HEADERS on a tunnel stream, resetting", st->s->c->peer, st->id);
+  rst(st, NGHTTP2_PROTOCOL_ERROR);
+  if (st->ep.tun) tunnel_on_error(&st->ep, TUN_CLOSE_PROTOCOL_ERROR);
+}
+
+void h2_stream_on_close(struct h2_stream *st, uint32_t error_code) {
+  /* Bytes never credited would shrink the connection window for good (checklist NG-05). */
+  if (st->uncredited && !st->s->dying) nghttp2_session_consume_connection(st->s->ng, st->uncredited);
+  st->uncredited = 0;
+  if (st->dial) {
+    tcp_ep_cancel(st->dial);
+    st->dial = NULL;
+  }
+  if (st->ep.tun && (error_code != NGHTTP2_NO_ERROR || st->reset_sent)) {
+    /* The client reset the stream (or the connection failed): reset the upstream (H2C-12). */
+    tunnel_on_error(&st->ep, st->reset_sent ? TUN_CLOSE_PROTOCOL_ERROR : TUN_CLOSE_CLIENT_RST);
+  }
+  st->closed = 1;
+  /* With both END_STREAMs exchanged the tunnel may still be delivering inq upstream: the stream
+   * stays until the tunnel lets go of it. */
+  maybe_free(st);
+}
+
+void h2_stream_after_send(struct h2_stream *st) {
+  if (!st->drain_pending) return;
+  st->drain_pending = 0;
+  if (st->ep.tun) tunnel_on_drain(&st->ep);
+}
+
+void h2_stream_destroy(struct h2_stream *st) {
+  if (st->dial) {
+    tcp_ep_cancel(st->dial);
+    st->dial = NULL;
+  }
+  /* Kill the tunnel while the stream still counts as open, so its close does not free it. */
+  st->closed = 0;
+  if (st->ep.tun) tunnel_kill(st->ep.tun, TUN_CLOSE_CLIENT_ERROR);
+  stream_free(st);
+}
+
+/* ---- dispatch ---- */
+
+static void on_dial(void *arg, struct tcp_ep *ep, enum pxerr err, const char *detail) {
+  struct h2_stream *st = arg;
+  st->dial = NULL;
+  if (st->closed) {
+    /* Not reached: a closed stream cancels its dial. */
+    maybe_free(st);
+    return;
+  }
+  if (err != PXERR_NONE) {
+    bufq_clear(&st->inq, &st->s->w->pool);
+    respond_error(st, err, detail);
+    return;
+  }
+  nghttp2_nv nva[] = {NV(":status", "200")};
+  nghttp2_data_provider prd = {.source.ptr = st, .read_callback = tunnel_read};
+  /* 200 without END_STREAM, then DATA both ways (H2C-05). */
+  if (nghttp2_submit_response(st->s->ng, st->id, nva, 1, &prd) != 0) {
+    tcp_ep_tun(ep)->ops->abort(tcp_ep_tun(ep));
+    tcp_ep_tun(ep)->ops->close(tcp_ep_tun(ep));
+    rst(st, NGHTTP2_INTERNAL_ERROR);
+    return;
+  }
+  st->responded = 1;
+  st->state = H2S_TUNNEL;
+  st->has_tunnel = 1;
+  st->info.status = 200;
+  snprintf(st->info.resolved, sizeof(st->info.resolved), "%s", tcp_ep_peer(ep));
+  struct tunnel *t = tunnel_new(st->s->w, &st->ep, tcp_ep_tun(ep), &st->info);
+  tunnel_start(t, NULL);
+  h2_session_schedule(st->s);
+}
+
+static void start_connect(struct h2_stream *st, int end_stream) {
+  const char *why = NULL;
+  if (!st->authority || authority_parse(st->authority, strlen(st->authority), &st->target, &why) != 0) {
+    respond_error(st, PXERR_BAD_REQUEST, why ? why : "bad :authority");
+    return;
+  }
+  /* A Host that disagrees with :authority makes the request malformed (H2C-03). */
+  if (st->host && strcasecmp(st->host, st->authority) != 0) {
+    respond_error(st, PXERR_BAD_REQUEST, "host differs from :authority");
+    return;
+  }
+  authority_format(&st->target, st->info.target, sizeof(st->info.target));
+  if (st->s->w->stopping) {
+    respond_error(st, PXERR_SHUTTING_DOWN, "proxy is shutting down");
+    return;
+  }
+  st->state = H2S_DIALING;
+  if (end_stream) st->client_eof = 1;
+  st->dial = tcp_ep_dial(st->s->w, &st->target, on_dial, st);
+}
+
+void h2_stream_on_request(struct h2_stream *st, int end_stream) {
+  if (!st->method) {
+    rst(st, NGHTTP2_PROTOCOL_ERROR);
+    return;
+  }
+  if (strcmp(st->method, "CONNECT") == 0) {
+    if (st->protocol) {
+      /* Extended CONNECT (RFC 8441): websocket and connect-udp are not served yet (XC-04). */
+      st->info.proto = st->protocol;
+      respond_error(st, PXERR_NOT_IMPLEMENTED, "unsupported :protocol");
+      return;
+    }
+    start_connect(st, end_stream);
+    return;
+  }
+  /* Ordinary requests are answered by the proxy itself (H2-06). */
+  struct local_resp r;
+  local_handle(st->s->w, st->method, st->path ? st->path : "/", &r);
+  respond(st, r.status, r.content_type, r.body, r.body_len, NULL);
+  free(r.body);
+}
+
+/* ---- this stream as a tunnel endpoint ---- */
+
+static struct h2_stream *st_of(struct tun_ep *ep) { return container_of(ep, struct h2_stream, ep); }
+
+static void ep_read_start(struct tun_ep *self) {
+  struct h2_stream *st = st_of(self);
+  st->reading = 1;
+  deliver(st);
+}
+
+static void ep_read_stop(struct tun_ep *self) { st_of(self)->reading = 0; }
+
+static void ep_write(struct tun_ep *self, struct buf_chunk *c) {
+  struct h2_stream *st = st_of(self);
+  if (st->closed || st->reset_sent || st->out_eof) {
+    buf_put(&st->s->w->pool, c);
+    return;
+  }
+  bufq_push(&st->outq, &st->s->w->pool, c);
+  self->queued = st->outq.bytes;
+  resume(st);
+}
+
+static void ep_shutdown(struct tun_ep *self) {
+  struct h2_stream *st = st_of(self);
+  st->out_eof = 1; /* END_STREAM after the queued bytes (H2C-09) */
+  resume(st);
+}
+
+static void ep_abort(struct tun_ep *self) {
+  struct h2_stream *st = st_of(self);
+  bufq_clear(&st->outq, &st->s->w->pool);
+  self->queued = 0;
+  rst(st, NGHTTP2_CONNECT_ERROR); /* H2C-11 */
+}
+
+static void ep_close(struct tun_ep *self) {
+  struct h2_stream *st = st_of(self);
+  st->reading = 0;
+  /* Client bytes the tunnel will never take: credit them so the connection window survives. */
+  size_t left = st->inq.bytes;
+  bufq_clear(&st->inq, &st->s->w->pool);
+  credit(st, left);
+  if (self->aborted) ep_abort(self);
+  maybe_free(st);
+}
+
+static const struct tun_ep_ops h2_ep_ops = {
+    .kind = "h2",
+    .read_start = ep_read_start,
+    .read_stop = ep_read_stop,
+    .write = ep_write,
+    .shutdown = ep_shutdown,
+    .abort = ep_abort,
+    .close = ep_close,
+};
