@@ -157,7 +157,10 @@ static void on_read(uv_stream_t *s, ssize_t nread, const uv_buf_t *buf) {
       close_handles(c);
       return;
     }
-    if (c->closing) return;
+    if (c->closing) {
+      c->eof = 1;
+      return;
+    }
     if (nread == UV_EOF) {
       c->eof = 1;
       uv_read_stop(s);
@@ -215,30 +218,44 @@ static void on_write(uv_write_t *req, int status) {
   if (!c->closing && c->fe && conn_queued(c) <= c->w->cfg->low_water) c->fe->on_drain(c);
 }
 
+/* A closing conn whose output is all written and whose FIN is out either closes (the client has
+ * closed too) or lingers: it keeps reading and discarding until the client closes or a timer
+ * fires, so that our last response is not destroyed by an RST for unread input (RFC 9112 §9.6). */
+static void maybe_finish_close(struct conn *c) {
+  if (!c->closing || c->handles_closing || c->lingering) return;
+  if (c->write_failed) {
+    close_handles(c);
+    return;
+  }
+  if (sockout_busy(&c->so) || c->so.q.bytes || !c->shutdown_done) return;
+  if (c->eof) {
+    close_handles(c);
+    return;
+  }
+  c->lingering = 1;
+  if (!c->uv_reading && uv_read_start((uv_stream_t *)&c->tcp, on_alloc, on_read) == 0) c->uv_reading = 1;
+  uv_timer_start(&c->timer, on_timer, LINGER_MS, 0);
+}
+
 static void on_shutdown(uv_shutdown_t *req, int status) {
   struct conn *c = req->data;
-  if (c->closing) {
-    if (status < 0 || c->eof) {
-      close_handles(c);
-    } else {
-      /* Keep reading (and discarding) until the client closes, so that our last response is not
-       * destroyed by an RST for unread input (RFC 9112 §9.6 "lingering close"). */
-      c->lingering = 1;
-      if (!c->uv_reading && uv_read_start((uv_stream_t *)&c->tcp, on_alloc, on_read) == 0)
-        c->uv_reading = 1;
-      uv_timer_start(&c->timer, on_timer, LINGER_MS, 0);
-    }
-  }
+  c->shutdown_done = 1;
+  if (status < 0) c->write_failed = 1;
+  maybe_finish_close(c);
 }
 
 static void flush(struct conn *c) {
-  if (sockout_busy(&c->so) || c->write_failed || c->handles < 2) return;
+  if (sockout_busy(&c->so) || c->write_failed || c->handles_closing) return;
   if (c->so.q.bytes == 0) {
     if (c->want_shutdown && !c->shutdown_sent) {
       c->shutdown_sent = 1;
       c->sreq.data = c;
-      if (uv_shutdown(&c->sreq, (uv_stream_t *)&c->tcp, on_shutdown) != 0) close_handles(c);
+      if (uv_shutdown(&c->sreq, (uv_stream_t *)&c->tcp, on_shutdown) != 0) {
+        c->shutdown_done = 1;
+        c->write_failed = 1;
+      }
     }
+    maybe_finish_close(c);
     return;
   }
   c->so.wreq.data = c;
@@ -334,7 +351,7 @@ void conn_close(struct conn *c) {
 }
 
 void conn_abort(struct conn *c) {
-  if (c->aborted || c->handles < 2) return;
+  if (c->aborted || c->handles_closing) return;
   c->closing = 1;
   c->aborted = 1;
   conn_read_stop(c);
@@ -344,7 +361,7 @@ void conn_abort(struct conn *c) {
 }
 
 void conn_set_timer(struct conn *c, uint64_t ms) {
-  if (c->handles < 2) return;
+  if (c->handles_closing) return;
   if (ms == 0) {
     uv_timer_stop(&c->timer);
     return;
@@ -382,7 +399,8 @@ static void on_handle_closed(uv_handle_t *h) {
 }
 
 static void close_handles(struct conn *c) {
-  if (c->handles < 2) return; /* already closing */
+  if (c->handles_closing) return;
+  c->handles_closing = 1;
   c->closing = 1;
   c->reading = 0;
   if (c->aborted && !c->shutdown_sent) {

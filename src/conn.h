@@ -63,8 +63,10 @@ struct conn {
   unsigned eof_delivered : 1;
   unsigned lingering : 1;         /* closing: FIN sent, discarding input until EOF or timer */
   unsigned aborted : 1;
+  unsigned handles_closing : 1;   /* uv_close called on both handles */
   unsigned want_shutdown : 1;     /* FIN requested, sent when output drains */
   unsigned shutdown_sent : 1;
+  unsigned shutdown_done : 1;     /* the FIN's uv_shutdown completed */
   unsigned closing : 1;           /* close requested: flush, then close handles */
   unsigned write_failed : 1;
   unsigned pump_pending : 1;      /* TLS plaintext may be pending inside OpenSSL */

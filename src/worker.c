@@ -153,6 +153,10 @@ static void on_stop_async(uv_async_t *h) {
     next = n->next;
     conn_stop(container_of(n, struct conn, link));
   }
+  size_t nc = 0, nt = 0;
+  for (n = w->conns.next; n != &w->conns; n = n->next) nc++;
+  for (n = w->tunnels.next; n != &w->tunnels; n = n->next) nt++;
+  log_debug("worker %d: stopping with %zu connection(s) and %zu tunnel(s) open", w->id, nc, nt);
   if (w->cfg->drain_timeout_ms) uv_timer_start(&w->drain_timer, on_drain_timer, w->cfg->drain_timeout_ms, 0);
   uv_unref((uv_handle_t *)&w->drain_timer);
   worker_maybe_finish(w);
