@@ -193,7 +193,7 @@ void config_print_help(const char *argv0) {
       "  --log-level LEVEL        error, warn, info, debug (default info); errors go to stderr\n"
       "  --access-log FILE        one JSON line per tunnel/request (default stdout)\n"
       "  --help, --version\n",
-      argv0);
+      "h2tunnel");
 }
 
 enum {
