@@ -23,7 +23,8 @@ struct h2_session {
   size_t nstreams;
   struct buf_chunk *stage;     /* owned: serialized frames not yet handed to the conn */
   struct worker_defer send;    /* end-of-turn send */
-  unsigned goaway : 1;         /* GOAWAY submitted (stop, idle, or error) */
+  unsigned goaway : 1;         /* GOAWAY submitted or sent (stop, idle, or error) */
+  unsigned goaway_ours : 1;    /* we chose to send it (stop, idle), not nghttp2 */
   unsigned dying : 1;          /* the conn is being freed: no more nghttp2 calls */
   unsigned in_send : 1;
 };

@@ -81,7 +81,7 @@ void h2_session_schedule(struct h2_session *s) {
 static void submit_goaway(struct h2_session *s, uint32_t code, const char *why) {
   if (s->goaway || s->dying) return;
   s->goaway = 1;
-  METRIC_ADD(&s->w->metrics, h2_goaway_sent, 1);
+  s->goaway_ours = 1;
   nghttp2_submit_goaway(s->ng, NGHTTP2_FLAG_NONE, nghttp2_session_get_last_proc_stream_id(s->ng), code,
                         (const uint8_t *)why, strlen(why));
   h2_session_schedule(s);
@@ -163,6 +163,23 @@ static int on_stream_close(nghttp2_session *ng, int32_t id, uint32_t error_code,
   return 0; /* always 0 (CVE-2023-35945) */
 }
 
+/* Every GOAWAY we send is logged with its cause, whoever queued it (us, or nghttp2's flood and
+ * rapid-reset limits). */
+static int on_frame_send(nghttp2_session *ng, const nghttp2_frame *f, void *ud) {
+  struct h2_session *s = ud;
+  if (f->hd.type == NGHTTP2_GOAWAY) {
+    s->goaway = 1;
+    METRIC_ADD(&s->w->metrics, h2_goaway_sent, 1);
+    log_info("h2 %s: GOAWAY sent: %s (last stream %d): %.*s", s->c->peer,
+             nghttp2_http2_strerror(f->goaway.error_code), f->goaway.last_stream_id,
+             (int)f->goaway.opaque_data_len, (const char *)f->goaway.opaque_data);
+    if (!s->goaway_ours)
+      log_warn("h2 %s: the client broke the protocol or hit an abuse limit (rapid reset, CONTINUATION, "
+               "SETTINGS or PING flood); connection closed", s->c->peer);
+  }
+  return 0;
+}
+
 static int on_invalid_frame(nghttp2_session *ng, const nghttp2_frame *f, int lib_error, void *ud) {
   struct h2_session *s = ud;
   log_debug("h2 %s: invalid frame type %u on stream %d: %s", s->c->peer, f->hd.type, f->hd.stream_id,
@@ -183,10 +200,17 @@ static void fe_on_read(struct conn *c, struct buf_chunk *chunk) {
   ssize_t r = nghttp2_session_mem_recv(s->ng, (const uint8_t *)buf_rd(chunk), chunk->len);
   buf_put(&c->w->pool, chunk);
   if (r < 0) {
-    /* nghttp2 has queued a GOAWAY for protocol errors and floods; send it, then close. */
-    log_info("h2 %s: connection error: %s", c->peer, nghttp2_strerror((int)r));
-    METRIC_ADD(&s->w->metrics, h2_goaway_sent, 1);
-    s->goaway = 1;
+    /* A fatal receive error (flood, CONTINUATION limit, bad preface): say so with a GOAWAY when
+     * nghttp2 has not queued one itself, send it, then close. */
+    log_warn("h2 %s: connection error: %s", c->peer, nghttp2_strerror((int)r));
+    if (!s->goaway) {
+      uint32_t code = r == NGHTTP2_ERR_FLOODED ? NGHTTP2_ENHANCE_YOUR_CALM : NGHTTP2_PROTOCOL_ERROR;
+#ifdef HAVE_NGHTTP2_MAX_CONTINUATIONS
+      if (r == NGHTTP2_ERR_TOO_MANY_CONTINUATIONS) code = NGHTTP2_ENHANCE_YOUR_CALM;
+#endif
+      s->goaway_ours = 1;
+      nghttp2_session_terminate_session(s->ng, code);
+    }
     send_now(s);
     if (!c->closing) conn_close(c);
     return;
@@ -263,6 +287,7 @@ void h2_session_attach(struct conn *c) {
   nghttp2_session_callbacks_set_on_data_chunk_recv_callback(cbs, on_data_chunk_recv);
   nghttp2_session_callbacks_set_on_stream_close_callback(cbs, on_stream_close);
   nghttp2_session_callbacks_set_on_invalid_frame_recv_callback(cbs, on_invalid_frame);
+  nghttp2_session_callbacks_set_on_frame_send_callback(cbs, on_frame_send);
   nghttp2_session_callbacks_set_error_callback2(cbs, on_error2);
 
   nghttp2_option *opt;
