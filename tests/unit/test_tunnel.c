@@ -449,6 +449,19 @@ static void test_kill(void **state) {
   assert_non_null(strstr(access_log(), "\"close\":\"proxy_shutdown\""));
 }
 
+static void test_kill_with_reentrant_abort(void **state) {
+  /* An endpoint whose abort reports the failure through on_error (a synchronous write error on the
+   * RST, say) must not keep the other side from being aborted. */
+  struct fx *f = *state;
+  struct tunnel *t = start(f, NULL);
+  f->a.error_on_abort = 1;
+  tunnel_kill(t, TUN_CLOSE_IDLE_TIMEOUT);
+  assert_int_equal(f->a.n_abort, 1);
+  assert_int_equal(f->b.n_abort, 1);
+  assert_closed_once(f);
+  assert_non_null(strstr(access_log(), "\"close\":\"idle_timeout\""));
+}
+
 static void test_first_payload_goes_first(void **state) {
   struct fx *f = *state;
   start(f, chunk_of(f, "GET / HTTP/1.1\r\n", 16));
@@ -622,6 +635,7 @@ int main(void) {
       T(test_error_after_fin_outranks_it),
       T(test_error_reentrant_from_write),
       T(test_kill),
+      T(test_kill_with_reentrant_abort),
       T(test_first_payload_goes_first),
       T(test_first_payload_over_high_water),
       T(test_idle_timeout),
