@@ -35,7 +35,7 @@ static const struct dur_case dur_cases[] = {
     {"", 0, 0},           {"s", 0, 0},         {"ms", 0, 0},         {"abc", 0, 0},
     {"-1", 0, 0},         {"-1s", 0, 0},       {"10x", 0, 0},        {"10 s", 0, 0},
     {"10sec", 0, 0},      {"5mm", 0, 0},       {"1d", 0, 0},         {"inf", 0, 0},
-    {"1e300", 0, 0},      {"1e12h", 0, 0},
+    {"nan", 0, 0},        {"nanms", 0, 0},     {"1e300", 0, 0},      {"1e12h", 0, 0},
 };
 
 static void test_parse_duration(void **state) {
