@@ -1,5 +1,5 @@
 /* Unit tests for src/metrics.c: metrics_render sums every worker's counters into one Prometheus
- * text exposition with the right names and labels. */
+ * text exposition with the right names and labels, and keeps whole lines when truncated. */
 #include <stdarg.h>
 #include <stddef.h>
 #include <setjmp.h>
@@ -88,6 +88,30 @@ static void test_render_no_workers(void **state) {
   assert_int_equal(sample(out, "h2tunnel_tunnels_active{protocol=\"connect\"}"), 0);
 }
 
+/* The contract: truncated output is still valid lines -- it ends with a newline (or is empty),
+ * fits in cap with its NUL, and is a prefix of the full rendering. */
+static void test_render_truncation_whole_lines(void **state) {
+  (void)state;
+  static struct metrics m;
+  memset(&m, 0, sizeof(m));
+  METRIC_ADD(&m, bytes_up, 123456789);
+  const struct metrics *all[1] = {&m};
+  static char full[16384];
+  size_t fulln = metrics_render(all, 1, full, sizeof(full));
+  assert_true(fulln > 0);
+  static char out[16384];
+  for (size_t cap = 1; cap <= fulln + 1; cap++) {
+    memset(out, 'Z', sizeof(out));
+    size_t n = metrics_render(all, 1, out, cap);
+    if (n >= cap) fail_msg("cap %zu: length %zu does not fit", cap, n);
+    if (out[n] != '\0') fail_msg("cap %zu: not NUL-terminated at %zu", cap, n);
+    if (out[cap] != 'Z') fail_msg("cap %zu: wrote past cap", cap);
+    if (n > 0 && out[n - 1] != '\n') fail_msg("cap %zu: ends in a partial line", cap);
+    if (memcmp(out, full, n) != 0) fail_msg("cap %zu: not a prefix of the full output", cap);
+  }
+  assert_int_equal(metrics_render(all, 1, out, fulln + 1), fulln);
+}
+
 static void test_proto_names(void **state) {
   (void)state;
   assert_string_equal(tun_proto_name(TUN_PROTO_CONNECT), "connect");
@@ -99,6 +123,7 @@ int main(void) {
   const struct CMUnitTest tests[] = {
       cmocka_unit_test(test_render_sums_workers),
       cmocka_unit_test(test_render_no_workers),
+      cmocka_unit_test(test_render_truncation_whole_lines),
       cmocka_unit_test(test_proto_names),
   };
   return cmocka_run_group_tests(tests, NULL, NULL);
