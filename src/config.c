@@ -53,7 +53,7 @@ int config_parse_duration(const char *s, uint64_t *ms) {
   char *end;
   errno = 0;
   double v = strtod(s, &end);
-  if (end == s || errno || v < 0) return -EINVAL;
+  if (end == s || errno || !(v >= 0)) return -EINVAL; /* !(>=) also refuses NaN */
   double mult = 1000;
   if (*end == '\0' || strcmp(end, "s") == 0)
     mult = 1000;
@@ -66,7 +66,7 @@ int config_parse_duration(const char *s, uint64_t *ms) {
   else
     return -EINVAL;
   double r = v * mult;
-  if (r > 1e15) return -EINVAL;
+  if (!(r <= 1e15)) return -EINVAL;
   *ms = (uint64_t)r;
   return 0;
 }

@@ -15,24 +15,33 @@ const char *tun_proto_name(enum tun_proto p) { return proto_names[p]; }
 struct out {
   char *p;
   size_t cap, len;
+  int full; /* a line did not fit: stop, so the output ends on a whole line */
 };
 
+/* Keeps the |n| bytes just formatted at len only if they fit whole; otherwise cuts them off. */
+static void commit(struct out *o, int n) {
+  if (n >= 0 && (size_t)n < o->cap - o->len) {
+    o->len += (size_t)n;
+    return;
+  }
+  o->p[o->len] = '\0';
+  o->full = 1;
+}
+
 static void put(struct out *o, const char *name, const char *labels, uint64_t v) {
-  if (o->len >= o->cap) return;
-  int n = snprintf(o->p + o->len, o->cap - o->len, "%s%s %llu\n", name, labels ? labels : "",
-                   (unsigned long long)v);
-  if (n > 0) o->len += (size_t)n < o->cap - o->len ? (size_t)n : o->cap - o->len - 1;
+  if (o->full || o->len >= o->cap) return;
+  commit(o, snprintf(o->p + o->len, o->cap - o->len, "%s%s %llu\n", name, labels ? labels : "",
+                     (unsigned long long)v));
 }
 
 static void head(struct out *o, const char *name, const char *type, const char *help) {
-  if (o->len >= o->cap) return;
-  int n = snprintf(o->p + o->len, o->cap - o->len, "# HELP %s %s\n# TYPE %s %s\n", name, help, name,
-                   type);
-  if (n > 0) o->len += (size_t)n < o->cap - o->len ? (size_t)n : o->cap - o->len - 1;
+  if (o->full || o->len >= o->cap) return;
+  commit(o, snprintf(o->p + o->len, o->cap - o->len, "# HELP %s %s\n# TYPE %s %s\n", name, help,
+                     name, type));
 }
 
 size_t metrics_render(const struct metrics *const *all, size_t nw, char *buf, size_t cap) {
-  struct out o = {buf, cap, 0};
+  struct out o = {buf, cap, 0, 0};
   struct metrics sum = {0};
 #define ACC(f) atomic_store(&sum.f, LOAD(sum.f) + LOAD(all[i]->f))
   for (size_t i = 0; i < nw; i++) {

@@ -184,10 +184,14 @@ void tunnel_start(struct tunnel *t, struct buf_chunk *first) {
 void tunnel_kill(struct tunnel *t, enum tun_close_reason reason) {
   if (t->finished) return;
   t->reason = reason;
+  /* Mark each side just before its abort: if a's abort reports an error re-entrantly,
+   * tunnel_on_error must still see b as not yet aborted and abort it before finishing. */
   t->a->aborted = 1;
-  t->b->aborted = 1;
   t->a->ops->abort(t->a);
-  if (!t->finished) t->b->ops->abort(t->b);
+  if (!t->finished) {
+    t->b->aborted = 1;
+    t->b->ops->abort(t->b);
+  }
   finish(t);
 }
 
