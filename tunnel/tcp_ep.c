@@ -4,18 +4,16 @@
  * per loop turn; shutdown is a FIN after the queue drains; abort is an RST (SO_LINGER 0). */
 #include "tunnel/tcp_ep.h"
 
-#include <arpa/inet.h>
 #include <errno.h>
 #include <netinet/in.h>
 #include <string.h>
 
 #include "src/buf.h"
-#include "src/dns.h"
 #include "src/log.h"
 #include "src/net.h"
-#include "src/policy.h"
 #include "src/sockout.h"
 #include "src/worker.h"
+#include "tunnel/resolve.h"
 #include "tunnel/tunnel.h"
 
 struct tcp_ep {
@@ -28,7 +26,7 @@ struct tcp_ep {
   uv_shutdown_t sreq;
   struct sockout so;
   struct worker_defer defer;     /* flush, or the async dial result */
-  struct dns_query *q;           /* owned by the resolver; NULL when none is pending */
+  struct resolve *res;           /* owned: the resolution in progress, or NULL */
   struct dns_result addrs;       /* policy-allowed addresses */
   size_t next_addr;
   tcp_dial_cb cb;
@@ -67,9 +65,9 @@ static void on_handle_closed(uv_handle_t *h) {
 static void close_handles(struct tcp_ep *t, int reset) {
   if (t->handles_closing) return;
   t->handles_closing = 1;
-  if (t->q) {
-    dns_cancel(t->q);
-    t->q = NULL;
+  if (t->res) {
+    resolve_cancel(t->res);
+    t->res = NULL;
   }
   if (reset && t->connected && !t->shut_sent && uv_tcp_close_reset(&t->tcp, on_handle_closed) == 0) {
     /* RST sent */
@@ -167,30 +165,15 @@ static void connect_next(struct tcp_ep *t) {
   }
 }
 
-/* Keeps only the addresses the policy allows, in resolver order. */
-static void on_resolved(void *arg, int status, const struct dns_result *res) {
+static void on_resolved(void *arg, enum pxerr err, const char *detail, const struct dns_result *allowed) {
   struct tcp_ep *t = arg;
-  t->q = NULL;
+  t->res = NULL;
   t->in_dns = 0;
-  if (status == -ETIMEDOUT) {
-    dial_done(t, PXERR_DNS_TIMEOUT, "dns timeout");
+  if (err != PXERR_NONE) {
+    dial_done(t, err, detail);
     return;
   }
-  if (status < 0) {
-    dial_done(t, PXERR_DNS_ERROR, status == -ENOENT ? "name not found" : "dns failure");
-    return;
-  }
-  const char *why = NULL;
-  t->addrs.n = 0;
-  for (size_t i = 0; i < res->n; i++) {
-    const struct sockaddr *sa = (const struct sockaddr *)&res->addrs[i];
-    if (policy_check_addr(t->w->cfg->policy, sa, &why) == 0) t->addrs.addrs[t->addrs.n++] = res->addrs[i];
-  }
-  if (t->addrs.n == 0) {
-    log_info("dial %s: denied: resolved address is %s", t->target.host, why ? why : "denied");
-    dial_done(t, PXERR_DEST_PROHIBITED, why ? why : "destination denied");
-    return;
-  }
+  t->addrs = *allowed;
   connect_next(t);
 }
 
@@ -198,19 +181,12 @@ static void on_dial_timer(uv_timer_t *h) {
   struct tcp_ep *t = h->data;
   if (!t->dialing) return;
   if (t->in_dns) {
-    if (t->q) dns_cancel(t->q);
-    t->q = NULL;
+    if (t->res) resolve_cancel(t->res);
+    t->res = NULL;
     dial_done(t, PXERR_DNS_TIMEOUT, "dns timeout");
   } else {
     dial_done(t, PXERR_CONN_TIMEOUT, "connect timed out");
   }
-}
-
-/* Legacy IPv4 spellings ("127.1", "0x7f000001", "2130706433") are addresses to every resolver
- * library, so classify them as such instead of letting them pass as names. */
-static int legacy_ipv4(const char *host, struct in_addr *out) {
-  if (strspn(host, "0123456789abcdefxABCDEFX.") != strlen(host)) return 0;
-  return inet_aton(host, out) != 0;
 }
 
 struct tcp_ep *tcp_ep_dial(struct worker *w, const struct authority *target, tcp_dial_cb cb, void *arg) {
@@ -228,24 +204,9 @@ struct tcp_ep *tcp_ep_dial(struct worker *w, const struct authority *target, tcp
   t->tcp.data = t;
   t->timer.data = t;
   t->handles = 2;
-  if (policy_check_port(w->cfg->policy, target->port) != 0) {
-    dial_done(t, PXERR_PORT_DENIED, "port not allowed");
-    return t;
-  }
   uv_timer_start(&t->timer, on_dial_timer, w->cfg->connect_timeout_ms, 0);
-  struct in_addr legacy;
-  if (target->kind == AUTHORITY_NAME && legacy_ipv4(target->host, &legacy)) {
-    struct dns_result res = {.n = 1};
-    struct sockaddr_in *sin = (struct sockaddr_in *)&res.addrs[0];
-    sin->sin_family = AF_INET;
-    sin->sin_addr = legacy;
-    sin->sin_port = htons(target->port);
-    on_resolved(t, 0, &res);
-    return t;
-  }
   t->in_dns = 1;
-  t->q = dns_resolve(w->dns, target->host, target->port, on_resolved, t);
-  if (!t->q) dial_done(t, PXERR_INTERNAL, "resolver unavailable");
+  t->res = resolve_start(w, target, on_resolved, t);
   return t;
 }
 
