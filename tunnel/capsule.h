@@ -16,20 +16,21 @@ size_t varint_encode(uint64_t v, uint8_t *out);
 /* Decodes a varint from |len| bytes at |p|. Returns the bytes used (1..8), 0 if more bytes are
  * needed. */
 size_t varint_decode(const uint8_t *p, size_t len, uint64_t *v);
-/* The encoded length of |v|. */
+/* The encoded length of |v|, or 0 if |v| > VARINT_MAX. */
 size_t varint_len(uint64_t v);
 
 /* Writes a DATAGRAM capsule with context ID 0 around |payload| into |out| (capacity |cap|).
  * Returns the total length, or 0 if it does not fit. */
 size_t capsule_encode_datagram(const uint8_t *payload, size_t len, uint8_t *out, size_t cap);
-/* The bytes capsule_encode_datagram needs for a |len|-byte payload. */
+/* The bytes capsule_encode_datagram needs for a |len|-byte payload (0 if it cannot be encoded). */
 size_t capsule_datagram_size(size_t len);
 
 /* Incremental decoder over a byte stream that may split capsules anywhere. */
 struct capsule_decoder {
-  size_t max_capsule;   /* capsules longer than this are an error (0: 65535 + 16) */
+  size_t max_capsule;   /* capsules (of any type, skipped ones too) whose Length exceeds this
+                           are an error (0: 65535 + 16) */
   /* Internal state: */
-  int state;            /* 0 type, 1 length, 2 payload, 3 skipping */
+  int state;            /* 0 type, 1 length, 2 payload, 3 skipping, 4 failed (sticky) */
   uint8_t hdr[8];       /* varint being assembled */
   size_t hdr_len;
   uint64_t type;
@@ -40,8 +41,12 @@ struct capsule_decoder {
 
 enum capsule_event {
   CAPSULE_NEED_MORE = 0, /* all input consumed, no complete capsule */
-  CAPSULE_DATAGRAM = 1,  /* a context-0 DATAGRAM: *payload / *payload_len valid until next call */
-  CAPSULE_ERROR = -1,    /* malformed: length over max, bad varint; the stream must end */
+  CAPSULE_DATAGRAM = 1,  /* a context-0 DATAGRAM: *payload / *payload_len valid until next call;
+                            *payload may point into the caller's input (no copy) or into buf, so
+                            it is valid only while that input is too. *payload_len may be 0. */
+  CAPSULE_ERROR = -1,    /* malformed (length over max, empty DATAGRAM, context ID overrunning
+                            the value) or out of memory; the stream must end. Sticky: later calls
+                            return CAPSULE_ERROR too. */
 };
 
 void capsule_decoder_init(struct capsule_decoder *d, size_t max_capsule);
