@@ -25,7 +25,9 @@
 #include "src/local.h"
 #include "src/log.h"
 #include "src/pxerr.h"
+#include "src/udp_tmpl.h"
 #include "tunnel/tcp_ep.h"
+#include "tunnel/udp_ep.h"
 #include "tunnel/tunnel.h"
 
 enum h1_state { H1_HEAD, H1_DIALING, H1_TUNNEL, H1_CLOSED };
@@ -40,6 +42,7 @@ struct h1_conn {
   char *url;                /* owned; NUL-terminated */
   size_t url_len, url_cap;
   char field[24];           /* first bytes of the current field name, lowercased */
+  char upgrade[32];         /* Upgrade field value (truncated), lowercased */
   size_t field_len;
   int host_count;
   int in_url;
@@ -49,6 +52,7 @@ struct h1_conn {
   struct authority target;
   struct buf_chunk *first;  /* owned until the tunnel starts: bytes after the head */
   struct tcp_ep *dial;      /* the dial in progress, or NULL */
+  struct udp_ep *udp;       /* connect-udp dial in progress, or NULL */
   struct tun_ep ep;         /* this connection as a tunnel side */
   struct tun_info info;
 };
@@ -82,6 +86,8 @@ static int on_message_begin(llhttp_t *p) {
   h->nheaders = 0;
   h->url_len = 0;
   h->host_count = 0;
+  h->upgrade[0] = '\0';
+  h->info.proto = "connect";
   h->in_url = 1;
   h->info.start_ms = uv_now(&h->c->w->loop);
   h->info.target[0] = '\0';
@@ -128,7 +134,14 @@ static int on_header_field_complete(llhttp_t *p) {
 }
 
 static int on_header_value(llhttp_t *p, const char *at, size_t len) {
-  return count_head(h1_of(p), len);
+  struct h1_conn *h = h1_of(p);
+  if (strcmp(h->field, "upgrade") == 0) {
+    size_t n = strlen(h->upgrade);
+    for (size_t i = 0; i < len && n < sizeof(h->upgrade) - 1; i++)
+      h->upgrade[n++] = (char)((at[i] >= 'A' && at[i] <= 'Z') ? at[i] + 32 : at[i]);
+    h->upgrade[n] = '\0';
+  }
+  return count_head(h, len);
 }
 
 static int on_header_value_complete(llhttp_t *p) {
@@ -154,7 +167,7 @@ static int on_headers_complete(llhttp_t *p) {
 
 static int on_message_complete(llhttp_t *p) {
   /* Stop after each message so one request is answered before the next is parsed (H1S-14). */
-  return llhttp_get_method(p) == HTTP_CONNECT ? 0 : HPE_PAUSED;
+  return (llhttp_get_method(p) == HTTP_CONNECT || llhttp_get_upgrade(p)) ? 0 : HPE_PAUSED;
 }
 
 static const llhttp_settings_t parser_settings = {
@@ -207,25 +220,73 @@ static void answer_local(struct h1_conn *h, const char *method) {
 
 /* ---- CONNECT ---- */
 
-static void on_dial(void *arg, struct tcp_ep *ep, enum pxerr err, const char *detail) {
-  struct h1_conn *h = arg;
+/* The upstream is ready: send |head|, and the connection becomes tunnel side a. */
+static void start_tunnel(struct h1_conn *h, const char *head, struct tun_ep *b, const char *peer) {
   struct conn *c = h->c;
-  h->dial = NULL;
-  if (err != PXERR_NONE) {
-    buf_put(&c->w->pool, h->first);
-    h->first = NULL;
-    send_error(h, err, detail);
-    return;
-  }
-  static const char ok[] = "HTTP/1.1 200 Connection Established\r\n\r\n";
-  conn_write_copy(c, ok, sizeof(ok) - 1);
+  conn_write_copy(c, head, strlen(head));
   h->state = H1_TUNNEL;
-  h->info.status = 200;
-  snprintf(h->info.resolved, sizeof(h->info.resolved), "%s", tcp_ep_peer(ep));
-  struct tunnel *t = tunnel_new(c->w, &h->ep, tcp_ep_tun(ep), &h->info);
+  h->info.status = head[9] == '1' ? 101 : 200;
+  snprintf(h->info.resolved, sizeof(h->info.resolved), "%s", peer);
+  struct tunnel *t = tunnel_new(c->w, &h->ep, b, &h->info);
   struct buf_chunk *first = h->first;
   h->first = NULL;
   tunnel_start(t, first);
+}
+
+static void dial_failed(struct h1_conn *h, enum pxerr err, const char *detail) {
+  buf_put(&h->c->w->pool, h->first);
+  h->first = NULL;
+  send_error(h, err, detail);
+}
+
+static void on_dial(void *arg, struct tcp_ep *ep, enum pxerr err, const char *detail) {
+  struct h1_conn *h = arg;
+  h->dial = NULL;
+  if (err != PXERR_NONE)
+    dial_failed(h, err, detail);
+  else
+    start_tunnel(h, "HTTP/1.1 200 Connection Established\r\n\r\n", tcp_ep_tun(ep), tcp_ep_peer(ep));
+}
+
+static void on_udp_dial(void *arg, struct udp_ep *ep, enum pxerr err, const char *detail) {
+  struct h1_conn *h = arg;
+  h->udp = NULL;
+  if (err != PXERR_NONE)
+    dial_failed(h, err, detail);
+  else
+    start_tunnel(h,
+                 "HTTP/1.1 101 Switching Protocols\r\nConnection: Upgrade\r\nUpgrade: connect-udp\r\n"
+                 "Capsule-Protocol: ?1\r\n\r\n",
+                 udp_ep_tun(ep), udp_ep_peer(ep));
+}
+
+/* connect-udp over HTTP/1.1 (RFC 9298 §3.2): GET + Upgrade: connect-udp; target from the path. */
+static void start_connect_udp(struct h1_conn *h, struct buf_chunk *rest) {
+  struct conn *c = h->c;
+  h->first = rest;
+  h->info.proto = "connect-udp";
+  const char *path = h->url ? h->url : "";
+  /* Absolute-form: the template applies to the path after the authority. */
+  if (strncasecmp(path, "https://", 8) == 0 || strncasecmp(path, "http://", 7) == 0) {
+    const char *slash = strchr(strstr(path, "://") + 3, '/');
+    path = slash ? slash : "";
+  }
+  char host[AUTHORITY_HOST_MAX + 1];
+  uint16_t port;
+  if (llhttp_get_method(&h->parser) != HTTP_GET ||
+      udp_tmpl_match(c->w->cfg->udp_template, path, strlen(path), host, sizeof(host), &port) != 0) {
+    send_error(h, PXERR_BAD_REQUEST, "path does not match the connect-udp template");
+    return;
+  }
+  if (authority_from_host(host, port, &h->target) != 0) {
+    send_error(h, PXERR_BAD_REQUEST, "bad connect-udp target");
+    return;
+  }
+  authority_format(&h->target, h->info.target, sizeof(h->info.target));
+  h->state = H1_DIALING;
+  conn_read_stop(c);
+  conn_set_timer(c, 0);
+  h->udp = udp_ep_dial(c->w, &h->target, on_udp_dial, h);
 }
 
 static void start_connect(struct h1_conn *h, struct buf_chunk *rest) {
@@ -277,6 +338,12 @@ static void parse(struct h1_conn *h, struct buf_chunk *chunk) {
       continue;
     }
     if (e == HPE_PAUSED_UPGRADE) {
+      if (strcmp(h->upgrade, "connect-udp") == 0) {
+        chunk->off += (uint32_t)used;
+        chunk->len -= (uint32_t)used;
+        start_connect_udp(h, chunk);
+        return;
+      }
       send_error(h, PXERR_NOT_IMPLEMENTED, "protocol upgrade not supported");
       break;
     }
@@ -353,6 +420,7 @@ static void fe_on_stop(struct conn *c) {
 static void fe_on_close(struct conn *c) {
   struct h1_conn *h = c->fe_data;
   if (h->dial) tcp_ep_cancel(h->dial);
+  if (h->udp) udp_ep_cancel(h->udp);
   if (h->ep.tun) tunnel_kill(h->ep.tun, TUN_CLOSE_CLIENT_ERROR);
   buf_put(&c->w->pool, h->first);
   free(h->url);

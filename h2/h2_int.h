@@ -13,6 +13,8 @@
 
 struct conn;
 struct tcp_ep;
+struct udp_ep;
+struct ws_upgrade;
 
 /* One HTTP/2 connection. Owned by its conn (fe_data); owns its nghttp2 session and streams. */
 struct h2_session {
@@ -40,10 +42,13 @@ struct h2_stream {
   enum h2s_state state;
   /* Request head (owned strings, NULL when absent). */
   char *method, *authority, *scheme, *path, *protocol, *host;
+  char *ws_version, *ws_protocol, *ws_extensions, *origin; /* RFC 8441 request fields */
   size_t header_bytes;
   /* Tunnel side. */
   struct authority target;
   struct tcp_ep *dial;         /* dial in progress, or NULL */
+  struct udp_ep *udp;          /* connect-udp dial in progress, or NULL */
+  struct ws_upgrade *ws;       /* WebSocket backend handshake in progress, or NULL */
   struct tun_ep ep;            /* this stream as a tunnel side */
   struct tun_info info;
   struct bufq inq;             /* client DATA not yet given to the tunnel (not yet credited) */

@@ -15,7 +15,10 @@
 #include "src/local.h"
 #include "src/log.h"
 #include "src/pxerr.h"
+#include "src/udp_tmpl.h"
 #include "tunnel/tcp_ep.h"
+#include "tunnel/udp_ep.h"
+#include "tunnel/ws_upgrade.h"
 
 static const struct tun_ep_ops h2_ep_ops;
 
@@ -47,13 +50,17 @@ static void stream_free(struct h2_stream *st) {
   free(st->path);
   free(st->protocol);
   free(st->host);
+  free(st->ws_version);
+  free(st->ws_protocol);
+  free(st->ws_extensions);
+  free(st->origin);
   free(st->body);
   free(st);
   h2_session_schedule(s);
 }
 
 static void maybe_free(struct h2_stream *st) {
-  if (st->closed && !st->ep.tun && !st->dial) stream_free(st);
+  if (st->closed && !st->ep.tun && !st->dial && !st->udp && !st->ws) stream_free(st);
 }
 
 /* Credits |n| received bytes back to the client (stream and connection windows). */
@@ -82,6 +89,14 @@ int h2_stream_on_header(struct h2_stream *st, const uint8_t *name, size_t namele
     slot = &st->protocol;
   else if (IS("host"))
     slot = &st->host;
+  else if (IS("sec-websocket-version"))
+    slot = &st->ws_version;
+  else if (IS("sec-websocket-protocol"))
+    slot = &st->ws_protocol;
+  else if (IS("sec-websocket-extensions"))
+    slot = &st->ws_extensions;
+  else if (IS("origin"))
+    slot = &st->origin;
 #undef IS
   if (!slot) return 0;
   if (*slot) return NGHTTP2_ERR_TEMPORAL_CALLBACK_FAILURE; /* duplicated */
@@ -232,6 +247,14 @@ void h2_stream_on_close(struct h2_stream *st, uint32_t error_code) {
     tcp_ep_cancel(st->dial);
     st->dial = NULL;
   }
+  if (st->udp) {
+    udp_ep_cancel(st->udp);
+    st->udp = NULL;
+  }
+  if (st->ws) {
+    ws_upgrade_cancel(st->ws);
+    st->ws = NULL;
+  }
   if (st->ep.tun && (error_code != NGHTTP2_NO_ERROR || st->reset_sent)) {
     /* The client reset the stream (or the connection failed): reset the upstream (H2C-12). */
     tunnel_on_error(&st->ep, st->reset_sent ? TUN_CLOSE_PROTOCOL_ERROR : TUN_CLOSE_CLIENT_RST);
@@ -253,6 +276,14 @@ void h2_stream_destroy(struct h2_stream *st) {
     tcp_ep_cancel(st->dial);
     st->dial = NULL;
   }
+  if (st->udp) {
+    udp_ep_cancel(st->udp);
+    st->udp = NULL;
+  }
+  if (st->ws) {
+    ws_upgrade_cancel(st->ws);
+    st->ws = NULL;
+  }
   /* Kill the tunnel while the stream still counts as open, so its close does not free it. */
   st->closed = 0;
   if (st->ep.tun) tunnel_kill(st->ep.tun, TUN_CLOSE_CLIENT_ERROR);
@@ -261,25 +292,18 @@ void h2_stream_destroy(struct h2_stream *st) {
 
 /* ---- dispatch ---- */
 
-static void on_dial(void *arg, struct tcp_ep *ep, enum pxerr err, const char *detail) {
-  struct h2_stream *st = arg;
-  st->dial = NULL;
-  if (st->closed) {
-    /* Not reached: a closed stream cancels its dial. */
-    maybe_free(st);
-    return;
-  }
-  if (err != PXERR_NONE) {
-    bufq_clear(&st->inq, &st->s->w->pool);
-    respond_error(st, err, detail);
-    return;
-  }
-  nghttp2_nv nva[] = {NV(":status", "200")};
+/* The upstream is ready: answer 200 (without END_STREAM, H2C-05) and start the tunnel. */
+static void start_tunnel(struct h2_stream *st, struct tun_ep *b, const char *peer, const nghttp2_nv *extra,
+                         size_t nextra, struct buf_chunk *first_down) {
+  nghttp2_nv nva[4] = {NV(":status", "200")};
+  size_t n = 1;
+  for (size_t i = 0; i < nextra && n < ARRAY_SIZE(nva); i++) nva[n++] = extra[i];
   nghttp2_data_provider prd = {.source.ptr = st, .read_callback = tunnel_read};
-  /* 200 without END_STREAM, then DATA both ways (H2C-05). */
-  if (nghttp2_submit_response(st->s->ng, st->id, nva, 1, &prd) != 0) {
-    tcp_ep_tun(ep)->ops->abort(tcp_ep_tun(ep));
-    tcp_ep_tun(ep)->ops->close(tcp_ep_tun(ep));
+  if (nghttp2_submit_response(st->s->ng, st->id, nva, n, &prd) != 0) {
+    buf_put(&st->s->w->pool, first_down);
+    b->aborted = 1;
+    b->ops->abort(b);
+    b->ops->close(b);
     rst(st, NGHTTP2_INTERNAL_ERROR);
     return;
   }
@@ -287,10 +311,125 @@ static void on_dial(void *arg, struct tcp_ep *ep, enum pxerr err, const char *de
   st->state = H2S_TUNNEL;
   st->has_tunnel = 1;
   st->info.status = 200;
-  snprintf(st->info.resolved, sizeof(st->info.resolved), "%s", tcp_ep_peer(ep));
-  struct tunnel *t = tunnel_new(st->s->w, &st->ep, tcp_ep_tun(ep), &st->info);
+  snprintf(st->info.resolved, sizeof(st->info.resolved), "%s", peer);
+  struct tunnel *t = tunnel_new(st->s->w, &st->ep, b, &st->info);
+  if (first_down) tunnel_on_read(b, first_down); /* backend bytes read with its 101 (XC-09) */
   tunnel_start(t, NULL);
   h2_session_schedule(st->s);
+}
+
+static void dial_failed(struct h2_stream *st, enum pxerr err, const char *detail) {
+  bufq_clear(&st->inq, &st->s->w->pool);
+  credit(st, st->uncredited);
+  respond_error(st, err, detail);
+}
+
+static void on_dial(void *arg, struct tcp_ep *ep, enum pxerr err, const char *detail) {
+  struct h2_stream *st = arg;
+  st->dial = NULL;
+  if (err != PXERR_NONE)
+    dial_failed(st, err, detail);
+  else
+    start_tunnel(st, tcp_ep_tun(ep), tcp_ep_peer(ep), NULL, 0, NULL);
+}
+
+static void on_udp_dial(void *arg, struct udp_ep *ep, enum pxerr err, const char *detail) {
+  struct h2_stream *st = arg;
+  st->udp = NULL;
+  if (err != PXERR_NONE)
+    dial_failed(st, err, detail);
+  else {
+    st->udp = NULL;
+    nghttp2_nv cp[] = {NV("capsule-protocol", "?1")};
+    start_tunnel(st, udp_ep_tun(ep), udp_ep_peer(ep), cp, 1, NULL);
+  }
+}
+
+static void on_ws(void *arg, struct tcp_ep *ep, const struct ws_upgrade_result *res, struct buf_chunk *leftover,
+                  enum pxerr err, const char *detail) {
+  struct h2_stream *st = arg;
+  st->ws = NULL;
+  if (err != PXERR_NONE) {
+    dial_failed(st, err, detail);
+    return;
+  }
+  if (!ep) {
+    /* The backend answered, but not 101: the client sees its status (XC-07). */
+    char body[96];
+    int blen = snprintf(body, sizeof(body), "%d: the WebSocket backend refused the upgrade\n", res->status);
+    bufq_clear(&st->inq, &st->s->w->pool);
+    credit(st, st->uncredited);
+    st->info.status = res->status;
+    tunnel_log_rejected(st->s->w, &st->info, "backend_refused", detail);
+    respond(st, res->status >= 200 && res->status <= 599 ? res->status : 502, "text/plain; charset=utf-8", body,
+            (size_t)blen, NULL);
+    return;
+  }
+  nghttp2_nv extra[2];
+  size_t n = 0;
+  if (res->protocol[0]) extra[n++] = (nghttp2_nv)NV("sec-websocket-protocol", res->protocol);
+  if (res->extensions[0]) extra[n++] = (nghttp2_nv)NV("sec-websocket-extensions", res->extensions);
+  start_tunnel(st, tcp_ep_tun(ep), tcp_ep_peer(ep), extra, n, leftover);
+}
+
+/* WebSocket over HTTP/2 (RFC 8441): the backend is the :authority itself (policy applies as for
+ * CONNECT), or the backend a --ws-route names for it. The backend speaks HTTP/1.1 (RFC 6455). */
+static void start_websocket(struct h2_stream *st, int end_stream) {
+  const struct config *cfg = st->s->w->cfg;
+  st->info.proto = "websocket";
+  if (!st->authority || !st->path) {
+    respond_error(st, PXERR_BAD_REQUEST, "websocket needs :authority and :path");
+    return;
+  }
+  snprintf(st->info.target, sizeof(st->info.target), "%s", st->authority);
+  struct tcp_dial_opts opts = {.tls = st->scheme && strcmp(st->scheme, "https") == 0};
+  const char *backend = st->authority;
+  for (int i = 0; i < cfg->nws_routes; i++) {
+    if (strcasecmp(cfg->ws_routes[i].authority, st->authority) == 0) {
+      backend = cfg->ws_routes[i].backend;
+      opts.tls = cfg->ws_routes[i].tls;
+      opts.trusted = 1;
+      break;
+    }
+  }
+  const char *why = NULL;
+  if (authority_parse(backend, strlen(backend), &st->target, &why) != 0) {
+    respond_error(st, PXERR_BAD_REQUEST, why ? why : "bad :authority");
+    return;
+  }
+  if (st->s->w->stopping) {
+    respond_error(st, PXERR_SHUTTING_DOWN, "proxy is shutting down");
+    return;
+  }
+  struct ws_upgrade_req req = {.path = st->path,
+                               .host = st->authority,
+                               .version = st->ws_version,
+                               .protocol = st->ws_protocol,
+                               .extensions = st->ws_extensions,
+                               .origin = st->origin};
+  st->state = H2S_DIALING;
+  if (end_stream) st->client_eof = 1;
+  st->ws = ws_upgrade_start(st->s->w, &st->target, &opts, &req, on_ws, st);
+}
+
+/* connect-udp (RFC 9298 §3.4): the target comes from :path through the URI template. */
+static void start_connect_udp(struct h2_stream *st, int end_stream) {
+  const struct config *cfg = st->s->w->cfg;
+  char host[AUTHORITY_HOST_MAX + 1];
+  uint16_t port;
+  st->info.proto = "connect-udp";
+  if (!st->path || udp_tmpl_match(cfg->udp_template, st->path, strlen(st->path), host, sizeof(host), &port) != 0) {
+    respond_error(st, PXERR_BAD_REQUEST, "path does not match the connect-udp template");
+    return;
+  }
+  if (authority_from_host(host, port, &st->target) != 0) {
+    respond_error(st, PXERR_BAD_REQUEST, "bad connect-udp target");
+    return;
+  }
+  authority_format(&st->target, st->info.target, sizeof(st->info.target));
+  st->state = H2S_DIALING;
+  if (end_stream) st->client_eof = 1;
+  st->udp = udp_ep_dial(st->s->w, &st->target, on_udp_dial, st);
 }
 
 static void start_connect(struct h2_stream *st, int end_stream) {
@@ -321,9 +460,17 @@ void h2_stream_on_request(struct h2_stream *st, int end_stream) {
   }
   if (strcmp(st->method, "CONNECT") == 0) {
     if (st->protocol) {
-      /* Extended CONNECT (RFC 8441): websocket and connect-udp are not served yet (XC-04). */
-      st->info.proto = st->protocol;
-      respond_error(st, PXERR_NOT_IMPLEMENTED, "unsupported :protocol");
+      /* Extended CONNECT (RFC 8441); nghttp2 has checked :scheme, :path and :authority (XC-03). */
+      if (strcmp(st->protocol, "connect-udp") == 0) {
+        start_connect_udp(st, end_stream);
+        return;
+      }
+      if (strcmp(st->protocol, "websocket") == 0) {
+        start_websocket(st, end_stream);
+        return;
+      }
+      st->info.proto = "extended-connect";
+      respond_error(st, PXERR_NOT_IMPLEMENTED, "unsupported :protocol"); /* XC-04 */
       return;
     }
     start_connect(st, end_stream);
@@ -369,7 +516,8 @@ static void ep_abort(struct tun_ep *self) {
   struct h2_stream *st = st_of(self);
   bufq_clear(&st->outq, &st->s->w->pool);
   self->queued = 0;
-  rst(st, NGHTTP2_CONNECT_ERROR); /* H2C-11 */
+  /* H2C-11; a WebSocket stream is cancelled instead (checklist §12). */
+  rst(st, strcmp(st->info.proto, "websocket") == 0 ? NGHTTP2_CANCEL : NGHTTP2_CONNECT_ERROR);
 }
 
 static void ep_close(struct tun_ep *self) {

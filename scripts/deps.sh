@@ -5,7 +5,7 @@ set -euo pipefail
 
 BUILD_PKGS="build-essential cmake pkg-config libuv1-dev libssl-dev libnghttp2-dev libc-ares-dev
   node-llhttp libcmocka-dev libcrypt-dev"
-TEST_PKGS="nghttp2-client python3 python3-h2 socat openssl nodejs procps"
+TEST_PKGS="nghttp2-client python3 python3-h2 python3-websockets socat openssl nodejs procps"
 
 want="$BUILD_PKGS"
 [ "${1:-}" = "--test" ] && want="$want $TEST_PKGS"

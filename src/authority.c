@@ -155,3 +155,12 @@ size_t authority_format(const struct authority *a, char *buf, size_t cap) {
   /* On truncation report what is actually in |buf|, so the result is always a safe length. */
   return (size_t)n < cap ? (size_t)n : cap - 1;
 }
+
+int authority_from_host(const char *host, uint16_t port, struct authority *out) {
+  /* Reuse every check of authority_parse on the equivalent authority-form text. */
+  char buf[AUTHORITY_HOST_MAX + 16];
+  int n = strchr(host, ':') ? snprintf(buf, sizeof(buf), "[%s]:%u", host, port)
+                            : snprintf(buf, sizeof(buf), "%s:%u", host, port);
+  if (n < 0 || (size_t)n >= sizeof(buf)) return -EINVAL;
+  return authority_parse(buf, (size_t)n, out, NULL);
+}

@@ -29,6 +29,10 @@ struct authority {
  * check the resolved address, not the kind. |out| is written only on success. */
 int authority_parse(const char *s, size_t len, struct authority *out, const char **why);
 
+/* Builds an authority from an already-decoded |host| (name, IPv4 or IPv6 without brackets) and
+ * |port|, with the same host checks as authority_parse. Returns 0 or -EINVAL. */
+int authority_from_host(const char *host, uint16_t port, struct authority *out);
+
 /* Writes "host:port" or "[v6]:port" into |buf| (always NUL-terminated when |cap| > 0). Returns the
  * length written, which is shorter than the full text only if |cap| < AUTHORITY_FORMAT_MAX. The
  * output parses back to the same struct authority. */

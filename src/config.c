@@ -11,6 +11,7 @@
 
 #include "src/log.h"
 #include "src/policy.h"
+#include "src/udp_tmpl.h"
 #include "src/util.h"
 
 void config_init(struct config *cfg) {
@@ -21,6 +22,7 @@ void config_init(struct config *cfg) {
   cfg->header_timeout_ms = 10000;
   cfg->connect_timeout_ms = 30000;
   cfg->idle_timeout_ms = 300000;
+  cfg->udp_idle_timeout_ms = 120000;
   cfg->max_duration_ms = 3600000;
   cfg->dns_timeout_ms = 5000;
   cfg->conn_idle_timeout_ms = 120000;
@@ -40,6 +42,7 @@ void config_init(struct config *cfg) {
   cfg->h2_max_continuations = 8;
   cfg->h2_max_settings = 32;
   cfg->h2_max_outbound_ack = 1000;
+  snprintf(cfg->udp_template, sizeof(cfg->udp_template), "%s", UDP_TMPL_DEFAULT);
   cfg->policy = policy_new();
   CHECK(cfg->policy != NULL);
 }
@@ -134,6 +137,32 @@ int config_parse_listener(const char *s, struct config_listener *out) {
   return 0;
 }
 
+int config_parse_ws_route(const char *s, struct config *cfg) {
+  const char *eq = strchr(s, '=');
+  if (!eq || eq == s || cfg->nws_routes >= (int)ARRAY_SIZE(cfg->ws_routes)) return -EINVAL;
+  struct config_ws_route *r = &cfg->ws_routes[cfg->nws_routes];
+  size_t alen = (size_t)(eq - s);
+  if (alen >= sizeof(r->authority)) return -EINVAL;
+  for (size_t i = 0; i < alen; i++) r->authority[i] = (char)((s[i] >= 'A' && s[i] <= 'Z') ? s[i] + 32 : s[i]);
+  r->authority[alen] = '\0';
+  const char *url = eq + 1;
+  if (strncmp(url, "ws://", 5) == 0) {
+    r->tls = 0;
+    url += 5;
+  } else if (strncmp(url, "wss://", 6) == 0) {
+    r->tls = 1;
+    url += 6;
+  } else {
+    return -EINVAL;
+  }
+  size_t blen = strcspn(url, "/");
+  if (blen == 0 || blen >= sizeof(r->backend)) return -EINVAL;
+  memcpy(r->backend, url, blen);
+  r->backend[blen] = '\0';
+  cfg->nws_routes++;
+  return 0;
+}
+
 void config_print_help(const char *argv0) {
   printf(
       "Usage: %s [OPTIONS]\n"
@@ -160,12 +189,21 @@ void config_print_help(const char *argv0) {
       "  --deny-net CIDR          deny a public range too. Repeatable.\n"
       "  --dns-server LIST        resolvers as \"127.0.0.1:53,[::1]:53\" (default /etc/resolv.conf)\n"
       "\n"
+      "Extended CONNECT:\n"
+      "  --udp-template PATH      connect-udp URI template (RFC 9298), with {target_host} and\n"
+      "                           {target_port} (default " UDP_TMPL_DEFAULT ")\n"
+      "  --ws-route AUTH=URL      WebSocket over HTTP/2 (RFC 8441): send streams whose :authority is\n"
+      "                           AUTH to the backend URL ws://HOST:PORT or wss://HOST:PORT instead of\n"
+      "                           to AUTH itself. Repeatable. Routed backends skip the target policy.\n"
+      "  --upstream-ca FILE       trust for wss:// backends (default: the system store)\n"
+      "\n"
       "Timeouts (\"30\", \"1.5s\", \"250ms\", \"5m\", \"1h\"):\n"
       "  --handshake-timeout T    TLS handshake (default 10s)\n"
       "  --header-timeout T       complete HTTP/1.1 request head (default 10s)\n"
       "  --dns-timeout T          name resolution, per try (default 5s)\n"
       "  --connect-timeout T      upstream TCP connect -> 504 (default 30s)\n"
       "  --idle-timeout T         tunnel with no bytes either way (default 300s)\n"
+      "  --udp-idle-timeout T     connect-udp tunnel with no datagram either way (default 120s)\n"
       "  --max-duration T         any tunnel's lifetime (default 3600s)\n"
       "  --conn-idle-timeout T    client connection with nothing open (default 120s)\n"
       "  --drain-timeout T        on SIGTERM/SIGINT, how long live tunnels may finish (default 30s)\n"
@@ -202,7 +240,7 @@ enum {
   OPT_IDLE_TO, OPT_MAX_DUR, OPT_CIDLE_TO, OPT_DRAIN_TO, OPT_MAX_HDR_BYTES, OPT_MAX_HDRS, OPT_HIGH,
   OPT_LOW, OPT_H2_STREAMS, OPT_H2_SWIN, OPT_H2_CWIN, OPT_H2_HLIST, OPT_NO_XC, OPT_H2_RBURST,
   OPT_H2_RRATE, OPT_H2_CONT, OPT_H2_SETTINGS, OPT_H2_ACK, OPT_LOG_LEVEL, OPT_ACCESS_LOG, OPT_HELP,
-  OPT_VERSION
+  OPT_VERSION, OPT_UDP_IDLE_TO, OPT_UDP_TMPL, OPT_UPSTREAM_CA, OPT_WS_ROUTE
 };
 
 static const struct option long_opts[] = {
@@ -240,6 +278,10 @@ static const struct option long_opts[] = {
     {"h2-max-outbound-ack", required_argument, NULL, OPT_H2_ACK},
     {"log-level", required_argument, NULL, OPT_LOG_LEVEL},
     {"access-log", required_argument, NULL, OPT_ACCESS_LOG},
+    {"udp-idle-timeout", required_argument, NULL, OPT_UDP_IDLE_TO},
+    {"udp-template", required_argument, NULL, OPT_UDP_TMPL},
+    {"upstream-ca", required_argument, NULL, OPT_UPSTREAM_CA},
+    {"ws-route", required_argument, NULL, OPT_WS_ROUTE},
     {"help", no_argument, NULL, OPT_HELP},
     {"version", no_argument, NULL, OPT_VERSION},
     {NULL, 0, NULL, 0},
@@ -317,6 +359,15 @@ int config_parse(struct config *cfg, int argc, char **argv) {
     case OPT_DNS_TO: r = set_duration(&cfg->dns_timeout_ms, name, v); break;
     case OPT_CONN_TO: r = set_duration(&cfg->connect_timeout_ms, name, v); break;
     case OPT_IDLE_TO: r = set_duration(&cfg->idle_timeout_ms, name, v); break;
+    case OPT_UDP_IDLE_TO: r = set_duration(&cfg->udp_idle_timeout_ms, name, v); break;
+    case OPT_UDP_TMPL:
+      if (udp_tmpl_validate(v) != 0) return bad(name, v);
+      r = copy_str(cfg->udp_template, sizeof(cfg->udp_template), name, v);
+      break;
+    case OPT_UPSTREAM_CA: r = copy_str(cfg->upstream_ca, sizeof(cfg->upstream_ca), name, v); break;
+    case OPT_WS_ROUTE:
+      if (config_parse_ws_route(v, cfg)) return bad(name, v);
+      break;
     case OPT_MAX_DUR: r = set_duration(&cfg->max_duration_ms, name, v); break;
     case OPT_CIDLE_TO: r = set_duration(&cfg->conn_idle_timeout_ms, name, v); break;
     case OPT_DRAIN_TO: r = set_duration(&cfg->drain_timeout_ms, name, v); break;

@@ -34,6 +34,7 @@ struct config {
   uint64_t header_timeout_ms;
   uint64_t connect_timeout_ms;
   uint64_t idle_timeout_ms;
+  uint64_t udp_idle_timeout_ms;  /* connect-udp tunnels */
   uint64_t max_duration_ms;
   uint64_t dns_timeout_ms;
   uint64_t conn_idle_timeout_ms; /* h2 connection with no streams / h1 keep-alive between requests */
@@ -59,6 +60,15 @@ struct config {
   size_t h2_max_outbound_ack;
 
   char dns_servers[256];     /* empty: /etc/resolv.conf */
+  char udp_template[256];    /* connect-udp URI template path */
+  char upstream_ca[512];     /* trust for TLS to upstreams; empty: system store */
+  /* WebSocket routes (RFC 8441 reverse-proxy use): :authority -> backend. */
+  struct config_ws_route {
+    char authority[256];     /* as the client sends it, lowercased */
+    char backend[300];       /* host:port */
+    int tls;                 /* wss: TLS with verification to the backend */
+  } ws_routes[32];
+  int nws_routes;
 
   struct policy *policy;     /* owned */
 };
@@ -77,6 +87,8 @@ void config_print_help(const char *argv0);
 int config_parse_duration(const char *s, uint64_t *ms);
 /* Parses a size: "65536", "64k", "1m", "1g" (binary units). Returns 0 or -EINVAL. */
 int config_parse_size(const char *s, uint64_t *out);
+/* Adds a --ws-route "AUTHORITY=ws://HOST:PORT" or "=wss://HOST:PORT". Returns 0 or -EINVAL. */
+int config_parse_ws_route(const char *s, struct config *cfg);
 /* Parses "tls://ADDR:PORT" / "tcp://ADDR:PORT" (ADDR may be [v6]). Returns 0 or -EINVAL. */
 int config_parse_listener(const char *s, struct config_listener *out);
 

@@ -107,6 +107,10 @@ int main(int argc, char **argv) {
     if (!ctx) return 1;
   }
 
+  /* TLS to upstreams (wss:// backends); verification is always on. */
+  SSL_CTX *client_ctx = tls_client_ctx_new(cfg->upstream_ca);
+  if (!client_ctx) return 1;
+
   if (dns_global_init() != 0) {
     log_error("c-ares initialisation failed");
     return 1;
@@ -119,6 +123,7 @@ int main(int argc, char **argv) {
   int ninit = 0;
   for (int i = 0; i < app.nworkers && !failed; i++) {
     if (worker_init(&app.workers[i], i, cfg, ctx) != 0) failed = 1;
+    app.workers[i].client_ssl_ctx = client_ctx;
     ninit = i + 1;
     app.metrics[i] = &app.workers[i].metrics;
   }
@@ -148,6 +153,7 @@ int main(int argc, char **argv) {
   free(app.workers);
   free(app.metrics);
   SSL_CTX_free(ctx);
+  SSL_CTX_free(client_ctx);
   dns_global_cleanup();
   config_dispose(&app.cfg);
   if (access) fclose(access);

@@ -53,6 +53,9 @@ size_t metrics_render(const struct metrics *const *all, size_t nw, char *buf, si
     ACC(bytes_up);
     ACC(bytes_down);
     ACC(requests_local);
+    ACC(udp_dgrams_up);
+    ACC(udp_dgrams_down);
+    ACC(udp_drops);
     ACC(h2_streams);
     ACC(h2_goaway_sent);
     for (int p = 0; p < TUN_PROTO_COUNT; p++) {
@@ -85,6 +88,11 @@ size_t metrics_render(const struct metrics *const *all, size_t nw, char *buf, si
   head(&o, "h2tunnel_tunnel_bytes_total", "counter", "Tunnel payload bytes.");
   put(&o, "h2tunnel_tunnel_bytes_total", "{direction=\"up\"}", LOAD(sum.bytes_up));
   put(&o, "h2tunnel_tunnel_bytes_total", "{direction=\"down\"}", LOAD(sum.bytes_down));
+  head(&o, "h2tunnel_udp_datagrams_total", "counter", "connect-udp datagrams relayed.");
+  put(&o, "h2tunnel_udp_datagrams_total", "{direction=\"up\"}", LOAD(sum.udp_dgrams_up));
+  put(&o, "h2tunnel_udp_datagrams_total", "{direction=\"down\"}", LOAD(sum.udp_dgrams_down));
+  head(&o, "h2tunnel_udp_datagrams_dropped_total", "counter", "connect-udp datagrams dropped.");
+  put(&o, "h2tunnel_udp_datagrams_dropped_total", NULL, LOAD(sum.udp_drops));
   head(&o, "h2tunnel_local_requests_total", "counter", "Requests answered by the proxy itself.");
   put(&o, "h2tunnel_local_requests_total", NULL, LOAD(sum.requests_local));
   head(&o, "h2tunnel_h2_streams_total", "counter", "HTTP/2 streams opened by clients.");

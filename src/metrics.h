@@ -27,6 +27,8 @@ struct metrics {
   _Atomic uint64_t tunnels_active[TUN_PROTO_COUNT];
   _Atomic uint64_t bytes_up;   /* client -> upstream */
   _Atomic uint64_t bytes_down; /* upstream -> client */
+  _Atomic uint64_t udp_dgrams_up, udp_dgrams_down; /* datagrams relayed each way */
+  _Atomic uint64_t udp_drops;                      /* datagrams dropped either way */
   _Atomic uint64_t requests_local;
   _Atomic uint64_t h2_streams;
   _Atomic uint64_t h2_goaway_sent;

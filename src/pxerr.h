@@ -20,6 +20,8 @@
   XX(UNREACHABLE, 502, "destination_ip_unroutable")                                              \
   XX(CONN_ERROR, 502, "proxy_internal_error")                                                    \
   XX(UPGRADE_FAILED, 502, "http_upgrade_failed")                                                 \
+  XX(TLS_CERT, 502, "tls_certificate_error")                                                     \
+  XX(TLS_PROTOCOL, 502, "tls_protocol_error")                                                    \
   XX(LIMIT, 503, "connection_limit_reached")                                                     \
   XX(SHUTTING_DOWN, 503, "proxy_internal_response")                                              \
   XX(INTERNAL, 500, "proxy_internal_error")

@@ -75,6 +75,26 @@ fail:
   return NULL;
 }
 
+SSL_CTX *tls_client_ctx_new(const char *ca_file) {
+  char err[256];
+  SSL_CTX *ctx = SSL_CTX_new(TLS_client_method());
+  if (!ctx) return NULL;
+  SSL_CTX_set_min_proto_version(ctx, TLS1_2_VERSION);
+  SSL_CTX_set_mode(ctx, SSL_MODE_RELEASE_BUFFERS | SSL_MODE_ENABLE_PARTIAL_WRITE |
+                            SSL_MODE_ACCEPT_MOVING_WRITE_BUFFER);
+  SSL_CTX_set_verify(ctx, SSL_VERIFY_PEER, NULL);
+  int ok = (ca_file && ca_file[0]) ? SSL_CTX_load_verify_locations(ctx, ca_file, NULL)
+                                   : SSL_CTX_set_default_verify_paths(ctx);
+  if (ok != 1) {
+    log_error("tls: cannot load upstream trust %s: %s", (ca_file && ca_file[0]) ? ca_file : "(system)",
+              tls_error_string(err, sizeof(err)));
+    SSL_CTX_free(ctx);
+    return NULL;
+  }
+  (void)bio_method();
+  return ctx;
+}
+
 const char *tls_alpn(SSL *ssl) {
   const unsigned char *p;
   unsigned int n;

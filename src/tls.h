@@ -11,6 +11,10 @@
 /* Creates the server context from PEM files. Returns NULL after logging why. */
 SSL_CTX *tls_ctx_new(const char *cert_file, const char *key_file);
 
+/* Creates the client context for TLS to upstreams (wss:// WebSocket backends): TLS 1.2+, peer
+ * verification against |ca_file| (PEM) or, when NULL/empty, the system trust store. */
+SSL_CTX *tls_client_ctx_new(const char *ca_file);
+
 /* The protocol ALPN chose for |ssl|: "h2", "http/1.1", or NULL when the client offered none. */
 const char *tls_alpn(SSL *ssl);
 

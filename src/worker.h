@@ -34,6 +34,7 @@ struct worker {
   uv_loop_t loop;
   const struct config *cfg;           /* borrowed, read-only */
   SSL_CTX *ssl_ctx;                   /* borrowed, shared read-only by all workers */
+  SSL_CTX *client_ssl_ctx;            /* borrowed: TLS to upstreams (wss backends), shared */
   struct buf_pool pool;
   struct dns_resolver *dns;           /* owned */
   struct metrics metrics;             /* written by this worker only */

@@ -37,6 +37,14 @@ struct tun_ep_ops {
   void (*close)(struct tun_ep *self);
 };
 
+/* Datagram counters kept by a datagram endpoint (connect-udp), for the access log and metrics. */
+struct tun_dgram_stats {
+  uint64_t dgrams_sent, bytes_sent;         /* to the upstream */
+  uint64_t dgrams_received, bytes_received; /* from the upstream */
+  uint64_t drops_up;                        /* client datagrams dropped (socket full, bad context) */
+  uint64_t drops_down;                      /* upstream datagrams dropped (client side blocked) */
+};
+
 struct tun_ep {
   const struct tun_ep_ops *ops;
   struct tunnel *tun;   /* back-pointer; NULL before attach and after close */
@@ -45,6 +53,7 @@ struct tun_ep {
   unsigned rd_eof : 1;  /* on_eof was delivered */
   unsigned wr_shut : 1; /* shutdown was called */
   unsigned aborted : 1; /* error/abort happened on this side */
+  const struct tun_dgram_stats *dgram; /* borrowed from the endpoint; NULL for byte streams */
 };
 
 #endif

@@ -17,6 +17,8 @@ typedef void (*resolve_cb)(void *arg, enum pxerr err, const char *detail, const 
 
 /* Starts resolving |target|. The callback always runs later from the loop. Never NULL. */
 struct resolve *resolve_start(struct worker *w, const struct authority *target, resolve_cb cb, void *arg);
+/* The same for an operator-configured target: no port or address policy. */
+struct resolve *resolve_start_trusted(struct worker *w, const struct authority *target, resolve_cb cb, void *arg);
 /* The callback will not run; |r| is freed. */
 void resolve_cancel(struct resolve *r);
 

@@ -8,7 +8,11 @@
 #include <netinet/in.h>
 #include <string.h>
 
+#include <openssl/err.h>
+#include <openssl/x509v3.h>
+
 #include "src/buf.h"
+#include "src/tls.h"
 #include "src/log.h"
 #include "src/net.h"
 #include "src/sockout.h"
@@ -36,6 +40,15 @@ struct tcp_ep {
   const char *err_detail;
   int last_connect_err;
   char peer[64];
+  SSL *ssl;                      /* owned: TLS to the upstream, or NULL */
+  struct tls_io tio;             /* ciphertext in; out goes to |so| */
+  char verify_name[AUTHORITY_HOST_MAX + 1];
+  tcp_pre_read_cb pre_cb;        /* reads before a tunnel attaches, or NULL */
+  void *pre_arg;
+  unsigned tls : 1;
+  unsigned pump_pending : 1;     /* TLS plaintext may wait inside OpenSSL */
+  unsigned close_notify_sent : 1;
+  unsigned eof_seen : 1;
   unsigned dialing : 1;
   unsigned in_dns : 1;
   unsigned connected : 1;
@@ -59,6 +72,8 @@ static void on_handle_closed(uv_handle_t *h) {
   worker_defer_cancel(&t->defer);
   sockout_done(&t->so);
   sockout_clear(&t->so);
+  bufq_clear(&t->tio.in, &t->w->pool);
+  if (t->ssl) SSL_free(t->ssl);
   free(t);
 }
 
@@ -113,6 +128,10 @@ static enum pxerr map_connect_error(int err, const char **detail) {
   }
 }
 
+static void tls_start(struct tcp_ep *t);
+static void on_read(uv_stream_t *s, ssize_t nread, const uv_buf_t *buf);
+static void on_alloc(uv_handle_t *h, size_t hint, uv_buf_t *buf);
+
 static void on_tcp_reinit_closed(uv_handle_t *h) {
   struct tcp_ep *t = h->data;
   t->handles--;
@@ -144,7 +163,10 @@ static void on_connect(uv_connect_t *req, int status) {
   }
   t->connected = 1;
   uv_tcp_nodelay(&t->tcp, 1);
-  dial_done(t, PXERR_NONE, NULL);
+  if (t->tls)
+    tls_start(t);
+  else
+    dial_done(t, PXERR_NONE, NULL);
 }
 
 static void connect_next(struct tcp_ep *t) {
@@ -190,7 +212,16 @@ static void on_dial_timer(uv_timer_t *h) {
 }
 
 struct tcp_ep *tcp_ep_dial(struct worker *w, const struct authority *target, tcp_dial_cb cb, void *arg) {
+  return tcp_ep_dial2(w, target, NULL, cb, arg);
+}
+
+struct tcp_ep *tcp_ep_dial2(struct worker *w, const struct authority *target,
+                            const struct tcp_dial_opts *opts, tcp_dial_cb cb, void *arg) {
   struct tcp_ep *t = xcalloc(1, sizeof(*t));
+  if (opts && opts->tls) {
+    t->tls = 1;
+    snprintf(t->verify_name, sizeof(t->verify_name), "%s", opts->verify_name ? opts->verify_name : target->host);
+  }
   t->w = w;
   t->ep.ops = &tcp_ep_ops;
   t->cb = cb;
@@ -198,6 +229,8 @@ struct tcp_ep *tcp_ep_dial(struct worker *w, const struct authority *target, tcp
   t->target = *target;
   t->dialing = 1;
   sockout_init(&t->so, &w->pool);
+  t->tio.pool = &w->pool;
+  t->tio.out = &t->so.q;
   list_init(&t->defer.link);
   uv_tcp_init(&w->loop, &t->tcp);
   uv_timer_init(&w->loop, &t->timer);
@@ -206,7 +239,8 @@ struct tcp_ep *tcp_ep_dial(struct worker *w, const struct authority *target, tcp
   t->handles = 2;
   uv_timer_start(&t->timer, on_dial_timer, w->cfg->connect_timeout_ms, 0);
   t->in_dns = 1;
-  t->res = resolve_start(w, target, on_resolved, t);
+  t->res = (opts && opts->trusted) ? resolve_start_trusted(w, target, on_resolved, t)
+                                    : resolve_start(w, target, on_resolved, t);
   return t;
 }
 
@@ -218,6 +252,11 @@ void tcp_ep_cancel(struct tcp_ep *t) {
 
 /* ---- the tun_ep side ---- */
 
+void tcp_ep_set_pre_reader(struct tcp_ep *t, tcp_pre_read_cb cb, void *arg) {
+  t->pre_cb = cb;
+  t->pre_arg = arg;
+}
+
 static void on_alloc(uv_handle_t *h, size_t hint, uv_buf_t *buf) {
   struct tcp_ep *t = h->data;
   struct buf_chunk *c = buf_get(&t->w->pool);
@@ -225,36 +264,148 @@ static void on_alloc(uv_handle_t *h, size_t hint, uv_buf_t *buf) {
   buf->len = BUF_CHUNK_SIZE;
 }
 
+/* Plaintext goes to the pre-reader until a tunnel takes the endpoint. */
+static void dispatch(struct tcp_ep *t, struct buf_chunk *c) {
+  if (t->ep.tun)
+    tunnel_on_read(&t->ep, c);
+  else if (t->pre_cb)
+    t->pre_cb(t->pre_arg, c, 0);
+  else
+    buf_put(&t->w->pool, c);
+}
+
+static void dispatch_end(struct tcp_ep *t, int err) {
+  if (t->ep.tun) {
+    if (err == UV_EOF)
+      tunnel_on_eof(&t->ep);
+    else
+      tunnel_on_error(&t->ep, err == UV_ECONNRESET ? TUN_CLOSE_UPSTREAM_RST : TUN_CLOSE_UPSTREAM_ERROR);
+  } else if (t->pre_cb) {
+    t->pre_cb(t->pre_arg, NULL, err);
+  }
+}
+
+static void stop_reading(struct tcp_ep *t) {
+  if (!t->reading) return;
+  uv_read_stop((uv_stream_t *)&t->tcp);
+  t->reading = 0;
+}
+
+/* TLS: decrypts what has arrived while someone reads; reports EOF after the last byte. */
+static void tls_pump(struct tcp_ep *t) {
+  while (t->ssl && t->reading && !t->detached) {
+    struct buf_chunk *c = buf_get(&t->w->pool);
+    int n = SSL_read(t->ssl, c->data, BUF_CHUNK_SIZE);
+    if (n > 0) {
+      c->len = (uint32_t)n;
+      dispatch(t, c);
+      continue;
+    }
+    buf_put(&t->w->pool, c);
+    int e = SSL_get_error(t->ssl, n);
+    if (e == SSL_ERROR_WANT_READ && !t->eof_seen) break;
+    ERR_clear_error();
+    stop_reading(t);
+    dispatch_end(t, (e == SSL_ERROR_ZERO_RETURN || e == SSL_ERROR_WANT_READ) ? UV_EOF : UV_EPROTO);
+    break;
+  }
+  if (t->so.q.bytes) flush(t);
+}
+
+static const char *tls_failure(struct tcp_ep *t, enum pxerr *err) {
+  long v = SSL_get_verify_result(t->ssl);
+  ERR_clear_error();
+  if (v != X509_V_OK) {
+    *err = PXERR_TLS_CERT;
+    return X509_verify_cert_error_string(v);
+  }
+  *err = PXERR_TLS_PROTOCOL;
+  return "TLS handshake with the upstream failed";
+}
+
+static void tls_handshake(struct tcp_ep *t) {
+  int r = SSL_do_handshake(t->ssl);
+  if (r == 1) {
+    stop_reading(t);
+    dial_done(t, PXERR_NONE, NULL);
+  } else if (SSL_get_error(t->ssl, r) != SSL_ERROR_WANT_READ || t->eof_seen) {
+    enum pxerr e;
+    const char *why = tls_failure(t, &e);
+    log_info("dial %s: %s: %s", t->target.host, t->peer, why);
+    stop_reading(t);
+    dial_done(t, e, why);
+  }
+  flush(t);
+}
+
+static void tls_start(struct tcp_ep *t) {
+  t->ssl = SSL_new(t->w->client_ssl_ctx);
+  CHECK(t->ssl != NULL);
+  BIO *b = tls_bio_new(&t->tio);
+  SSL_set_bio(t->ssl, b, b);
+  SSL_set_connect_state(t->ssl);
+  SSL_set_verify(t->ssl, SSL_VERIFY_PEER, NULL);
+  struct authority tmp;
+  if (authority_from_host(t->verify_name, 1, &tmp) == 0 && tmp.kind != AUTHORITY_NAME) {
+    X509_VERIFY_PARAM_set1_ip_asc(SSL_get0_param(t->ssl), t->verify_name);
+  } else {
+    SSL_set_tlsext_host_name(t->ssl, t->verify_name);
+    SSL_set1_host(t->ssl, t->verify_name);
+  }
+  if (uv_read_start((uv_stream_t *)&t->tcp, on_alloc, on_read) == 0) t->reading = 1;
+  tls_handshake(t);
+}
+
 static void on_read(uv_stream_t *s, ssize_t nread, const uv_buf_t *buf) {
   struct tcp_ep *t = s->data;
   struct buf_chunk *c = buf->base ? container_of(buf->base, struct buf_chunk, data) : NULL;
   if (nread > 0 && !t->detached) {
     c->len = (uint32_t)nread;
-    tunnel_on_read(&t->ep, c);
+    if (!t->ssl) {
+      dispatch(t, c);
+      return;
+    }
+    bufq_push(&t->tio.in, &t->w->pool, c);
+    if (t->dialing)
+      tls_handshake(t);
+    else
+      tls_pump(t);
     return;
   }
   buf_put(&t->w->pool, c);
   if (nread == 0 || t->detached) return;
-  uv_read_stop(s);
-  t->reading = 0;
-  if (nread == UV_EOF)
-    tunnel_on_eof(&t->ep);
-  else
-    tunnel_on_error(&t->ep, nread == UV_ECONNRESET ? TUN_CLOSE_UPSTREAM_RST : TUN_CLOSE_UPSTREAM_ERROR);
+  if (t->ssl && nread == UV_EOF) {
+    t->eof_seen = 1;
+    if (t->dialing)
+      tls_handshake(t);
+    else
+      tls_pump(t); /* delivers what is left, then EOF */
+    return;
+  }
+  stop_reading(t);
+  if (t->dialing) {
+    enum pxerr e = PXERR_TLS_PROTOCOL;
+    dial_done(t, e, "upstream closed during the TLS handshake");
+    return;
+  }
+  dispatch_end(t, (int)nread);
 }
+
+static void on_pump(struct worker_defer *d);
 
 static void ep_read_start(struct tun_ep *self) {
   struct tcp_ep *t = container_of(self, struct tcp_ep, ep);
   if (t->reading || t->detached) return;
-  if (uv_read_start((uv_stream_t *)&t->tcp, on_alloc, on_read) == 0) t->reading = 1;
+  if (!t->eof_seen && uv_read_start((uv_stream_t *)&t->tcp, on_alloc, on_read) == 0) t->reading = 1;
+  if (t->eof_seen) t->reading = 1; /* only buffered TLS plaintext and the EOF are left */
+  if (t->ssl && (t->tio.in.bytes || SSL_pending(t->ssl) || t->eof_seen)) {
+    t->pump_pending = 1;
+    t->defer.cb = on_pump;
+    worker_defer(t->w, &t->defer);
+  }
 }
 
-static void ep_read_stop(struct tun_ep *self) {
-  struct tcp_ep *t = container_of(self, struct tcp_ep, ep);
-  if (!t->reading) return;
-  uv_read_stop((uv_stream_t *)&t->tcp);
-  t->reading = 0;
-}
+static void ep_read_stop(struct tun_ep *self) { stop_reading(container_of(self, struct tcp_ep, ep)); }
 
 static void maybe_release(struct tcp_ep *t) {
   if (t->detached && !sockout_busy(&t->so) && t->so.q.bytes == 0 &&
@@ -270,9 +421,8 @@ static void on_shutdown(uv_shutdown_t *req, int status) {
 
 static void on_write(uv_write_t *req, int status) {
   struct tcp_ep *t = req->data;
-  size_t n = t->so.inflight_bytes;
   sockout_done(&t->so);
-  t->ep.queued -= MIN(n, t->ep.queued);
+  t->ep.queued = sockout_queued(&t->so);
   if (status < 0) {
     t->write_failed = 1;
     sockout_clear(&t->so);
@@ -302,6 +452,15 @@ static void flush(struct tcp_ep *t) {
     }
     return;
   }
+  if (t->ssl && t->ep.wr_shut && !t->close_notify_sent && !t->dialing) {
+    t->close_notify_sent = 1;
+    SSL_shutdown(t->ssl);
+    ERR_clear_error();
+    if (t->so.q.bytes) {
+      flush(t);
+      return;
+    }
+  }
   if (!sockout_busy(&t->so) && t->ep.wr_shut && !t->shut_sent) {
     t->shut_sent = 1;
     t->sreq.data = t;
@@ -310,7 +469,16 @@ static void flush(struct tcp_ep *t) {
   maybe_release(t);
 }
 
-static void on_flush(struct worker_defer *d) { flush(container_of(d, struct tcp_ep, defer)); }
+static void on_flush(struct worker_defer *d) {
+  struct tcp_ep *t = container_of(d, struct tcp_ep, defer);
+  if (t->pump_pending) {
+    t->pump_pending = 0;
+    tls_pump(t);
+  }
+  flush(t);
+}
+
+static void on_pump(struct worker_defer *d) { on_flush(d); }
 
 static void ep_write(struct tun_ep *self, struct buf_chunk *c) {
   struct tcp_ep *t = container_of(self, struct tcp_ep, ep);
@@ -318,8 +486,16 @@ static void ep_write(struct tun_ep *self, struct buf_chunk *c) {
     buf_put(&t->w->pool, c);
     return;
   }
-  self->queued += c->len;
-  bufq_push(&t->so.q, &t->w->pool, c);
+  if (t->ssl) {
+    if (c->len && SSL_write(t->ssl, buf_rd(c), (int)c->len) != (int)c->len) {
+      ERR_clear_error();
+      t->write_failed = 1;
+    }
+    buf_put(&t->w->pool, c);
+  } else {
+    bufq_push(&t->so.q, &t->w->pool, c);
+  }
+  self->queued = sockout_queued(&t->so);
   t->defer.cb = on_flush;
   worker_defer(t->w, &t->defer);
 }

@@ -23,6 +23,25 @@ typedef void (*tcp_dial_cb)(void *arg, struct tcp_ep *ep, enum pxerr err, const 
  * later from the loop, never inside this call. */
 struct tcp_ep *tcp_ep_dial(struct worker *w, const struct authority *target, tcp_dial_cb cb,
                            void *arg);
+/* Dial options: TLS to the upstream (certificate and name verified against the worker's client
+ * context), with |verify_name| as SNI and expected name (NULL: the target host). */
+struct tcp_dial_opts {
+  int tls;
+  const char *verify_name;
+  int trusted; /* an operator-configured backend: the address policy does not apply */
+};
+
+/* tcp_ep_dial with options; with TLS the callback runs after the handshake has verified the
+ * server (failures: PXERR_TLS_CERT, PXERR_TLS_PROTOCOL). */
+struct tcp_ep *tcp_ep_dial2(struct worker *w, const struct authority *target,
+                            const struct tcp_dial_opts *opts, tcp_dial_cb cb, void *arg);
+
+/* Before a tunnel takes the endpoint, plaintext it reads goes to a pre-reader (to run an HTTP/1.1
+ * upgrade handshake, say): |chunk| is taken; at EOF or on error |chunk| is NULL and |err| is
+ * UV_EOF or the error. Reading is started and stopped with the endpoint ops. */
+typedef void (*tcp_pre_read_cb)(void *arg, struct buf_chunk *chunk, int err);
+void tcp_ep_set_pre_reader(struct tcp_ep *ep, tcp_pre_read_cb cb, void *arg);
+
 /* Abandons a dial in progress; the callback will not run. */
 void tcp_ep_cancel(struct tcp_ep *ep);
 /* The endpoint interface of a connected tcp_ep. */

@@ -85,6 +85,16 @@ static void log_access(struct tunnel *t) {
                         (unsigned long long)t->b->bytes_read,
                         (unsigned long long)(uv_now(&t->w->loop) - t->info.start_ms),
                         tun_close_reason_name(t->reason));
+  const struct tun_dgram_stats *d = t->b->dgram;
+  if (d && n < sizeof(line) - 200) {
+    n--; /* reopen the object */
+    n += (size_t)snprintf(line + n, sizeof(line) - n,
+                          ",\"dgrams_up\":%llu,\"dgrams_down\":%llu,\"dgram_bytes_up\":%llu,"
+                          "\"dgram_bytes_down\":%llu,\"drops_up\":%llu,\"drops_down\":%llu}",
+                          (unsigned long long)d->dgrams_sent, (unsigned long long)d->dgrams_received,
+                          (unsigned long long)d->bytes_sent, (unsigned long long)d->bytes_received,
+                          (unsigned long long)d->drops_up, (unsigned long long)d->drops_down);
+  }
   if (n >= sizeof(line)) n = sizeof(line) - 1;
   log_access_line(line, n);
 }
@@ -133,19 +143,20 @@ static void on_timer(uv_timer_t *h) {
   struct tunnel *t = h->data;
   const struct config *cfg = t->w->cfg;
   uint64_t now = uv_now(&t->w->loop);
-  uint64_t idle_at = t->last_active_ms + cfg->idle_timeout_ms;
+  uint64_t idle_ms = t->proto == TUN_PROTO_CONNECT_UDP ? cfg->udp_idle_timeout_ms : cfg->idle_timeout_ms;
+  uint64_t idle_at = t->last_active_ms + idle_ms;
   uint64_t max_at = t->info.start_ms + cfg->max_duration_ms;
   if (cfg->max_duration_ms && now >= max_at) {
     tunnel_kill(t, TUN_CLOSE_MAX_DURATION);
     return;
   }
-  if (cfg->idle_timeout_ms && now >= idle_at) {
+  if (idle_ms && now >= idle_at) {
     tunnel_kill(t, TUN_CLOSE_IDLE_TIMEOUT);
     return;
   }
   /* Re-arm for the nearer deadline; activity only moves the stamp, never the timer. */
   uint64_t next = UINT64_MAX;
-  if (cfg->idle_timeout_ms) next = idle_at;
+  if (idle_ms) next = idle_at;
   if (cfg->max_duration_ms && max_at < next) next = max_at;
   if (next != UINT64_MAX) uv_timer_start(&t->timer, on_timer, next - now, 0);
 }

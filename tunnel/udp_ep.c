@@ -1,0 +1,227 @@
+/* connect-udp upstream. Downstream datagrams are received straight into a pooled chunk at an
+ * offset that leaves room for the capsule header, which is then written in front of the payload:
+ * no copy. Upstream capsules are decoded incrementally and each context-0 payload is sent with
+ * uv_udp_try_send on the connected socket. */
+#include "tunnel/udp_ep.h"
+
+#include <errno.h>
+#include <string.h>
+
+#include "src/buf.h"
+#include "src/log.h"
+#include "src/net.h"
+#include "src/worker.h"
+#include "tunnel/capsule.h"
+#include "tunnel/resolve.h"
+#include "tunnel/tunnel.h"
+
+/* Room kept before a received payload: type (1) + length varint (<= 4) + context ID (1). */
+#define UDP_HEADROOM 8
+#define UDP_MAX_PAYLOAD (BUF_CHUNK_SIZE - UDP_HEADROOM)
+
+struct udp_ep {
+  struct tun_ep ep;              /* the tunnel's view of this side */
+  struct worker *w;              /* back-pointer: the owning worker */
+  uv_udp_t udp;
+  int handle_open;               /* udp initialised and not yet closed */
+  struct resolve *res;           /* owned: resolution in progress, or NULL */
+  struct worker_defer defer;     /* EOF delivery after the client side ended */
+  struct capsule_decoder dec;    /* capsules from the client */
+  struct tun_dgram_stats stats;
+  udp_dial_cb cb;
+  void *cb_arg;
+  char peer[64];
+  unsigned reading : 1;          /* the tunnel accepts datagrams now */
+  unsigned receiving : 1;        /* uv_udp_recv_start is active */
+  unsigned detached : 1;
+};
+
+static const struct tun_ep_ops udp_ep_ops;
+
+struct tun_ep *udp_ep_tun(struct udp_ep *u) { return &u->ep; }
+const char *udp_ep_peer(const struct udp_ep *u) { return u->peer; }
+
+static void free_ep(struct udp_ep *u) {
+  worker_defer_cancel(&u->defer);
+  capsule_decoder_free(&u->dec);
+  free(u);
+}
+
+static void on_closed(uv_handle_t *h) { free_ep(h->data); }
+
+static void release(struct udp_ep *u) {
+  if (u->res) {
+    resolve_cancel(u->res);
+    u->res = NULL;
+  }
+  if (u->handle_open) {
+    u->handle_open = 0;
+    uv_close((uv_handle_t *)&u->udp, on_closed);
+  } else {
+    free_ep(u);
+  }
+}
+
+static void on_resolved(void *arg, enum pxerr err, const char *detail, const struct dns_result *allowed) {
+  struct udp_ep *u = arg;
+  u->res = NULL;
+  if (err == PXERR_NONE) {
+    const struct sockaddr *sa = (const struct sockaddr *)&allowed->addrs[0];
+    net_format_addr(sa, u->peer, sizeof(u->peer));
+    int r = uv_udp_init(&u->w->loop, &u->udp);
+    if (r == 0) {
+      u->udp.data = u;
+      u->handle_open = 1;
+      r = uv_udp_connect(&u->udp, sa);
+    }
+    if (r == 0) {
+      /* Room for bursts: datagrams that do not fit are lost before we can count them. */
+      int size = 1 << 20;
+      uv_recv_buffer_size((uv_handle_t *)&u->udp, &size);
+      size = 1 << 20;
+      uv_send_buffer_size((uv_handle_t *)&u->udp, &size);
+    }
+    if (r != 0) {
+      err = r == UV_ENETUNREACH || r == UV_EHOSTUNREACH ? PXERR_UNREACHABLE : PXERR_CONN_ERROR;
+      detail = uv_strerror(r);
+    }
+  }
+  if (err != PXERR_NONE) {
+    u->detached = 1;
+    u->cb(u->cb_arg, NULL, err, detail);
+    release(u);
+    return;
+  }
+  u->cb(u->cb_arg, u, PXERR_NONE, NULL);
+}
+
+struct udp_ep *udp_ep_dial(struct worker *w, const struct authority *target, udp_dial_cb cb, void *arg) {
+  struct udp_ep *u = xcalloc(1, sizeof(*u));
+  u->w = w;
+  u->ep.ops = &udp_ep_ops;
+  u->ep.dgram = &u->stats;
+  u->cb = cb;
+  u->cb_arg = arg;
+  list_init(&u->defer.link);
+  capsule_decoder_init(&u->dec, 0);
+  u->res = resolve_start(w, target, on_resolved, u);
+  return u;
+}
+
+void udp_ep_cancel(struct udp_ep *u) {
+  u->detached = 1;
+  release(u);
+}
+
+/* ---- upstream -> tunnel ---- */
+
+static void on_alloc(uv_handle_t *h, size_t hint, uv_buf_t *buf) {
+  struct udp_ep *u = h->data;
+  struct buf_chunk *c = buf_get(&u->w->pool);
+  buf->base = c->data + UDP_HEADROOM;
+  buf->len = UDP_MAX_PAYLOAD;
+}
+
+static void on_recv(uv_udp_t *h, ssize_t nread, const uv_buf_t *buf, const struct sockaddr *addr,
+                    unsigned flags) {
+  struct udp_ep *u = h->data;
+  struct buf_chunk *c = buf->base ? container_of(buf->base - UDP_HEADROOM, struct buf_chunk, data) : NULL;
+  if (nread <= 0 || u->detached || !u->ep.tun) {
+    /* nread 0 with no address: nothing more to read now. Errors (ICMP unreachable) are not fatal. */
+    if (nread < 0) log_debug("udp %s: receive error: %s", u->peer, uv_strerror((int)nread));
+    buf_put(&u->w->pool, c);
+    return;
+  }
+  if ((flags & UV_UDP_PARTIAL) || !u->reading) {
+    /* Truncated, or the client side is blocked: drop, never queue. */
+    u->stats.drops_down++;
+    METRIC_ADD(&u->w->metrics, udp_drops, 1);
+    buf_put(&u->w->pool, c);
+    return;
+  }
+  uint8_t hdr[UDP_HEADROOM + 8];
+  size_t hl = varint_encode(CAPSULE_TYPE_DATAGRAM, hdr);
+  hl += varint_encode((uint64_t)nread + 1, hdr + hl);
+  hdr[hl++] = 0; /* context ID 0 */
+  c->off = (uint32_t)(UDP_HEADROOM - hl);
+  memcpy(c->data + c->off, hdr, hl);
+  c->len = (uint32_t)(hl + (size_t)nread);
+  u->stats.dgrams_received++;
+  u->stats.bytes_received += (uint64_t)nread;
+  METRIC_ADD(&u->w->metrics, udp_dgrams_down, 1);
+  tunnel_on_read(&u->ep, c);
+}
+
+static void ep_read_start(struct tun_ep *self) {
+  struct udp_ep *u = container_of(self, struct udp_ep, ep);
+  u->reading = 1;
+  if (!u->receiving && u->handle_open && uv_udp_recv_start(&u->udp, on_alloc, on_recv) == 0) u->receiving = 1;
+}
+
+/* The socket keeps receiving so that drops are counted rather than left to the kernel. */
+static void ep_read_stop(struct tun_ep *self) { container_of(self, struct udp_ep, ep)->reading = 0; }
+
+/* ---- tunnel -> upstream ---- */
+
+static void ep_write(struct tun_ep *self, struct buf_chunk *c) {
+  struct udp_ep *u = container_of(self, struct udp_ep, ep);
+  const uint8_t *p = (const uint8_t *)buf_rd(c);
+  size_t len = c->len;
+  for (;;) {
+    const uint8_t *payload;
+    size_t plen;
+    uint64_t dropped = 0;
+    enum capsule_event e = capsule_decode(&u->dec, &p, &len, &payload, &plen, &dropped);
+    u->stats.drops_up += dropped;
+    if (e == CAPSULE_NEED_MORE) break;
+    if (e == CAPSULE_ERROR) {
+      log_info("udp %s: malformed capsule from the client, ending the tunnel", u->peer);
+      buf_put(&u->w->pool, c);
+      if (u->ep.tun) tunnel_on_error(&u->ep, TUN_CLOSE_PROTOCOL_ERROR);
+      return;
+    }
+    uv_buf_t b = uv_buf_init((char *)payload, (unsigned)plen);
+    int r = u->handle_open ? uv_udp_try_send(&u->udp, &b, 1, NULL) : UV_EBADF;
+    if (r >= 0) {
+      u->stats.dgrams_sent++;
+      u->stats.bytes_sent += plen;
+      METRIC_ADD(&u->w->metrics, udp_dgrams_up, 1);
+    } else {
+      /* EAGAIN (socket full) or an ICMP error reported late: the datagram is lost, as on a wire. */
+      u->stats.drops_up++;
+      METRIC_ADD(&u->w->metrics, udp_drops, 1);
+    }
+  }
+  buf_put(&u->w->pool, c);
+}
+
+static void on_eof_deferred(struct worker_defer *d) {
+  struct udp_ep *u = container_of(d, struct udp_ep, defer);
+  if (u->ep.tun) tunnel_on_eof(&u->ep);
+}
+
+/* The client ended its side: UDP has no half-close, so the whole tunnel ends (RFC 9298 §3.5). */
+static void ep_shutdown(struct tun_ep *self) {
+  struct udp_ep *u = container_of(self, struct udp_ep, ep);
+  u->defer.cb = on_eof_deferred;
+  worker_defer(u->w, &u->defer);
+}
+
+static void ep_abort(struct tun_ep *self) { (void)self; }
+
+static void ep_close(struct tun_ep *self) {
+  struct udp_ep *u = container_of(self, struct udp_ep, ep);
+  u->detached = 1;
+  u->reading = 0;
+  release(u);
+}
+
+static const struct tun_ep_ops udp_ep_ops = {
+    .kind = "udp",
+    .read_start = ep_read_start,
+    .read_stop = ep_read_stop,
+    .write = ep_write,
+    .shutdown = ep_shutdown,
+    .abort = ep_abort,
+    .close = ep_close,
+};
