@@ -124,11 +124,12 @@ static int on_header_value_complete(llhttp_t *p) {
 }
 
 static int on_headers_complete(llhttp_t *p) {
-  of(p)->res.status = llhttp_get_status_code(p);
-  return 1; /* no body wanted, whatever the status */
+  int status = llhttp_get_status_code(p);
+  of(p)->res.status = status;
+  return status == 101 ? 0 : 1; /* 101: llhttp stops at the upgrade; others: no body wanted */
 }
 
-static int on_message_complete(llhttp_t *p) { return HPE_PAUSED; }
+static int on_message_complete(llhttp_t *p) { return llhttp_get_status_code(p) == 101 ? 0 : HPE_PAUSED; }
 
 static const llhttp_settings_t settings = {
     .on_header_field = on_header_field,
