@@ -358,9 +358,9 @@ class Proxy:
             env = dict(os.environ)
             env.setdefault("ASAN_OPTIONS", "detect_leaks=1:abort_on_error=0")
             env.setdefault("UBSAN_OPTIONS", "print_stacktrace=1")
-            self.proc = subprocess.Popen(self.argv(), stdin=subprocess.DEVNULL,
-                                         stdout=open(self.stdout_path, "ab"),
-                                         stderr=open(self.stderr_path, "ab"), env=env)
+            with open(self.stdout_path, "ab") as out, open(self.stderr_path, "ab") as err:
+                self.proc = subprocess.Popen(self.argv(), stdin=subprocess.DEVNULL, stdout=out,
+                                             stderr=err, env=env)
             try:
                 self._wait_healthy()
                 return
