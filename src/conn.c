@@ -215,20 +215,27 @@ static void on_write(uv_write_t *req, int status) {
   if (!c->closing && c->fe && conn_queued(c) <= c->w->cfg->low_water) c->fe->on_drain(c);
 }
 
+/* Closing, and our FIN has gone out: close now, or linger until the client's EOF. */
+static void after_shutdown(struct conn *c) {
+  if (c->lingering || c->handles < 2) return;
+  if (c->shutdown_failed || c->eof) {
+    close_handles(c);
+  } else {
+    /* Keep reading (and discarding) until the client closes, so that our last response is not
+     * destroyed by an RST for unread input (RFC 9112 §9.6 "lingering close"). */
+    c->lingering = 1;
+    if (!c->uv_reading && uv_read_start((uv_stream_t *)&c->tcp, on_alloc, on_read) == 0)
+      c->uv_reading = 1;
+    uv_timer_start(&c->timer, on_timer, LINGER_MS, 0);
+  }
+}
+
 static void on_shutdown(uv_shutdown_t *req, int status) {
   struct conn *c = req->data;
-  if (c->closing) {
-    if (status < 0 || c->eof) {
-      close_handles(c);
-    } else {
-      /* Keep reading (and discarding) until the client closes, so that our last response is not
-       * destroyed by an RST for unread input (RFC 9112 §9.6 "lingering close"). */
-      c->lingering = 1;
-      if (!c->uv_reading && uv_read_start((uv_stream_t *)&c->tcp, on_alloc, on_read) == 0)
-        c->uv_reading = 1;
-      uv_timer_start(&c->timer, on_timer, LINGER_MS, 0);
-    }
-  }
+  c->shutdown_done = 1;
+  if (status < 0) c->shutdown_failed = 1;
+  /* A half-closed tunnel sends the FIN long before conn_close(); then flush() finishes. */
+  if (c->closing) after_shutdown(c);
 }
 
 static void flush(struct conn *c) {
@@ -238,6 +245,8 @@ static void flush(struct conn *c) {
       c->shutdown_sent = 1;
       c->sreq.data = c;
       if (uv_shutdown(&c->sreq, (uv_stream_t *)&c->tcp, on_shutdown) != 0) close_handles(c);
+    } else if (c->closing && c->shutdown_done) {
+      after_shutdown(c);
     }
     return;
   }

@@ -65,6 +65,8 @@ struct conn {
   unsigned aborted : 1;
   unsigned want_shutdown : 1;     /* FIN requested, sent when output drains */
   unsigned shutdown_sent : 1;
+  unsigned shutdown_done : 1;     /* the uv_shutdown completed (before or after closing began) */
+  unsigned shutdown_failed : 1;
   unsigned closing : 1;           /* close requested: flush, then close handles */
   unsigned write_failed : 1;
   unsigned pump_pending : 1;      /* TLS plaintext may be pending inside OpenSSL */
