@@ -216,10 +216,16 @@ def tls_client_context(cafile, alpn=("http/1.1",)):
 
 def dial(port, tls_ca=None, alpn=("http/1.1",), host="127.0.0.1", timeout=10, rcvbuf=None):
     """A client connection to the proxy: plain TCP, or TLS verified against `tls_ca`."""
-    s = socket.create_connection((host, port), timeout=timeout)
-    s.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
-    if rcvbuf:
+    s = socket.socket(socket.AF_INET6 if ":" in host else socket.AF_INET, socket.SOCK_STREAM)
+    if rcvbuf:  # before connect(), so the window scale matches and autotuning is off
         s.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, rcvbuf)
+    s.settimeout(timeout)
+    try:
+        s.connect((host, port))
+    except BaseException:
+        s.close()
+        raise
+    s.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
     if tls_ca:
         ctx = tls_client_context(tls_ca, alpn)
         s = ctx.wrap_socket(s, server_hostname="localhost")
@@ -295,6 +301,75 @@ def http_get(port, path, tls_ca=None, timeout=10, headers=b""):
     return parse_response(raw)
 
 
+def pump(sock, send_iter=(), expect=None, timeout=300, shut_wr=True, until_eof=True):
+    """Sends everything from `send_iter` while concurrently reading, in one thread with
+    non-blocking I/O (safe for SSLSocket). After the last byte: shutdown(SHUT_WR) if `shut_wr`
+    (plain sockets only). Reads until EOF (if `until_eof`) or until `expect` bytes arrived.
+    Returns (bytes_sent, bytes_received, sha256 hex of received)."""
+    import selectors
+    is_tls = isinstance(sock, ssl.SSLSocket)
+    sock.setblocking(False)
+    sel = selectors.DefaultSelector()
+    sel.register(sock, selectors.EVENT_READ | selectors.EVENT_WRITE)
+    it = iter(send_iter)
+    pending = b""
+    send_done = False
+    sent = received = 0
+    eof = False
+    h = hashlib.sha256()
+    deadline = time.time() + timeout
+    piece = 16 * KiB if is_tls else 256 * KiB
+
+    def recv_done():
+        if eof:
+            return True
+        return (not until_eof) and expect is not None and received >= expect
+
+    while not (send_done and recv_done()):
+        if time.time() > deadline:
+            raise TimeoutError("pump: sent %d, received %d, eof %s after %ss"
+                               % (sent, received, eof, timeout))
+        progress = False
+        # write as much as the socket takes
+        while not send_done:
+            if not pending:
+                try:
+                    pending = next(it)
+                except StopIteration:
+                    send_done = True
+                    if shut_wr and not is_tls:
+                        sock.shutdown(socket.SHUT_WR)
+                    break
+            try:
+                k = sock.send(pending[:piece])
+            except (BlockingIOError, ssl.SSLWantWriteError, ssl.SSLWantReadError):
+                break
+            pending = pending[k:]
+            sent += k
+            progress = True
+        # read whatever is there (including bytes buffered inside the TLS layer)
+        while not eof:
+            try:
+                b = sock.recv(1 << 18)
+            except (BlockingIOError, ssl.SSLWantReadError, ssl.SSLWantWriteError):
+                break
+            if not b:
+                eof = True
+                break
+            h.update(b)
+            received += len(b)
+            progress = True
+            if expect is not None and received > expect:
+                raise AssertionError("received %d bytes, more than the %d expected" % (received, expect))
+        if not progress and not (send_done and recv_done()):
+            ev = selectors.EVENT_READ | (0 if send_done else selectors.EVENT_WRITE)
+            sel.modify(sock, ev)
+            sel.select(0.5)
+    sel.close()
+    sock.setblocking(True)
+    return sent, received, h.hexdigest()
+
+
 # ---------------------------------------------------------------------------------------------
 # The proxy process
 
@@ -330,8 +405,20 @@ class Proxy:
         self.stop(check=et is None)
         return False
 
+    def exe(self):
+        """The binary is exec'd through a symlink with a neutral name, so that a broad
+        `pkill h2tunnel` / `killall h2tunnel` run by something else on a shared machine does not
+        kill the proxy under test (seen in practice). H2T_NO_ALIAS=1 runs it by its real path."""
+        real = os.path.abspath(proxy_bin())
+        if os.environ.get("H2T_NO_ALIAS"):
+            return real
+        link = os.path.join(self.tmp, "proxy-under-test")
+        if not os.path.lexists(link):
+            os.symlink(real, link)
+        return link
+
     def argv(self):
-        a = [proxy_bin(), "--state-dir", self.state_dir, "--access-log", self.access_log_path,
+        a = [self.exe(), "--state-dir", self.state_dir, "--access-log", self.access_log_path,
              "--log-level", self.log_level]
         if self.workers:
             a += ["--workers", str(self.workers)]
