@@ -506,8 +506,10 @@ class Proxy:
         err = self.stderr()
         return [m for m in SANITIZER_MARKERS if m in err]
 
-    def stop(self, check=True, timeout=30):
-        """SIGTERM; the proxy must exit 0 and its stderr must hold no sanitizer report."""
+    def stop(self, check=True, timeout=10):
+        """SIGTERM; the proxy must exit 0 within `timeout` and its stderr must hold no sanitizer
+        report. Tests close their tunnels first, so a proxy still draining after `timeout`
+        (the default --drain-timeout is 30s) has leaked a connection or tunnel."""
         if self.stopped or self.proc is None:
             return
         self.stopped = True
