@@ -9,6 +9,7 @@ import hashlib
 import os
 import random
 import socket
+import struct
 import sys
 import threading
 import time
@@ -194,6 +195,44 @@ class HalfClose(unittest.TestCase):
                 data = H.recv_until_eof(s, timeout=20)
         self.assertEqual(hashlib.sha256(data).hexdigest(), H.prng_sha256(3, MiB))
         self.assert_conns_released()
+        rec = self.proxy.wait_access_log(lambda r: r.get("target") == origin.addr)
+        self.assertEqual((rec["close"], rec["bytes_down"], rec["bytes_up"]), ("upstream_fin", MiB, 0))
+
+
+class RstOrigin(H.TCPOrigin):
+    """Sends a few bytes, then closes with SO_LINGER {1,0} (a TCP RST)."""
+
+    def handle(self, c, idx, res):
+        c.sendall(b"bye")
+        time.sleep(0.1)
+        c.setsockopt(socket.SOL_SOCKET, socket.SO_LINGER, struct.pack("ii", 1, 0))
+
+
+class UpstreamReset(unittest.TestCase):
+    def test_upstream_rst_reaches_client(self):
+        """H1C-11 / §12: an upstream RST after the 200 is passed on (reset or at least EOF)
+        within about a second, and the proxy releases both sides."""
+        with H.Proxy() as proxy, RstOrigin() as origin:
+            s = proxy.tunnel(origin.addr)
+            with s:
+                t0 = time.time()
+                got, how = b"", "eof"
+                s.settimeout(5)
+                try:
+                    while True:
+                        b = s.recv(4096)
+                        if not b:
+                            break
+                        got += b
+                except ConnectionResetError:
+                    how = "reset"
+                dt = time.time() - t0
+            note("upstream RST seen by the client as %s after %.0f ms" % (how, dt * 1000))
+            self.assertLess(dt, 2.0)
+            self.assertIn(got, (b"", b"bye"))
+            rec = proxy.wait_access_log(lambda r: r.get("target") == origin.addr)
+            self.assertEqual(rec["status"], 200)
+            self.assertEqual(rec["close"], "upstream_reset")
 
 
 class EarlyData(unittest.TestCase):
