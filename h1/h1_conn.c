@@ -315,9 +315,11 @@ static void parse(struct h1_conn *h, struct buf_chunk *chunk) {
     const char *pos = llhttp_get_error_pos(&h->parser);
     size_t used = pos ? (size_t)(pos - data) : len;
     if (e == HPE_PAUSED_UPGRADE && llhttp_get_method(&h->parser) == HTTP_CONNECT) {
-      /* Whatever follows the head is the tunnel's first payload (H1C-08). */
-      chunk->off += (uint32_t)used;
-      chunk->len -= (uint32_t)used;
+      /* Whatever follows the head is the tunnel's first payload (H1C-08). Earlier pipelined
+       * requests in this chunk were consumed too: count from the chunk's start, not |data|. */
+      uint32_t consumed = (uint32_t)(data + used - buf_rd(chunk));
+      chunk->off += consumed;
+      chunk->len -= consumed;
       start_connect(h, chunk);
       return;
     }
