@@ -120,29 +120,33 @@ static int parse_port(const char *s, size_t n, uint16_t *port) {
   return 0;
 }
 
-/* |host| holds |len| decoded bytes; rewrites it in place into the form the caller gets. */
-static int check_host(char *host, size_t len, size_t host_cap) {
+/* |text| holds |len| decoded bytes that look like an IPv6 literal (a ':' or a '['). Writes the
+ * canonical text to |host|; the cap applies to that, not to the spelling on the wire. */
+static int parse_v6(char *text, size_t len, char *host, size_t host_cap) {
   struct in6_addr a6;
-  char text[INET6_ADDRSTRLEN];
+  char canon[INET6_ADDRSTRLEN];
+  size_t n;
 
-  if (host[0] == '[') {
+  if (text[0] == '[') {
     /* "[v6]" as in an authority; brackets say IPv6, so "[name]" is refused below. */
-    if (len < 3 || host[len - 1] != ']') return -EINVAL;
+    if (len < 3 || text[len - 1] != ']') return -EINVAL;
+    text++;
     len -= 2;
-    memmove(host, host + 1, len);
-    host[len] = '\0';
-    if (memchr(host, ':', len) == NULL) return -EINVAL;
+    text[len] = '\0';
   }
-  if (memchr(host, ':', len) != NULL) {
-    /* inet_pton refuses a zone id ("fe80::1%eth0") anyway; say so instead of relying on it. */
-    if (memchr(host, '%', len) != NULL || len > V6_TEXT_MAX) return -EINVAL;
-    if (inet_pton(AF_INET6, host, &a6) != 1) return -EINVAL;
-    /* One spelling per address, as src/authority.c stores it, so policy and logs agree. */
-    if (inet_ntop(AF_INET6, &a6, text, sizeof(text)) == NULL) return -EINVAL;
-    if (strlen(text) + 1 > host_cap) return -EINVAL;
-    memcpy(host, text, strlen(text) + 1);
-    return 0;
-  }
+  /* inet_pton refuses a zone id ("fe80::1%eth0") anyway; say so instead of relying on it. */
+  if (memchr(text, ':', len) == NULL || memchr(text, '%', len) != NULL) return -EINVAL;
+  if (inet_pton(AF_INET6, text, &a6) != 1) return -EINVAL;
+  /* One spelling per address, as src/authority.c stores it, so policy and logs agree. */
+  if (inet_ntop(AF_INET6, &a6, canon, sizeof(canon)) == NULL) return -EINVAL;
+  n = strlen(canon);
+  if (n + 1 > host_cap) return -EINVAL;
+  memcpy(host, canon, n + 1);
+  return 0;
+}
+
+/* |host| holds |len| decoded bytes of a would-be IPv4 address or reg-name; lower-cases it. */
+static int parse_name(char *host, size_t len) {
   for (size_t i = 0; i < len; i++) {
     unsigned char c = (unsigned char)host[i];
     if (!is_regname_char(c)) return -EINVAL;
@@ -154,9 +158,10 @@ static int check_host(char *host, size_t len, size_t host_cap) {
 int udp_tmpl_match(const char *tmpl, const char *path, size_t len, char *host, size_t host_cap,
                    uint16_t *port) {
   const char *hv = NULL, *pv = NULL;
-  size_t hn = 0, pn = 0, i = 0, j = 0;
+  size_t hn = 0, pn = 0, i = 0, j = 0, n;
+  char v6[V6_TEXT_MAX + 3]; /* room for brackets and the NUL */
   uint16_t p;
-  size_t n;
+  int rv;
 
   if (host != NULL && host_cap > 0) host[0] = '\0';
   if (host == NULL || host_cap == 0 || port == NULL || (path == NULL && len > 0)) return -EINVAL;
@@ -189,7 +194,17 @@ int udp_tmpl_match(const char *tmpl, const char *path, size_t len, char *host, s
   if (j != len) return -EINVAL;
 
   if (parse_port(pv, pn, &p) != 0) return -EINVAL;
-  if (pct_decode(hv, hn, host, host_cap, &n) != 0 || check_host(host, n, host_cap) != 0) {
+  /* An IPv6 literal is decoded aside first: its canonical form may be shorter than what the
+   * client spelled ("0:0:0:0:0:0:0:1" is "::1"), and only the result has to fit |host|. A value
+   * too long for that buffer cannot be IPv6, and parse_name refuses its ':' or '['. */
+  if (pct_decode(hv, hn, v6, sizeof(v6), &n) == 0 && (v6[0] == '[' || memchr(v6, ':', n) != NULL)) {
+    rv = parse_v6(v6, n, host, host_cap);
+  } else if (pct_decode(hv, hn, host, host_cap, &n) == 0) {
+    rv = parse_name(host, n);
+  } else {
+    rv = -EINVAL;
+  }
+  if (rv != 0) {
     host[0] = '\0';
     return -EINVAL;
   }

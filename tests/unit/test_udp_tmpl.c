@@ -156,6 +156,19 @@ static void test_host_cap(void **state) {
                                   4, &port),
                    0);
   assert_string_equal(host, "::1");
+  /* The cap applies to the canonical text, not to the client's longer spelling. */
+  assert_int_equal(udp_tmpl_match(UDP_TMPL_DEFAULT,
+                                  S("/.well-known/masque/udp/2001%3ADB8%3A0%3A0%3A0%3A0%3A0%3A1/1/"),
+                                  host, sizeof(host), &port),
+                   0);
+  assert_string_equal(host, "2001:db8::1");
+  /* Longer than any IPv6 literal, with a ':': refused whatever the cap. */
+  char big[128];
+  assert_int_equal(udp_tmpl_match(UDP_TMPL_DEFAULT,
+                                  S("/.well-known/masque/udp/aaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaa"
+                                    "aaaaaaaaaa%3A1/1/"),
+                                  big, sizeof(big), &port),
+                   -EINVAL);
   assert_int_equal(udp_tmpl_match(UDP_TMPL_DEFAULT, S("/.well-known/masque/udp/h/1/"), host, 0,
                                   &port),
                    -EINVAL);
