@@ -345,7 +345,7 @@ int config_parse(struct config *cfg, int argc, char **argv) {
     case OPT_ACCESS_LOG: r = copy_str(cfg->access_log, sizeof(cfg->access_log), name, v); break;
     case OPT_DNS_SERVER: r = copy_str(cfg->dns_servers, sizeof(cfg->dns_servers), name, v); break;
     case OPT_WORKERS: {
-      size_t n;
+      size_t n = 0;
       r = set_size(&n, name, v, 0, 256);
       cfg->workers = (int)n;
       break;

@@ -3,7 +3,8 @@
  * The decoder is a byte-at-a-time state machine for the two header varints and a bulk copier for
  * the value, so a capsule may be split anywhere in the stream. Three rules keep memory bounded:
  *   - unknown capsule types are skipped by counting, never buffered;
- *   - a capsule longer than max_capsule is an error, found from its Length before any value byte;
+ *   - a DATAGRAM longer than max_capsule is an error, found from its Length before any value byte
+ *     (unknown types of any size are skipped, RFC 9297 §3.2);
  *   - a DATAGRAM capsule is buffered only when it arrives in pieces; when the whole value is in the
  *     caller's input, the payload points straight into that input (no copy).
  * After CAPSULE_ERROR the decoder stays failed: the stream is unframed from that point on. */
@@ -147,12 +148,14 @@ enum capsule_event capsule_decode(struct capsule_decoder *d, const uint8_t **p, 
 
     case ST_LENGTH:
       if (!take_varint(d, p, len, &v)) return CAPSULE_NEED_MORE;
-      if (v > d->max_capsule) return fail(d);
       d->remaining = v;
       if (d->type != CAPSULE_TYPE_DATAGRAM) {
+        /* Unknown types are dropped silently whatever their size (RFC 9297 §3.2); skipping
+         * them costs no memory. */
         d->state = v > 0 ? ST_SKIP : ST_TYPE;
         break;
       }
+      if (v > d->max_capsule) return fail(d);
       /* A DATAGRAM value holds at least its context ID. */
       if (v == 0) return fail(d);
       d->state = ST_TYPE;

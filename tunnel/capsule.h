@@ -27,8 +27,8 @@ size_t capsule_datagram_size(size_t len);
 
 /* Incremental decoder over a byte stream that may split capsules anywhere. */
 struct capsule_decoder {
-  size_t max_capsule;   /* capsules (of any type, skipped ones too) whose Length exceeds this
-                           are an error (0: 65535 + 16) */
+  size_t max_capsule;   /* DATAGRAM capsules whose Length exceeds this are an error (0: 65535 +
+                           16); unknown types are skipped at any size */
   /* Internal state: */
   int state;            /* 0 type, 1 length, 2 payload, 3 skipping, 4 failed (sticky) */
   uint8_t hdr[8];       /* varint being assembled */
