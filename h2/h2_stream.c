@@ -56,10 +56,14 @@ static void maybe_free(struct h2_stream *st) {
   if (st->closed && !st->ep.tun && !st->dial) stream_free(st);
 }
 
-/* Credits |n| received bytes back to the client (stream and connection windows). */
+/* Credits |n| received bytes back to the client (stream and connection windows). Only bytes still
+ * owed are credited: h2_stream_on_close already gave the connection window back for all of them,
+ * and the tunnel's ep_close (run from inside on_stream_close, before |closed| is set) must not
+ * credit the same bytes a second time. */
 static void credit(struct h2_stream *st, size_t n) {
+  n = MIN(n, st->uncredited);
   if (n == 0) return;
-  st->uncredited -= MIN(n, st->uncredited);
+  st->uncredited -= n;
   if (!st->closed && !st->s->dying) nghttp2_session_consume(st->s->ng, st->id, n);
   h2_session_schedule(st->s);
 }
