@@ -350,8 +350,10 @@ class H2Client:
         sid = self.c.get_next_available_stream_id()
         self.streams[sid] = Stream(sid, keep=keep, ack=ack)
         self.c.send_headers(sid, headers, end_stream=end_stream)
-        if data is not None:
-            self.c.send_data(sid, data)
+        if data is not None:  # at most one window: split into frames, no waiting
+            fs = self.c.max_outbound_frame_size
+            for i in range(0, len(data), fs):
+                self.c.send_data(sid, data[i:i + fs])
             self.streams[sid].sent += len(data)
         self.flush()
         return sid
