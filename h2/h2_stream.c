@@ -246,6 +246,15 @@ void h2_stream_on_close(struct h2_stream *st, uint32_t error_code) {
   maybe_free(st);
 }
 
+void h2_stream_on_end_sent(struct h2_stream *st) {
+  /* A complete answer (error or local response) to a request whose sender has not finished:
+   * RST_STREAM(NO_ERROR) tells it to stop (RFC 9113 §8.1, checklist H2C-18); otherwise the stream
+   * stays half-closed and holds a MAX_CONCURRENT_STREAMS slot until the client ends it. Tunnels
+   * are not concerned: their END_STREAM is the upstream FIN and the client may go on sending. */
+  if (st->state == H2S_RESPONDED && !st->s->dying && nghttp2_session_get_stream_remote_close(st->s->ng, st->id) == 0)
+    rst(st, NGHTTP2_NO_ERROR);
+}
+
 void h2_stream_after_send(struct h2_stream *st) {
   if (!st->drain_pending) return;
   st->drain_pending = 0;
