@@ -221,6 +221,27 @@ class SemanticsTest(unittest.TestCase):
             self.assertTrue(bytes(st.data).startswith(b"502 Bad Gateway"))
             self.sibling_ok(cli, sib, "502")
 
+    def test_h2c18_error_response_then_rst_no_error(self):
+        """H2C-18 / RFC 9113 §8.1: after a complete error response to a CONNECT whose client side
+        is still open, the proxy sends RST_STREAM(NO_ERROR), so failed CONNECTs do not hold
+        stream slots. 300 refused CONNECTs (more than MAX_CONCURRENT_STREAMS=256) in batches of
+        100 on one connection all get their 502/400, and the connection stays usable."""
+        dead = "127.0.0.1:%d" % closed_port()
+        with self.client(tls=False) as cli:
+            sib = cli.open_tunnel(self.echo.addr)
+            for batch in range(3):
+                sids = [cli.connect(dead if i % 2 else "h:0") for i in range(100)]
+                for i, sid in enumerate(sids):
+                    st = cli.wait_closed(sid)
+                    self.assertEqual(st.status, 502 if i % 2 else 400)
+                    self.assertTrue(st.ended)
+                # the follow-up RST_STREAM(NO_ERROR) for each
+                cli.wait(lambda: all(cli.streams[s].reset is not None for s in sids), 10,
+                         "RST_STREAM(NO_ERROR) after the error responses")
+                self.assertEqual({cli.streams[s].reset for s in sids}, {0})
+            self.assertIsNone(cli.goaway)
+            self.sibling_ok(cli, sib, "300 refused CONNECTs")
+
     def test_h2c18_502_dns_nxdomain(self):
         with FakeDNS({"known.test": ["127.0.0.1"]}) as dns, \
                 Proxy(["--dns-server", dns.addr]) as p, \
