@@ -546,14 +546,6 @@ def parse_metrics_text(text):
     return out
 
 
-def asan_env(quarantine_mb=8):
-    """Environment for memory-bound tests: ASan's quarantine would otherwise hold freed chunks
-    (up to 256 MiB) and make RSS meaningless. Leak detection stays on."""
-    env = dict(os.environ)
-    env["ASAN_OPTIONS"] = "detect_leaks=1:abort_on_error=0:quarantine_size_mb=%d" % quarantine_mb
-    return env
-
-
 class env_override:  # noqa: N801  (a context manager, used like a function)
     """Temporarily sets environment variables (Proxy.start copies os.environ)."""
 
