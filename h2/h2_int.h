@@ -87,6 +87,9 @@ void h2_stream_destroy(struct h2_stream *st);
 int h2_stream_on_header(struct h2_stream *st, const uint8_t *name, size_t namelen,
                         const uint8_t *value, size_t valuelen);
 
+/* The frame carrying our END_STREAM on |st| was sent. */
+void h2_stream_on_end_sent(struct h2_stream *st);
+
 /* Tells the tunnel about outq drains noted while nghttp2 was sending. */
 void h2_stream_after_send(struct h2_stream *st);
 

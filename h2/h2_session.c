@@ -163,10 +163,15 @@ static int on_stream_close(nghttp2_session *ng, int32_t id, uint32_t error_code,
   return 0; /* always 0 (CVE-2023-35945) */
 }
 
-/* Every GOAWAY we send is logged with its cause, whoever queued it (us, or nghttp2's flood and
- * rapid-reset limits). */
+/* A sent END_STREAM may call for a RST_STREAM(NO_ERROR) (h2_stream_on_end_sent). Every GOAWAY we
+ * send is logged with its cause, whoever queued it (us, or nghttp2's flood and rapid-reset
+ * limits). */
 static int on_frame_send(nghttp2_session *ng, const nghttp2_frame *f, void *ud) {
   struct h2_session *s = ud;
+  if ((f->hd.type == NGHTTP2_DATA || f->hd.type == NGHTTP2_HEADERS) && (f->hd.flags & NGHTTP2_FLAG_END_STREAM)) {
+    struct h2_stream *st = stream_of(s, f->hd.stream_id);
+    if (st) h2_stream_on_end_sent(st);
+  }
   if (f->hd.type == NGHTTP2_GOAWAY) {
     s->goaway = 1;
     METRIC_ADD(&s->w->metrics, h2_goaway_sent, 1);

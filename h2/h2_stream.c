@@ -63,10 +63,14 @@ static void maybe_free(struct h2_stream *st) {
   if (st->closed && !st->ep.tun && !st->dial && !st->udp && !st->ws) stream_free(st);
 }
 
-/* Credits |n| received bytes back to the client (stream and connection windows). */
+/* Credits |n| received bytes back to the client (stream and connection windows). Only bytes still
+ * owed are credited: h2_stream_on_close already gave the connection window back for all of them,
+ * and the tunnel's ep_close (run from inside on_stream_close, before |closed| is set) must not
+ * credit the same bytes a second time. */
 static void credit(struct h2_stream *st, size_t n) {
+  n = MIN(n, st->uncredited);
   if (n == 0) return;
-  st->uncredited -= MIN(n, st->uncredited);
+  st->uncredited -= n;
   if (!st->closed && !st->s->dying) nghttp2_session_consume(st->s->ng, st->id, n);
   h2_session_schedule(st->s);
 }
@@ -263,6 +267,15 @@ void h2_stream_on_close(struct h2_stream *st, uint32_t error_code) {
   /* With both END_STREAMs exchanged the tunnel may still be delivering inq upstream: the stream
    * stays until the tunnel lets go of it. */
   maybe_free(st);
+}
+
+void h2_stream_on_end_sent(struct h2_stream *st) {
+  /* A complete answer (error or local response) to a request whose sender has not finished:
+   * RST_STREAM(NO_ERROR) tells it to stop (RFC 9113 §8.1, checklist H2C-18); otherwise the stream
+   * stays half-closed and holds a MAX_CONCURRENT_STREAMS slot until the client ends it. Tunnels
+   * are not concerned: their END_STREAM is the upstream FIN and the client may go on sending. */
+  if (st->state == H2S_RESPONDED && !st->s->dying && nghttp2_session_get_stream_remote_close(st->s->ng, st->id) == 0)
+    rst(st, NGHTTP2_NO_ERROR);
 }
 
 void h2_stream_after_send(struct h2_stream *st) {
