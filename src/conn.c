@@ -96,6 +96,9 @@ static void pump(struct conn *c) {
   while (!c->closing && c->fe && c->reading) {
     struct buf_chunk *chunk = bufq_pop(&c->pending);
     if (!chunk && c->ssl && c->handshake_done) {
+      /* With nothing to decrypt, SSL_read would allocate its 16 KiB record buffer only to
+       * report WANT_READ -- and keep it, on every idle connection. */
+      if (c->tio.in.bytes == 0 && !SSL_has_pending(c->ssl)) break;
       chunk = buf_get(&c->w->pool);
       int n = SSL_read(c->ssl, chunk->data, BUF_CHUNK_SIZE);
       if (n > 0) {
@@ -121,6 +124,8 @@ static void pump(struct conn *c) {
     c->fe->on_read(c, chunk);
   }
   deliver_eof(c);
+  /* An idle TLS connection keeps no 16 KiB record buffers (fails harmlessly if data waits). */
+  if (c->ssl && c->handshake_done && c->tio.in.bytes == 0) SSL_free_buffers(c->ssl);
   if (c->ssl && c->so.q.bytes) schedule(c); /* alerts, tickets, key updates */
 }
 

@@ -67,7 +67,10 @@ SSL_CTX *tls_ctx_new(const char *cert_file, const char *key_file) {
     goto fail;
   }
   SSL_CTX_set_alpn_select_cb(ctx, on_alpn_select, NULL);
-  SSL_CTX_set_session_cache_mode(ctx, SSL_SESS_CACHE_SERVER);
+  /* Resumption through stateless tickets only: a server-side session cache would keep a session
+   * per connection in memory (about 8 KiB each). One ticket per handshake is enough. */
+  SSL_CTX_set_session_cache_mode(ctx, SSL_SESS_CACHE_OFF);
+  SSL_CTX_set_num_tickets(ctx, 1);
   (void)bio_method(); /* created here, before any worker thread uses it */
   return ctx;
 fail:

@@ -306,7 +306,8 @@ class SemanticsTest(unittest.TestCase):
             self.assertEqual(s.get(3), 256)
             self.assertEqual(s.get(4), 1 << 20)
             self.assertNotEqual(s.get(2), 1)  # never ENABLE_PUSH=1
-            for proto in ("websocket", "foo-unknown"):
+            # websocket and connect-udp are served (test_xc_*); anything else is 501 (XC-04).
+            for proto in ("foo-unknown", "connect-ip"):
                 sid = cli.request_raw([(":method", "CONNECT"), (":protocol", proto), (":scheme", "https"),
                                        (":authority", self.echo.addr), (":path", "/chat")])
                 st = cli.wait_closed(sid)
