@@ -6,6 +6,7 @@
  *   client END_STREAM-> on_eof once inq is delivered;  shutdown -> END_STREAM after outq
  *   abort            -> RST_STREAM(CONNECT_ERROR);     client RST_STREAM -> on_error
  * The stream is freed once nghttp2 has closed it AND its tunnel has detached (either order). */
+#include <stddef.h>
 #include <string.h>
 #include <strings.h>
 
@@ -79,29 +80,26 @@ int h2_stream_on_header(struct h2_stream *st, const uint8_t *name, size_t namele
                         size_t valuelen) {
   st->header_bytes += namelen + valuelen + 32;
   if (st->header_bytes > st->s->w->cfg->h2_max_header_list) return NGHTTP2_ERR_TEMPORAL_CALLBACK_FAILURE;
+  /* The request fields a stream keeps; everything else is not needed by a proxy. */
+  static const struct {
+    const char *name;
+    size_t off;
+  } kept[] = {
+      {":method", offsetof(struct h2_stream, method)},
+      {":authority", offsetof(struct h2_stream, authority)},
+      {":scheme", offsetof(struct h2_stream, scheme)},
+      {":path", offsetof(struct h2_stream, path)},
+      {":protocol", offsetof(struct h2_stream, protocol)},
+      {"host", offsetof(struct h2_stream, host)},
+      {"sec-websocket-version", offsetof(struct h2_stream, ws_version)},
+      {"sec-websocket-protocol", offsetof(struct h2_stream, ws_protocol)},
+      {"sec-websocket-extensions", offsetof(struct h2_stream, ws_extensions)},
+      {"origin", offsetof(struct h2_stream, origin)},
+  };
   char **slot = NULL;
-#define IS(lit) (namelen == sizeof(lit) - 1 && memcmp(name, lit, namelen) == 0)
-  if (IS(":method"))
-    slot = &st->method;
-  else if (IS(":authority"))
-    slot = &st->authority;
-  else if (IS(":scheme"))
-    slot = &st->scheme;
-  else if (IS(":path"))
-    slot = &st->path;
-  else if (IS(":protocol"))
-    slot = &st->protocol;
-  else if (IS("host"))
-    slot = &st->host;
-  else if (IS("sec-websocket-version"))
-    slot = &st->ws_version;
-  else if (IS("sec-websocket-protocol"))
-    slot = &st->ws_protocol;
-  else if (IS("sec-websocket-extensions"))
-    slot = &st->ws_extensions;
-  else if (IS("origin"))
-    slot = &st->origin;
-#undef IS
+  for (size_t i = 0; i < ARRAY_SIZE(kept) && !slot; i++)
+    if (strlen(kept[i].name) == namelen && memcmp(kept[i].name, name, namelen) == 0)
+      slot = (char **)((char *)st + kept[i].off);
   if (!slot) return 0;
   if (*slot) return NGHTTP2_ERR_TEMPORAL_CALLBACK_FAILURE; /* duplicated */
   *slot = xmalloc(valuelen + 1);
