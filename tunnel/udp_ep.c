@@ -173,6 +173,7 @@ static void ep_write(struct tun_ep *self, struct buf_chunk *c) {
     uint64_t dropped = 0;
     enum capsule_event e = capsule_decode(&u->dec, &p, &len, &payload, &plen, &dropped);
     u->stats.drops_up += dropped;
+    if (dropped) METRIC_ADD(&u->w->metrics, udp_drops, dropped);
     if (e == CAPSULE_NEED_MORE) break;
     if (e == CAPSULE_ERROR) {
       log_info("udp %s: malformed capsule from the client, ending the tunnel", u->peer);
