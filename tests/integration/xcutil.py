@@ -147,6 +147,7 @@ class H2Client:
         self.conn.increment_flow_control_window(window)
         self.streams = {}
         self.settings_received = False
+        self.first_settings = None
         self.goaway = None
         self.eof = False
         self.flush()
@@ -194,6 +195,9 @@ class H2Client:
         sid = getattr(ev, "stream_id", None)
         st = self.streams.get(sid) if sid else None
         if isinstance(ev, h2.events.RemoteSettingsChanged):
+            if not self.settings_received:
+                # The ids the server's first SETTINGS frame actually carried.
+                self.first_settings = {int(k): v.new_value for k, v in ev.changed_settings.items()}
             self.settings_received = True
         elif isinstance(ev, h2.events.ResponseReceived) and st:
             st.headers = {k: v for k, v in ev.headers}
