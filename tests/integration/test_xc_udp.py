@@ -216,6 +216,46 @@ class UdpOverH2(UdpCase):
                 time.sleep(0.05)
             self.assertEqual([x["close"] for x in recs], ["protocol_error"] * 2)
 
+    def test_optimistic_datagram(self):
+        """UDP-08: on HTTP/2 a DATAGRAM sent right behind the HEADERS, before the 200, is
+        buffered (or dropped) but never breaks the stream."""
+        with xcutil.UDPEcho() as e, Proxy(DRAIN) as p, xcutil.H2Client(p.tls_port, ca=p.ca) as c:
+            sid = c.connect_udp("localhost:%d" % p.tls_port, xcutil.udp_path("127.0.0.1", e.port))
+            c.send(sid, xcutil.datagram_capsule(b"optimistic"))
+            st = c.wait_response(sid)
+            self.assertEqual(st.status, 200)
+            tun = xcutil.H2UdpTunnel(c, sid)
+            got = []
+            deadline = time.time() + 2
+            while b"optimistic" not in got and time.time() < deadline:
+                got += tun.recv(0.05)
+            sys.stderr.write("\n  optimistic datagram echoed: %s\n" % (b"optimistic" in got))
+            self.assertTrue(self.ping(tun, b"after-optimistic"))
+
+    # Proxy behaviour differs from the checklist: udp_ep.c treats receive errors (ICMP port
+    # unreachable -> ECONNREFUSED on the connected socket) as not fatal, so the stream stays open
+    # until the idle timeout. Checklist UDP-07 says the unreachable closes the stream.
+    @unittest.expectedFailure
+    def test_icmp_unreachable_closes_stream(self):
+        """UDP-07: datagrams to a closed UDP port (ICMP port unreachable) close the stream."""
+        with socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as hole:
+            hole.bind(("127.0.0.1", 0))
+            port = hole.getsockname()[1]
+        with Proxy(DRAIN) as p, xcutil.H2Client(p.tls_port, ca=p.ca) as c:
+            sid, st = self.h2_tunnel(p, c, "127.0.0.1", port)
+            self.assertEqual(st.status, 200)
+            tun = xcutil.H2UdpTunnel(c, sid)
+            for _ in range(5):
+                tun.send_payload(b"anyone?")
+                tun.recv(0.3)
+                if st.closed:
+                    break
+            closed = st.closed
+            if not closed:
+                c.send(sid, b"", end_stream=True)
+                c.wait_closed(sid)
+            self.assertTrue(closed, "stream still open after ICMP port unreachable")
+
     def test_udp_idle_timeout(self):
         """--udp-idle-timeout 1s ends an idle tunnel (UDP-07); a busy one outlives it."""
         with xcutil.UDPEcho() as e, Proxy(DRAIN + ["--udp-idle-timeout", "1s"]) as p, \
