@@ -527,8 +527,12 @@ static void ep_abort(struct tun_ep *self) {
   struct h2_stream *st = st_of(self);
   bufq_clear(&st->outq, &st->s->w->pool);
   self->queued = 0;
-  /* H2C-11; a WebSocket stream is cancelled instead (checklist §12). */
-  rst(st, strcmp(st->info.proto, "websocket") == 0 ? NGHTTP2_CANCEL : NGHTTP2_CONNECT_ERROR);
+  /* H2C-11; a WebSocket stream is cancelled instead (checklist §12). A malformed capsule from
+   * the client makes the request malformed: PROTOCOL_ERROR (RFC 9297 §3.3, checklist UDP-06). */
+  if (self->tun && tunnel_reason(self->tun) == TUN_CLOSE_PROTOCOL_ERROR)
+    rst(st, NGHTTP2_PROTOCOL_ERROR);
+  else
+    rst(st, strcmp(st->info.proto, "websocket") == 0 ? NGHTTP2_CANCEL : NGHTTP2_CONNECT_ERROR);
 }
 
 static void ep_close(struct tun_ep *self) {

@@ -191,6 +191,8 @@ void tunnel_start(struct tunnel *t, struct buf_chunk *first) {
   }
 }
 
+enum tun_close_reason tunnel_reason(const struct tunnel *t) { return t->reason; }
+
 void tunnel_kill(struct tunnel *t, enum tun_close_reason reason) {
   if (t->finished) return;
   t->reason = reason;

@@ -173,6 +173,7 @@ static void ep_write(struct tun_ep *self, struct buf_chunk *c) {
     uint64_t dropped = 0;
     enum capsule_event e = capsule_decode(&u->dec, &p, &len, &payload, &plen, &dropped);
     u->stats.drops_up += dropped;
+    if (dropped) METRIC_ADD(&u->w->metrics, udp_drops, dropped);
     if (e == CAPSULE_NEED_MORE) break;
     if (e == CAPSULE_ERROR) {
       log_info("udp %s: malformed capsule from the client, ending the tunnel", u->peer);
@@ -197,7 +198,14 @@ static void ep_write(struct tun_ep *self, struct buf_chunk *c) {
 
 static void on_eof_deferred(struct worker_defer *d) {
   struct udp_ep *u = container_of(d, struct udp_ep, defer);
-  if (u->ep.tun) tunnel_on_eof(&u->ep);
+  if (!u->ep.tun) return;
+  if (!capsule_decoder_at_boundary(&u->dec)) {
+    /* A capsule cut short by the end of the stream is malformed (RFC 9297 §3.3, UDP-06). */
+    log_info("udp %s: truncated capsule at the end of the client's stream", u->peer);
+    tunnel_on_error(&u->ep, TUN_CLOSE_PROTOCOL_ERROR);
+    return;
+  }
+  tunnel_on_eof(&u->ep);
 }
 
 /* The client ended its side: UDP has no half-close, so the whole tunnel ends (RFC 9298 §3.5). */
