@@ -278,6 +278,7 @@ static void work_phase_done(struct ltun *t) {
 static void udp_on_payload(struct ltun *t, const uint8_t *p, size_t len) {
   struct lrun *w = t->c->w;
   lstats_add(&w->st.dgram_rcvd, 1);
+  lstats_add(&w->st.bytes_down, len);
   if (t->inflight > 0) t->inflight--;
   t->last_rx_ms = uv_now(&w->loop);
   if (len >= 8) {
@@ -298,8 +299,8 @@ static void tun_on_data(struct ltun *t, const uint8_t *p, size_t len) {
   struct lrun *w = t->c->w;
   if (t->state != T_OPEN || t->failed) return;
   t->last_ms = uv_now(&w->loop);
-  lstats_add(&w->st.bytes_down, len);
   t->got += len;
+  if (w->o->mode != MODE_UDP) lstats_add(&w->st.bytes_down, len);
   if (w->o->mode == MODE_UDP) {
     while (len > 0) {
       const uint8_t *payload;
@@ -1204,6 +1205,10 @@ static void on_tick(uv_timer_t *tm) {
         udp_maybe_finish(t);
         tun_kick(t);
         continue;
+      }
+      if (w->o->mode == MODE_UDP && t->state == T_OPEN) {
+        udp_maybe_finish(t); /* another tunnel may have taken the last of the budget */
+        if (c->closing || t->failed) continue;
       }
       if (now - t->last_ms >= to) {
         char msg[160];
