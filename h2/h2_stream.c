@@ -403,6 +403,11 @@ static void start_websocket(struct h2_stream *st, int end_stream) {
       break;
     }
   }
+  if (!opts.trusted && cfg->ws_routes_only) {
+    /* RFC 8441 "About Intermediaries" / checklist XC-12: route by configuration only. */
+    respond_error(st, PXERR_MISDIRECTED, "no WebSocket route for this authority");
+    return;
+  }
   const char *why = NULL;
   if (authority_parse(backend, strlen(backend), &st->target, &why) != 0) {
     respond_error(st, PXERR_BAD_REQUEST, why ? why : "bad :authority");

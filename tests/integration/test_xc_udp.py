@@ -232,10 +232,6 @@ class UdpOverH2(UdpCase):
             sys.stderr.write("\n  optimistic datagram echoed: %s\n" % (b"optimistic" in got))
             self.assertTrue(self.ping(tun, b"after-optimistic"))
 
-    # Proxy behaviour differs from the checklist: udp_ep.c treats receive errors (ICMP port
-    # unreachable -> ECONNREFUSED on the connected socket) as not fatal, so the stream stays open
-    # until the idle timeout. Checklist UDP-07 says the unreachable closes the stream.
-    @unittest.expectedFailure
     def test_icmp_unreachable_closes_stream(self):
         """UDP-07: datagrams to a closed UDP port (ICMP port unreachable) close the stream."""
         with socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as hole:

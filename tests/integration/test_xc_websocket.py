@@ -159,6 +159,19 @@ class WebSocketOverH2(unittest.TestCase):
                            mode="status")
             self.assertEqual(r2.get("status"), 403, r2)
 
+    def test_routes_only(self):
+        """XC-05/XC-12: with --ws-routes-only an unrouted :authority gets 421 and no backend
+        connection, while the routed one works."""
+        route = "chat.example:443=ws://127.0.0.1:%d" % self.ws.port
+        n0 = len(self.ws.requests())
+        with Proxy(["--ws-route", route, "--ws-routes-only"]) as p:
+            r = self.node(p, authority="127.0.0.1:%d" % self.ws.port, scheme="http", mode="status")
+            self.assertEqual(r.get("status"), 421, r)
+            self.assertIn("error=http_request_denied", r["headers"].get("proxy-status", ""))
+            self.assertEqual(len(self.ws.requests()), n0)
+            r = self.node(p, authority="chat.example:443", scheme="https", subprotocol="chat")
+            self.assert_full_exchange(r)
+
     def test_private_backend_forbidden(self):
         """websocket to a loopback :authority under the default policy -> 403, no connection."""
         n0 = len(self.ws.requests())
