@@ -173,7 +173,8 @@ static void rst(struct h2_stream *st, uint32_t code) {
 
 /* ---- tunnel data path ---- */
 
-/* Upstream -> client: the DATA provider. */
+/* Upstream -> client: the DATA provider. It only sizes the frame (NO_COPY): the payload goes
+ * from outq to the connection in h2_stream_send_data, without passing through nghttp2's buffer. */
 static ssize_t tunnel_read(nghttp2_session *ng, int32_t id, uint8_t *buf, size_t len, uint32_t *flags,
                            nghttp2_data_source *src, void *ud) {
   struct h2_stream *st = src->ptr;
@@ -185,13 +186,38 @@ static ssize_t tunnel_read(nghttp2_session *ng, int32_t id, uint8_t *buf, size_t
     st->data_deferred = 1;
     return NGHTTP2_ERR_DEFERRED;
   }
-  size_t n = bufq_peek(&st->outq, buf, len);
-  bufq_skip(&st->outq, &st->s->w->pool, n);
-  st->ep.queued = st->outq.bytes;
-  if (st->outq.bytes == 0 && st->out_eof) *flags |= NGHTTP2_DATA_FLAG_EOF;
-  /* The tunnel may resume its reader; do it after nghttp2 returns (we are inside mem_send). */
-  if (st->ep.tun && st->ep.queued <= st->s->w->cfg->low_water) st->drain_pending = 1;
+  /* One outq chunk per frame keeps cleartext zero-copy; over TLS a frame plus its 9-byte
+   * header fits one staging chunk, i.e. one TLS record. */
+  size_t n = MIN(len, (size_t)st->outq.head->len);
+  if (st->s->c->ssl) n = MIN(n, (size_t)BUF_CHUNK_SIZE - 9);
+  *flags |= NGHTTP2_DATA_FLAG_NO_COPY;
+  if (n == st->outq.bytes && st->out_eof) *flags |= NGHTTP2_DATA_FLAG_EOF;
   return (ssize_t)n;
+}
+
+int h2_stream_send_data(nghttp2_session *ng, nghttp2_frame *frame, const uint8_t *framehd, size_t length,
+                        nghttp2_data_source *src, void *ud) {
+  struct h2_stream *st = src->ptr;
+  struct h2_session *s = st->s;
+  h2_session_stage(s, framehd, 9);
+  struct buf_chunk *head = st->outq.head;
+  if (!s->c->ssl && head && head->len == length) {
+    /* Cleartext and the frame is exactly one chunk: hand the chunk itself to the socket. */
+    h2_session_stage_flush(s);
+    conn_write(s->c, bufq_pop(&st->outq));
+  } else {
+    while (length > 0 && st->outq.head) {
+      struct buf_chunk *c = st->outq.head;
+      size_t n = MIN(length, (size_t)c->len);
+      h2_session_stage(s, (const uint8_t *)buf_rd(c), n);
+      bufq_skip(&st->outq, &s->w->pool, n);
+      length -= n;
+    }
+  }
+  st->ep.queued = st->outq.bytes;
+  /* The tunnel may resume its reader; do it after nghttp2 returns (we are inside mem_send). */
+  if (st->ep.tun && st->ep.queued <= s->w->cfg->low_water) st->drain_pending = 1;
+  return 0;
 }
 
 static void resume(struct h2_stream *st) {

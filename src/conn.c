@@ -281,9 +281,7 @@ void conn_write(struct conn *c, struct buf_chunk *chunk) {
   }
   if (c->ssl) {
     if (chunk->len > 0) {
-      int n = SSL_write(c->ssl, buf_rd(chunk), (int)chunk->len);
-      /* Our BIO never refuses, so a short or failed write is a TLS state error. */
-      if (n != (int)chunk->len) {
+      if (tls_write_all(c->ssl, buf_rd(chunk), chunk->len) != 0) {
         char buf[160];
         log_debug("conn %s: TLS write failed: %s", c->peer, tls_error_string(buf, sizeof(buf)));
         c->write_failed = 1;

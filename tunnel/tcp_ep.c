@@ -492,7 +492,7 @@ static void ep_write(struct tun_ep *self, struct buf_chunk *c) {
     return;
   }
   if (t->ssl) {
-    if (c->len && SSL_write(t->ssl, buf_rd(c), (int)c->len) != (int)c->len) {
+    if (c->len && tls_write_all(t->ssl, buf_rd(c), c->len) != 0) {
       ERR_clear_error();
       t->write_failed = 1;
     }
