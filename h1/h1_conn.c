@@ -49,7 +49,6 @@ struct h1_conn {
   enum pxerr err;           /* set by a callback that failed the request */
   const char *err_detail;
   /* CONNECT: */
-  struct authority target;
   struct buf_chunk *first;  /* owned until the tunnel starts: bytes after the head */
   struct tcp_ep *dial;      /* the dial in progress, or NULL */
   struct udp_ep *udp;       /* connect-udp dial in progress, or NULL */
@@ -260,10 +259,20 @@ static void on_udp_dial(void *arg, struct udp_ep *ep, enum pxerr err, const char
                  udp_ep_tun(ep), udp_ep_peer(ep));
 }
 
+/* Keeps the bytes that followed the head; an empty remainder is not worth a chunk held for the
+ * whole dial (thousands of dials at once would pin a chunk each). */
+static void keep_first(struct h1_conn *h, struct buf_chunk *rest) {
+  if (rest && rest->len == 0) {
+    buf_put(&h->c->w->pool, rest);
+    rest = NULL;
+  }
+  h->first = rest;
+}
+
 /* connect-udp over HTTP/1.1 (RFC 9298 §3.2): GET + Upgrade: connect-udp; target from the path. */
 static void start_connect_udp(struct h1_conn *h, struct buf_chunk *rest) {
   struct conn *c = h->c;
-  h->first = rest;
+  keep_first(h, rest);
   h->info.proto = "connect-udp";
   const char *path = h->url ? h->url : "";
   /* Absolute-form: the template applies to the path after the authority. */
@@ -273,35 +282,37 @@ static void start_connect_udp(struct h1_conn *h, struct buf_chunk *rest) {
   }
   char host[AUTHORITY_HOST_MAX + 1];
   uint16_t port;
+  struct authority target;
   if (llhttp_get_method(&h->parser) != HTTP_GET ||
       udp_tmpl_match(c->w->cfg->udp_template, path, strlen(path), host, sizeof(host), &port) != 0) {
     send_error(h, PXERR_BAD_REQUEST, "path does not match the connect-udp template");
     return;
   }
-  if (authority_from_host(host, port, &h->target) != 0) {
+  if (authority_from_host(host, port, &target) != 0) {
     send_error(h, PXERR_BAD_REQUEST, "bad connect-udp target");
     return;
   }
-  authority_format(&h->target, h->info.target, sizeof(h->info.target));
+  authority_format(&target, h->info.target, sizeof(h->info.target));
   h->state = H1_DIALING;
   conn_read_stop(c);
   conn_set_timer(c, 0);
-  h->udp = udp_ep_dial(c->w, &h->target, on_udp_dial, h);
+  h->udp = udp_ep_dial(c->w, &target, on_udp_dial, h);
 }
 
 static void start_connect(struct h1_conn *h, struct buf_chunk *rest) {
   struct conn *c = h->c;
   const char *why = NULL;
-  h->first = rest;
-  if (authority_parse(h->url, h->url_len, &h->target, &why) != 0) {
+  struct authority target;
+  keep_first(h, rest);
+  if (authority_parse(h->url, h->url_len, &target, &why) != 0) {
     send_error(h, PXERR_BAD_REQUEST, why ? why : "bad CONNECT target");
     return;
   }
-  authority_format(&h->target, h->info.target, sizeof(h->info.target));
+  authority_format(&target, h->info.target, sizeof(h->info.target));
   h->state = H1_DIALING;
   conn_read_stop(c);
   conn_set_timer(c, 0);
-  h->dial = tcp_ep_dial(c->w, &h->target, on_dial, h);
+  h->dial = tcp_ep_dial(c->w, &target, on_dial, h);
 }
 
 /* Feeds |chunk| (taken) to the parser and acts on every complete request in it. */

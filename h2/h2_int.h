@@ -45,7 +45,6 @@ struct h2_stream {
   char *ws_version, *ws_protocol, *ws_extensions, *origin; /* RFC 8441 request fields */
   size_t header_bytes;
   /* Tunnel side. */
-  struct authority target;
   struct tcp_ep *dial;         /* dial in progress, or NULL */
   struct udp_ep *udp;          /* connect-udp dial in progress, or NULL */
   struct ws_upgrade *ws;       /* WebSocket backend handshake in progress, or NULL */

@@ -435,7 +435,8 @@ static void start_websocket(struct h2_stream *st, int end_stream) {
     return;
   }
   const char *why = NULL;
-  if (authority_parse(backend, strlen(backend), &st->target, &why) != 0) {
+  struct authority target;
+  if (authority_parse(backend, strlen(backend), &target, &why) != 0) {
     respond_error(st, PXERR_BAD_REQUEST, why ? why : "bad :authority");
     return;
   }
@@ -451,7 +452,7 @@ static void start_websocket(struct h2_stream *st, int end_stream) {
                                .origin = st->origin};
   st->state = H2S_DIALING;
   if (end_stream) st->client_eof = 1;
-  st->ws = ws_upgrade_start(st->s->w, &st->target, &opts, &req, on_ws, st);
+  st->ws = ws_upgrade_start(st->s->w, &target, &opts, &req, on_ws, st);
 }
 
 /* connect-udp (RFC 9298 §3.4): the target comes from :path through the URI template. */
@@ -459,24 +460,26 @@ static void start_connect_udp(struct h2_stream *st, int end_stream) {
   const struct config *cfg = st->s->w->cfg;
   char host[AUTHORITY_HOST_MAX + 1];
   uint16_t port;
+  struct authority target;
   st->info.proto = "connect-udp";
   if (!st->path || udp_tmpl_match(cfg->udp_template, st->path, strlen(st->path), host, sizeof(host), &port) != 0) {
     respond_error(st, PXERR_BAD_REQUEST, "path does not match the connect-udp template");
     return;
   }
-  if (authority_from_host(host, port, &st->target) != 0) {
+  if (authority_from_host(host, port, &target) != 0) {
     respond_error(st, PXERR_BAD_REQUEST, "bad connect-udp target");
     return;
   }
-  authority_format(&st->target, st->info.target, sizeof(st->info.target));
+  authority_format(&target, st->info.target, sizeof(st->info.target));
   st->state = H2S_DIALING;
   if (end_stream) st->client_eof = 1;
-  st->udp = udp_ep_dial(st->s->w, &st->target, on_udp_dial, st);
+  st->udp = udp_ep_dial(st->s->w, &target, on_udp_dial, st);
 }
 
 static void start_connect(struct h2_stream *st, int end_stream) {
   const char *why = NULL;
-  if (!st->authority || authority_parse(st->authority, strlen(st->authority), &st->target, &why) != 0) {
+  struct authority target;
+  if (!st->authority || authority_parse(st->authority, strlen(st->authority), &target, &why) != 0) {
     respond_error(st, PXERR_BAD_REQUEST, why ? why : "bad :authority");
     return;
   }
@@ -485,14 +488,14 @@ static void start_connect(struct h2_stream *st, int end_stream) {
     respond_error(st, PXERR_BAD_REQUEST, "host differs from :authority");
     return;
   }
-  authority_format(&st->target, st->info.target, sizeof(st->info.target));
+  authority_format(&target, st->info.target, sizeof(st->info.target));
   if (st->s->w->stopping) {
     respond_error(st, PXERR_SHUTTING_DOWN, "proxy is shutting down");
     return;
   }
   st->state = H2S_DIALING;
   if (end_stream) st->client_eof = 1;
-  st->dial = tcp_ep_dial(st->s->w, &st->target, on_dial, st);
+  st->dial = tcp_ep_dial(st->s->w, &target, on_dial, st);
 }
 
 void h2_stream_on_request(struct h2_stream *st, int end_stream) {

@@ -10,22 +10,28 @@ void buf_pool_init(struct buf_pool *pool, size_t max_free) {
   pool->max_free = max_free;
 }
 
-void buf_pool_dispose(struct buf_pool *pool) {
-  while (pool->free) {
-    struct buf_chunk *c = pool->free;
-    pool->free = c->next;
+static void free_list(struct buf_chunk **list) {
+  while (*list) {
+    struct buf_chunk *c = *list;
+    *list = c->next;
     free(c);
   }
-  pool->nfree = 0;
 }
 
-struct buf_chunk *buf_get(struct buf_pool *pool) {
-  struct buf_chunk *c = pool->free;
+void buf_pool_dispose(struct buf_pool *pool) {
+  free_list(&pool->free);
+  free_list(&pool->small_free);
+  pool->nfree = pool->nsmall = 0;
+}
+
+static struct buf_chunk *get(struct buf_pool *pool, struct buf_chunk **list, size_t *n, uint32_t cap) {
+  struct buf_chunk *c = *list;
   if (c) {
-    pool->free = c->next;
-    pool->nfree--;
+    *list = c->next;
+    (*n)--;
   } else {
-    c = xmalloc(sizeof(*c));
+    c = xmalloc(sizeof(*c) + cap);
+    c->cap = cap;
   }
   c->next = NULL;
   c->off = c->len = 0;
@@ -33,17 +39,29 @@ struct buf_chunk *buf_get(struct buf_pool *pool) {
   return c;
 }
 
+struct buf_chunk *buf_get(struct buf_pool *pool) {
+  return get(pool, &pool->free, &pool->nfree, BUF_CHUNK_SIZE);
+}
+
+struct buf_chunk *buf_get_small(struct buf_pool *pool) {
+  return get(pool, &pool->small_free, &pool->nsmall, BUF_SMALL_SIZE);
+}
+
 void buf_put(struct buf_pool *pool, struct buf_chunk *c) {
   if (!c) return;
   assert(pool->in_use > 0);
   pool->in_use--;
-  if (pool->nfree >= pool->max_free) {
+  int small = c->cap == BUF_SMALL_SIZE;
+  struct buf_chunk **list = small ? &pool->small_free : &pool->free;
+  size_t *n = small ? &pool->nsmall : &pool->nfree;
+  /* Small blocks are cheap to keep: as many as eight times the large cache. */
+  if (*n >= (small ? 8 * pool->max_free : pool->max_free)) {
     free(c);
     return;
   }
-  c->next = pool->free;
-  pool->free = c;
-  pool->nfree++;
+  c->next = *list;
+  *list = c;
+  (*n)++;
 }
 
 void bufq_init(struct bufq *q) { memset(q, 0, sizeof(*q)); }

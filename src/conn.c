@@ -297,8 +297,8 @@ void conn_write(struct conn *c, struct buf_chunk *chunk) {
 void conn_write_copy(struct conn *c, const void *data, size_t len) {
   const char *p = data;
   while (len > 0) {
-    struct buf_chunk *chunk = buf_get(&c->w->pool);
-    size_t n = MIN(len, (size_t)BUF_CHUNK_SIZE);
+    struct buf_chunk *chunk = len <= BUF_SMALL_SIZE ? buf_get_small(&c->w->pool) : buf_get(&c->w->pool);
+    size_t n = MIN(len, (size_t)chunk->cap);
     memcpy(chunk->data, p, n);
     chunk->len = (uint32_t)n;
     conn_write(c, chunk);

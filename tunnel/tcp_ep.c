@@ -31,18 +31,16 @@ struct tcp_ep {
   struct sockout so;
   struct worker_defer defer;     /* flush, or the async dial result */
   struct resolve *res;           /* owned: the resolution in progress, or NULL */
-  struct dns_result addrs;       /* policy-allowed addresses */
-  size_t next_addr;
+  struct tcp_dial_state *dial;   /* owned while dialing: the addresses to try; freed once
+                                    connected or failed, so a live tunnel does not carry it */
   tcp_dial_cb cb;
   void *cb_arg;
-  struct authority target;
   enum pxerr err;                /* dial result waiting for delivery */
   const char *err_detail;
   int last_connect_err;
   char peer[64];
   SSL *ssl;                      /* owned: TLS to the upstream, or NULL */
   struct tls_io tio;             /* ciphertext in; out goes to |so| */
-  char verify_name[AUTHORITY_HOST_MAX + 1];
   tcp_pre_read_cb pre_cb;        /* reads before a tunnel attaches, or NULL */
   void *pre_arg;
   unsigned tls : 1;
@@ -57,6 +55,14 @@ struct tcp_ep {
   unsigned detached : 1;         /* closed by the tunnel or cancelled */
   unsigned write_failed : 1;
   unsigned handles_closing : 1;
+};
+
+/* What a dial needs and a connected endpoint does not. */
+struct tcp_dial_state {
+  struct dns_result addrs;                 /* policy-allowed addresses */
+  size_t next_addr;
+  char host[AUTHORITY_HOST_MAX + 1];        /* for logs */
+  char verify_name[AUTHORITY_HOST_MAX + 1]; /* TLS: SNI and the name to verify */
 };
 
 static const struct tun_ep_ops tcp_ep_ops;
@@ -74,6 +80,7 @@ static void on_handle_closed(uv_handle_t *h) {
   sockout_clear(&t->so);
   bufq_clear(&t->tio.in, &t->w->pool);
   if (t->ssl) SSL_free(t->ssl);
+  free(t->dial);
   free(t);
 }
 
@@ -97,6 +104,8 @@ static void deliver_result(struct worker_defer *d) {
   struct tcp_ep *t = container_of(d, struct tcp_ep, defer);
   d->cb = NULL;
   t->dialing = 0;
+  free(t->dial);
+  t->dial = NULL;
   if (t->detached) return;
   if (t->err == PXERR_NONE) {
     t->cb(t->cb_arg, t, PXERR_NONE, NULL);
@@ -150,8 +159,8 @@ static void on_connect(uv_connect_t *req, int status) {
   if (status == UV_ECANCELED || t->detached) return;
   if (status < 0) {
     t->last_connect_err = status;
-    log_debug("dial %s: %s: %s", t->target.host, t->peer, uv_strerror(status));
-    if (t->next_addr < t->addrs.n) {
+    log_debug("dial %s: %s: %s", t->dial->host, t->peer, uv_strerror(status));
+    if (t->dial->next_addr < t->dial->addrs.n) {
       /* A failed connect leaves the handle unusable: close it and try the next address. */
       uv_close((uv_handle_t *)&t->tcp, on_tcp_reinit_closed);
       return;
@@ -170,14 +179,14 @@ static void on_connect(uv_connect_t *req, int status) {
 }
 
 static void connect_next(struct tcp_ep *t) {
-  const struct sockaddr *sa = (const struct sockaddr *)&t->addrs.addrs[t->next_addr++];
+  const struct sockaddr *sa = (const struct sockaddr *)&t->dial->addrs.addrs[t->dial->next_addr++];
   net_format_addr(sa, t->peer, sizeof(t->peer));
   t->creq.data = t;
   int r = uv_tcp_connect(&t->creq, &t->tcp, sa, on_connect);
   if (r < 0) {
     /* Synchronous failure (e.g. no route): the callback will not run; report from the loop. */
     t->last_connect_err = r;
-    if (t->next_addr < t->addrs.n) {
+    if (t->dial->next_addr < t->dial->addrs.n) {
       uv_close((uv_handle_t *)&t->tcp, on_tcp_reinit_closed);
       return;
     }
@@ -195,7 +204,7 @@ static void on_resolved(void *arg, enum pxerr err, const char *detail, const str
     dial_done(t, err, detail);
     return;
   }
-  t->addrs = *allowed;
+  t->dial->addrs = *allowed;
   connect_next(t);
 }
 
@@ -218,15 +227,17 @@ struct tcp_ep *tcp_ep_dial(struct worker *w, const struct authority *target, tcp
 struct tcp_ep *tcp_ep_dial2(struct worker *w, const struct authority *target,
                             const struct tcp_dial_opts *opts, tcp_dial_cb cb, void *arg) {
   struct tcp_ep *t = xcalloc(1, sizeof(*t));
+  t->dial = xcalloc(1, sizeof(*t->dial));
+  snprintf(t->dial->host, sizeof(t->dial->host), "%s", target->host);
   if (opts && opts->tls) {
     t->tls = 1;
-    snprintf(t->verify_name, sizeof(t->verify_name), "%s", opts->verify_name ? opts->verify_name : target->host);
+    snprintf(t->dial->verify_name, sizeof(t->dial->verify_name), "%s",
+             opts->verify_name ? opts->verify_name : target->host);
   }
   t->w = w;
   t->ep.ops = &tcp_ep_ops;
   t->cb = cb;
   t->cb_arg = arg;
-  t->target = *target;
   t->dialing = 1;
   sockout_init(&t->so, &w->pool);
   t->tio.pool = &w->pool;
@@ -336,7 +347,7 @@ static void tls_handshake(struct tcp_ep *t) {
   } else if (SSL_get_error(t->ssl, r) != SSL_ERROR_WANT_READ || t->eof_seen) {
     enum pxerr e;
     const char *why = tls_failure(t, &e);
-    log_info("dial %s: %s: %s", t->target.host, t->peer, why);
+    log_info("dial %s: %s: %s", t->dial->host, t->peer, why);
     stop_reading(t);
     dial_done(t, e, why);
   }
@@ -351,11 +362,11 @@ static void tls_start(struct tcp_ep *t) {
   SSL_set_connect_state(t->ssl);
   SSL_set_verify(t->ssl, SSL_VERIFY_PEER, NULL);
   struct authority tmp;
-  if (authority_from_host(t->verify_name, 1, &tmp) == 0 && tmp.kind != AUTHORITY_NAME) {
-    X509_VERIFY_PARAM_set1_ip_asc(SSL_get0_param(t->ssl), t->verify_name);
+  if (authority_from_host(t->dial->verify_name, 1, &tmp) == 0 && tmp.kind != AUTHORITY_NAME) {
+    X509_VERIFY_PARAM_set1_ip_asc(SSL_get0_param(t->ssl), t->dial->verify_name);
   } else {
-    SSL_set_tlsext_host_name(t->ssl, t->verify_name);
-    SSL_set1_host(t->ssl, t->verify_name);
+    SSL_set_tlsext_host_name(t->ssl, t->dial->verify_name);
+    SSL_set1_host(t->ssl, t->dial->verify_name);
   }
   if (uv_read_start((uv_stream_t *)&t->tcp, on_alloc, on_read) == 0) t->reading = 1;
   tls_handshake(t);

@@ -19,7 +19,7 @@ struct tunnel {
   struct worker *w;        /* back-pointer: the owning worker */
   struct list link;        /* in w->tunnels */
   struct tun_ep *a, *b;    /* borrowed until finish; a = client side, b = upstream side */
-  struct tun_info info;
+  const struct tun_info *info; /* borrowed from the client side's owner, which outlives us */
   enum tun_proto proto;
   uv_timer_t timer;        /* idle and max-duration deadlines */
   uint64_t last_active_ms; /* uv_now of the last byte either way */
@@ -67,15 +67,15 @@ static size_t access_head(char *line, size_t cap, const struct tun_info *info, c
 
 static void log_access(struct tunnel *t) {
   char line[2048];
-  size_t n = access_head(line, sizeof(line), &t->info, tun_proto_name(t->proto));
+  size_t n = access_head(line, sizeof(line), t->info, tun_proto_name(t->proto));
   n += (size_t)snprintf(line + n, sizeof(line) - n, ",\"resolved\":");
-  log_json_str(line, sizeof(line), &n, t->info.resolved);
+  log_json_str(line, sizeof(line), &n, t->info->resolved);
   n += (size_t)snprintf(line + n, sizeof(line) - n,
                         ",\"status\":%d,\"bytes_up\":%llu,\"bytes_down\":%llu,\"duration_ms\":%llu,"
                         "\"close\":\"%s\"}",
-                        t->info.status, (unsigned long long)t->a->bytes_read,
+                        t->info->status, (unsigned long long)t->a->bytes_read,
                         (unsigned long long)t->b->bytes_read,
-                        (unsigned long long)(uv_now(&t->w->loop) - t->info.start_ms),
+                        (unsigned long long)(uv_now(&t->w->loop) - t->info->start_ms),
                         tun_close_reason_name(t->reason));
   const struct tun_dgram_stats *d = t->b->dgram;
   if (d && n < sizeof(line) - 200) {
@@ -144,7 +144,7 @@ static void on_timer(uv_timer_t *h) {
   uint64_t now = uv_now(&t->w->loop);
   uint64_t idle_ms = t->proto == TUN_PROTO_CONNECT_UDP ? cfg->udp_idle_timeout_ms : cfg->idle_timeout_ms;
   uint64_t idle_at = t->last_active_ms + idle_ms;
-  uint64_t max_at = t->info.start_ms + cfg->max_duration_ms;
+  uint64_t max_at = t->info->start_ms + cfg->max_duration_ms;
   if (cfg->max_duration_ms && now >= max_at) {
     tunnel_kill(t, TUN_CLOSE_MAX_DURATION);
     return;
@@ -166,7 +166,7 @@ struct tunnel *tunnel_new(struct worker *w, struct tun_ep *a, struct tun_ep *b,
   t->w = w;
   t->a = a;
   t->b = b;
-  t->info = *info;
+  t->info = info;
   t->proto = proto_of(info->proto);
   a->tun = t;
   b->tun = t;

@@ -52,7 +52,8 @@ struct tun_info {
 };
 
 /* Creates a tunnel between |a| (client side) and |b| (upstream side) owned by worker |w|. The
- * endpoints must be fresh (tun == NULL). Nothing moves until tunnel_start. */
+ * endpoints must be fresh (tun == NULL). Nothing moves until tunnel_start. |info| is borrowed:
+ * it belongs to a's owner (h1_conn, h2_stream), which outlives the tunnel. */
 struct tunnel *tunnel_new(struct worker *w, struct tun_ep *a, struct tun_ep *b,
                           const struct tun_info *info);
 /* Writes |first| (taken, may be NULL) to b -- the bytes that came after the request head -- and
