@@ -226,6 +226,10 @@ static void start_tunnel(struct h1_conn *h, const char *head, struct tun_ep *b, 
   h->state = H1_TUNNEL;
   h->info.status = head[9] == '1' ? 101 : 200;
   snprintf(h->info.resolved, sizeof(h->info.resolved), "%s", peer);
+  /* The request is done with: a long-lived tunnel should not carry its head. */
+  free(h->url);
+  h->url = NULL;
+  h->url_len = h->url_cap = 0;
   struct tunnel *t = tunnel_new(c->w, &h->ep, b, &h->info);
   struct buf_chunk *first = h->first;
   h->first = NULL;

@@ -26,7 +26,6 @@ struct tcp_ep {
   uv_tcp_t tcp;
   uv_timer_t timer;              /* dial deadline, then the close deadline */
   int handles;                   /* open libuv handles; freed at 0 */
-  uv_connect_t creq;
   uv_shutdown_t sreq;
   struct sockout so;
   struct worker_defer defer;     /* flush, or the async dial result */
@@ -48,6 +47,7 @@ struct tcp_ep {
   unsigned close_notify_sent : 1;
   unsigned eof_seen : 1;
   unsigned dialing : 1;
+  unsigned connecting : 1;       /* dial->creq is in flight */
   unsigned in_dns : 1;
   unsigned connected : 1;
   unsigned reading : 1;
@@ -59,6 +59,7 @@ struct tcp_ep {
 
 /* What a dial needs and a connected endpoint does not. */
 struct tcp_dial_state {
+  uv_connect_t creq;
   struct dns_result addrs;                 /* policy-allowed addresses */
   size_t next_addr;
   char host[AUTHORITY_HOST_MAX + 1];        /* for logs */
@@ -104,8 +105,10 @@ static void deliver_result(struct worker_defer *d) {
   struct tcp_ep *t = container_of(d, struct tcp_ep, defer);
   d->cb = NULL;
   t->dialing = 0;
-  free(t->dial);
-  t->dial = NULL;
+  if (!t->connecting) { /* a timed-out connect still owns dial->creq until it is cancelled */
+    free(t->dial);
+    t->dial = NULL;
+  }
   if (t->detached) return;
   if (t->err == PXERR_NONE) {
     t->cb(t->cb_arg, t, PXERR_NONE, NULL);
@@ -156,6 +159,7 @@ static void on_tcp_reinit_closed(uv_handle_t *h) {
 
 static void on_connect(uv_connect_t *req, int status) {
   struct tcp_ep *t = req->data;
+  t->connecting = 0;
   if (status == UV_ECANCELED || t->detached) return;
   if (status < 0) {
     t->last_connect_err = status;
@@ -181,8 +185,9 @@ static void on_connect(uv_connect_t *req, int status) {
 static void connect_next(struct tcp_ep *t) {
   const struct sockaddr *sa = (const struct sockaddr *)&t->dial->addrs.addrs[t->dial->next_addr++];
   net_format_addr(sa, t->peer, sizeof(t->peer));
-  t->creq.data = t;
-  int r = uv_tcp_connect(&t->creq, &t->tcp, sa, on_connect);
+  t->dial->creq.data = t;
+  int r = uv_tcp_connect(&t->dial->creq, &t->tcp, sa, on_connect);
+  if (r == 0) t->connecting = 1;
   if (r < 0) {
     /* Synchronous failure (e.g. no route): the callback will not run; report from the loop. */
     t->last_connect_err = r;
