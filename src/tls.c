@@ -52,6 +52,10 @@ SSL_CTX *tls_ctx_new(const char *cert_file, const char *key_file) {
                                SSL_OP_NO_COMPRESSION);
   SSL_CTX_set_mode(ctx, SSL_MODE_RELEASE_BUFFERS | SSL_MODE_ENABLE_PARTIAL_WRITE |
                             SSL_MODE_ACCEPT_MOVING_WRITE_BUFFER);
+  /* AES-128-GCM first (hardware AES makes it the cheapest AEAD per byte, ~40% less than
+   * AES-256), ChaCha20 for clients without AES instructions; the server's order wins. */
+  SSL_CTX_set_ciphersuites(ctx, "TLS_AES_128_GCM_SHA256:TLS_CHACHA20_POLY1305_SHA256:TLS_AES_256_GCM_SHA384");
+  SSL_CTX_set_cipher_list(ctx, "ECDHE+AESGCM:ECDHE+CHACHA20:!aNULL:!SHA1:!kRSA");
   /* No 0-RTT: early data could replay a CONNECT (checklist H2-09). */
   SSL_CTX_set_max_early_data(ctx, 0);
   if (SSL_CTX_use_certificate_chain_file(ctx, cert_file) != 1) {
