@@ -267,10 +267,8 @@ void h2_stream_protocol_error(struct h2_stream *st) {
   if (st->ep.tun) tunnel_on_error(&st->ep, TUN_CLOSE_PROTOCOL_ERROR);
 }
 
-void h2_stream_on_close(struct h2_stream *st, uint32_t error_code) {
-  /* Bytes never credited would shrink the connection window for good (checklist NG-05). */
-  if (st->uncredited && !st->s->dying) nghttp2_session_consume_connection(st->s->ng, st->uncredited);
-  st->uncredited = 0;
+/* Abandons whatever upstream the stream was still opening (TCP dial, UDP, WebSocket backend). */
+static void cancel_upstream(struct h2_stream *st) {
   if (st->dial) {
     tcp_ep_cancel(st->dial);
     st->dial = NULL;
@@ -283,6 +281,13 @@ void h2_stream_on_close(struct h2_stream *st, uint32_t error_code) {
     ws_upgrade_cancel(st->ws);
     st->ws = NULL;
   }
+}
+
+void h2_stream_on_close(struct h2_stream *st, uint32_t error_code) {
+  /* Bytes never credited would shrink the connection window for good (checklist NG-05). */
+  if (st->uncredited && !st->s->dying) nghttp2_session_consume_connection(st->s->ng, st->uncredited);
+  st->uncredited = 0;
+  cancel_upstream(st);
   if (st->ep.tun && (error_code != NGHTTP2_NO_ERROR || st->reset_sent)) {
     /* The client reset the stream (or the connection failed): reset the upstream (H2C-12). */
     tunnel_on_error(&st->ep, st->reset_sent ? TUN_CLOSE_PROTOCOL_ERROR : TUN_CLOSE_CLIENT_RST);
@@ -309,18 +314,7 @@ void h2_stream_after_send(struct h2_stream *st) {
 }
 
 void h2_stream_destroy(struct h2_stream *st) {
-  if (st->dial) {
-    tcp_ep_cancel(st->dial);
-    st->dial = NULL;
-  }
-  if (st->udp) {
-    udp_ep_cancel(st->udp);
-    st->udp = NULL;
-  }
-  if (st->ws) {
-    ws_upgrade_cancel(st->ws);
-    st->ws = NULL;
-  }
+  cancel_upstream(st);
   /* Kill the tunnel while the stream still counts as open, so its close does not free it. */
   st->closed = 0;
   if (st->ep.tun) tunnel_kill(st->ep.tun, TUN_CLOSE_CLIENT_ERROR);
