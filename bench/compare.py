@@ -953,6 +953,7 @@ def main():
     def on_signal(sig, frame):
         raise KeyboardInterrupt
 
+    signal.signal(signal.SIGINT, on_signal)  # also when started with SIGINT ignored (bash &)
     signal.signal(signal.SIGTERM, on_signal)
     signal.signal(signal.SIGHUP, on_signal)
 
