@@ -437,7 +437,7 @@ def prof(quick):
         return dict(rate_d="1s", bulk=128 * MiB, bulk16=8 * MiB, rr_d="1s", idle=[1000],
                     idle_hold=0.5, h2load_n=200000, reps=1, idle_tls=False)
     return dict(rate_d="3s", bulk=512 * MiB, bulk16=32 * MiB, rr_d="2s", idle=[1000, 5000],
-                idle_hold=1.0, h2load_n=1000000, reps=3, idle_tls=True)
+                idle_hold=1.0, h2load_n=500000, reps=3, idle_tls=True)
 
 
 class Row:
@@ -935,7 +935,8 @@ def main():
     ap.add_argument("--root", default=os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
     ap.add_argument("--quick", action="store_true", help="one repetition, short runs (~2 min)")
     ap.add_argument("--reps", type=int, help="repetitions per row (default 3, quick 1)")
-    ap.add_argument("--apache", action="store_true", help="also run Apache httpd (optional peer)")
+    ap.add_argument("--no-apache", action="store_true",
+                    help="leave out Apache httpd (the optional peer)")
     ap.add_argument("--only", help="comma-separated systems, e.g. h2tunnel,squid")
     ap.add_argument("--rows", help="comma-separated run keys (e.g. rate_h1,bulk_h2_down)")
     ap.add_argument("--out", help="markdown output (default build-rel/bench-compare.md)")
@@ -1042,7 +1043,7 @@ def run_all(env, a, out_md, started, t_start):
                 break
             env.origins[kind] = port
 
-    classes = [c for c in SYSTEMS if c is not Apache or a.apache]
+    classes = [c for c in SYSTEMS if c is not Apache or not a.no_apache]
     if a.only:
         want = set(a.only.split(","))
         classes = [c for c in classes if c.name in want or c.name == "h2tunnel"]
