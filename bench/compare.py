@@ -646,7 +646,8 @@ def measure(env, sysm, key, run):
     if not elapsed:
         ems = jget(j, "elapsed_ms", "duration_ms")
         elapsed = float(ems) / 1000 if ems else wall
-    r = {"cpu_s": cpu, "elapsed_s": elapsed, "wall_s": wall}
+    r = {"cpu_s": cpu, "elapsed_s": elapsed, "wall_s": wall,
+         "client_busy": float(jget(j, "client_cpu_s", default=0) or 0) / max(elapsed, 1e-3)}
     mode = run["mode"]
     if mode == "rate":
         n = int(jget(j, "tunnels_ok", "tunnels", "ok", default=0))
@@ -836,6 +837,9 @@ def cell(row, results, sysm):
         return None, (errs[0] if errs else "not run")[:60]
     v = median(vals)
     s = row.fmt.format(v)
+    busy = median([r["client_busy"] for r in reps if "client_busy" in r])
+    if row.unit in ("/s", "MB/s") and busy is not None and busy >= 0.9:
+        s += " ‡"  # the load tool used ≥ 90 % of its core: a client-side limit
     if len(vals) < len(reps):
         s += f" ({len(vals)}/{len(reps)} ok)"
     return v, s
@@ -1109,7 +1113,10 @@ def run_all(env, a, out_md, started, t_start):
     md.append(md_table(head, lines))
     md.append("")
     met = sum(1 for _, ok in verdicts if ok)
-    md.append(f"Targets met: {met} of {len(verdicts)} rows that have a target and a peer figure.")
+    md.append(f"Targets met: {met} of {len(verdicts)} rows that have a target and a peer figure. "
+              "‡ = the load tool used ≥ 90 % of its core in that run (median), so the rate or "
+              "throughput is at least partly the client's limit; CPU per unit of work is not "
+              "affected.")
     md.append("")
     md.append("Limits of this machine (same pinning):")
     md.append("")
