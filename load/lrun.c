@@ -375,22 +375,26 @@ static void tun_opened(struct ltun *t) {
   work_begin(t);
 }
 
-/* Counts the error once; the tunnel's resources go when its stream or connection ends. */
-static void tun_count_error(struct ltun *t, enum lstats_err kind, int status, const char *msg) {
-  struct lrun *w = t->c->w;
-  if (t->failed) return;
-  t->failed = 1;
-  set_active(t, 0);
+/* Counts one error; past --max-errors the run stops on the next loop turn. */
+static void run_error(struct lrun *w, enum lstats_err kind, int status, const char *msg) {
   lstats_error(&w->st, kind, status, msg);
   if (lstats_get(&w->st.errors) > w->o->max_errors && !w->stopping) {
     char why[300];
-    snprintf(why, sizeof(why), "more than %llu error(s); first: %s",
+    snprintf(why, sizeof(why), "more than %llu error(s); first: %.200s",
              (unsigned long long)w->o->max_errors, w->st.first_error);
     w->stopping = 1;
     snprintf(w->stop_reason, sizeof(w->stop_reason), "%s", why);
     /* Cut on the next loop turn, not here: the caller may still use |t| and its connection. */
     uv_timer_start(&w->deadline, on_deadline, 0, 0);
   }
+}
+
+/* Counts the error once; the tunnel's resources go when its stream or connection ends. */
+static void tun_count_error(struct ltun *t, enum lstats_err kind, int status, const char *msg) {
+  if (t->failed) return;
+  t->failed = 1;
+  set_active(t, 0);
+  run_error(t->c->w, kind, status, msg);
 }
 
 static void tun_fail(struct ltun *t, enum lstats_err kind, int status, const char *msg) {
@@ -929,8 +933,10 @@ static void conn_fail(struct lconn *c, enum lstats_err kind, const char *msg) {
     counted = 1;
   }
   if (!counted && !c->w->stopping && (c->state != C_READY || !c->ngh)) {
-    /* A setup failure with no tunnel yet (h2): still an error. */
-    lstats_error(&c->w->st, kind, 0, msg);
+    /* A setup failure with no tunnel yet (h2): still an error, and it uses up one unit of
+     * work, so a dead proxy with a high --max-errors does not mean reconnecting forever. */
+    take_budget(c->w);
+    run_error(c->w, kind, 0, msg);
   }
   conn_close(c);
 }

@@ -252,6 +252,23 @@ class LoadTest(unittest.TestCase):
         self.assertEqual(d["errors"], 10)
         self.assertEqual(d["status"].get("502"), 10)
 
+    def test_dead_proxy(self):
+        dead = free_port()
+        for scheme in ("http", "h2c", "h2"):
+            with self.subTest(scheme=scheme):
+                d, wall, _ = self.load("--proxy", "%s://127.0.0.1:%d" % (scheme, dead),
+                                       "--insecure", "-n", "5", "--target", "127.0.0.1:9",
+                                       expect_rc=1)
+                self.assertEqual(d["errors_by_kind"], {"connect": 1})
+                self.assertIn("connection refused", d["first_error"])
+                self.assertLess(wall, 5)
+                # With errors tolerated, failed connection attempts still use up -n.
+                d, wall, _ = self.load("--proxy", "%s://127.0.0.1:%d" % (scheme, dead),
+                                       "--insecure", "-n", "20", "--max-errors", "1000",
+                                       "--target", "127.0.0.1:9", expect_rc=0)
+                self.assertEqual(d["errors"], 20)
+                self.assertLess(wall, 5)
+
     def test_proxy_authorization_and_status(self):
         fake = FakeProxy(b"HTTP/1.1 407 Proxy Authentication Required\r\n"
                          b"Proxy-Status: fake; error=http_request_denied\r\n"
