@@ -87,10 +87,22 @@ void h2_stream_destroy(struct h2_stream *st);
 int h2_stream_on_header(struct h2_stream *st, const uint8_t *name, size_t namelen,
                         const uint8_t *value, size_t valuelen);
 
+/* The frame carrying our END_STREAM on |st| was sent. */
+void h2_stream_on_end_sent(struct h2_stream *st);
+
 /* Tells the tunnel about outq drains noted while nghttp2 was sending. */
 void h2_stream_after_send(struct h2_stream *st);
 
+/* nghttp2's send_data_callback for tunnel DATA (NO_COPY): writes the frame header and |length|
+ * payload bytes from the stream's outq to the connection. */
+int h2_stream_send_data(nghttp2_session *ng, nghttp2_frame *frame, const uint8_t *framehd, size_t length,
+                        nghttp2_data_source *src, void *ud);
+
 /* h2_session.c */
+/* Appends serialized bytes to the session's staging chunk (one TLS record per full chunk). */
+void h2_session_stage(struct h2_session *s, const uint8_t *data, size_t len);
+/* Hands the staging chunk to the connection now. */
+void h2_session_stage_flush(struct h2_session *s);
 /* Sends what nghttp2 has queued at the end of this loop turn. */
 void h2_session_schedule(struct h2_session *s);
 

@@ -15,14 +15,14 @@
 
 static const struct conn_fe_ops h2_fe_ops;
 
-static void stage_flush(struct h2_session *s) {
+void h2_session_stage_flush(struct h2_session *s) {
   if (s->stage && s->stage->len) {
     conn_write(s->c, s->stage);
     s->stage = NULL;
   }
 }
 
-static void stage_append(struct h2_session *s, const uint8_t *data, size_t len) {
+void h2_session_stage(struct h2_session *s, const uint8_t *data, size_t len) {
   while (len > 0) {
     if (!s->stage) s->stage = buf_get(&s->w->pool);
     size_t n = MIN(len, buf_room(s->stage));
@@ -30,7 +30,7 @@ static void stage_append(struct h2_session *s, const uint8_t *data, size_t len) 
     s->stage->len += (uint32_t)n;
     data += n;
     len -= n;
-    if (buf_room(s->stage) == 0) stage_flush(s);
+    if (buf_room(s->stage) == 0) h2_session_stage_flush(s);
   }
 }
 
@@ -51,9 +51,9 @@ static void send_now(struct h2_session *s) {
       return;
     }
     if (n == 0) break;
-    stage_append(s, data, (size_t)n);
+    h2_session_stage(s, data, (size_t)n);
   }
-  stage_flush(s);
+  h2_session_stage_flush(s);
   s->in_send = 0;
   /* Streams whose queue drained while nghttp2 pulled DATA may let their upstream read again. */
   struct list *n, *next;
@@ -163,10 +163,15 @@ static int on_stream_close(nghttp2_session *ng, int32_t id, uint32_t error_code,
   return 0; /* always 0 (CVE-2023-35945) */
 }
 
-/* Every GOAWAY we send is logged with its cause, whoever queued it (us, or nghttp2's flood and
- * rapid-reset limits). */
+/* A sent END_STREAM may call for a RST_STREAM(NO_ERROR) (h2_stream_on_end_sent). Every GOAWAY we
+ * send is logged with its cause, whoever queued it (us, or nghttp2's flood and rapid-reset
+ * limits). */
 static int on_frame_send(nghttp2_session *ng, const nghttp2_frame *f, void *ud) {
   struct h2_session *s = ud;
+  if ((f->hd.type == NGHTTP2_DATA || f->hd.type == NGHTTP2_HEADERS) && (f->hd.flags & NGHTTP2_FLAG_END_STREAM)) {
+    struct h2_stream *st = stream_of(s, f->hd.stream_id);
+    if (st) h2_stream_on_end_sent(st);
+  }
   if (f->hd.type == NGHTTP2_GOAWAY) {
     s->goaway = 1;
     METRIC_ADD(&s->w->metrics, h2_goaway_sent, 1);
@@ -288,6 +293,7 @@ void h2_session_attach(struct conn *c) {
   nghttp2_session_callbacks_set_on_stream_close_callback(cbs, on_stream_close);
   nghttp2_session_callbacks_set_on_invalid_frame_recv_callback(cbs, on_invalid_frame);
   nghttp2_session_callbacks_set_on_frame_send_callback(cbs, on_frame_send);
+  nghttp2_session_callbacks_set_send_data_callback(cbs, h2_stream_send_data);
   nghttp2_session_callbacks_set_error_callback2(cbs, on_error2);
 
   nghttp2_option *opt;

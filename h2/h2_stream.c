@@ -6,6 +6,7 @@
  *   client END_STREAM-> on_eof once inq is delivered;  shutdown -> END_STREAM after outq
  *   abort            -> RST_STREAM(CONNECT_ERROR);     client RST_STREAM -> on_error
  * The stream is freed once nghttp2 has closed it AND its tunnel has detached (either order). */
+#include <stddef.h>
 #include <string.h>
 #include <strings.h>
 
@@ -63,10 +64,14 @@ static void maybe_free(struct h2_stream *st) {
   if (st->closed && !st->ep.tun && !st->dial && !st->udp && !st->ws) stream_free(st);
 }
 
-/* Credits |n| received bytes back to the client (stream and connection windows). */
+/* Credits |n| received bytes back to the client (stream and connection windows). Only bytes still
+ * owed are credited: h2_stream_on_close already gave the connection window back for all of them,
+ * and the tunnel's ep_close (run from inside on_stream_close, before |closed| is set) must not
+ * credit the same bytes a second time. */
 static void credit(struct h2_stream *st, size_t n) {
+  n = MIN(n, st->uncredited);
   if (n == 0) return;
-  st->uncredited -= MIN(n, st->uncredited);
+  st->uncredited -= n;
   if (!st->closed && !st->s->dying) nghttp2_session_consume(st->s->ng, st->id, n);
   h2_session_schedule(st->s);
 }
@@ -75,29 +80,26 @@ int h2_stream_on_header(struct h2_stream *st, const uint8_t *name, size_t namele
                         size_t valuelen) {
   st->header_bytes += namelen + valuelen + 32;
   if (st->header_bytes > st->s->w->cfg->h2_max_header_list) return NGHTTP2_ERR_TEMPORAL_CALLBACK_FAILURE;
+  /* The request fields a stream keeps; everything else is not needed by a proxy. */
+  static const struct {
+    const char *name;
+    size_t off;
+  } kept[] = {
+      {":method", offsetof(struct h2_stream, method)},
+      {":authority", offsetof(struct h2_stream, authority)},
+      {":scheme", offsetof(struct h2_stream, scheme)},
+      {":path", offsetof(struct h2_stream, path)},
+      {":protocol", offsetof(struct h2_stream, protocol)},
+      {"host", offsetof(struct h2_stream, host)},
+      {"sec-websocket-version", offsetof(struct h2_stream, ws_version)},
+      {"sec-websocket-protocol", offsetof(struct h2_stream, ws_protocol)},
+      {"sec-websocket-extensions", offsetof(struct h2_stream, ws_extensions)},
+      {"origin", offsetof(struct h2_stream, origin)},
+  };
   char **slot = NULL;
-#define IS(lit) (namelen == sizeof(lit) - 1 && memcmp(name, lit, namelen) == 0)
-  if (IS(":method"))
-    slot = &st->method;
-  else if (IS(":authority"))
-    slot = &st->authority;
-  else if (IS(":scheme"))
-    slot = &st->scheme;
-  else if (IS(":path"))
-    slot = &st->path;
-  else if (IS(":protocol"))
-    slot = &st->protocol;
-  else if (IS("host"))
-    slot = &st->host;
-  else if (IS("sec-websocket-version"))
-    slot = &st->ws_version;
-  else if (IS("sec-websocket-protocol"))
-    slot = &st->ws_protocol;
-  else if (IS("sec-websocket-extensions"))
-    slot = &st->ws_extensions;
-  else if (IS("origin"))
-    slot = &st->origin;
-#undef IS
+  for (size_t i = 0; i < ARRAY_SIZE(kept) && !slot; i++)
+    if (strlen(kept[i].name) == namelen && memcmp(kept[i].name, name, namelen) == 0)
+      slot = (char **)((char *)st + kept[i].off);
   if (!slot) return 0;
   if (*slot) return NGHTTP2_ERR_TEMPORAL_CALLBACK_FAILURE; /* duplicated */
   *slot = xmalloc(valuelen + 1);
@@ -171,7 +173,8 @@ static void rst(struct h2_stream *st, uint32_t code) {
 
 /* ---- tunnel data path ---- */
 
-/* Upstream -> client: the DATA provider. */
+/* Upstream -> client: the DATA provider. It only sizes the frame (NO_COPY): the payload goes
+ * from outq to the connection in h2_stream_send_data, without passing through nghttp2's buffer. */
 static ssize_t tunnel_read(nghttp2_session *ng, int32_t id, uint8_t *buf, size_t len, uint32_t *flags,
                            nghttp2_data_source *src, void *ud) {
   struct h2_stream *st = src->ptr;
@@ -183,13 +186,38 @@ static ssize_t tunnel_read(nghttp2_session *ng, int32_t id, uint8_t *buf, size_t
     st->data_deferred = 1;
     return NGHTTP2_ERR_DEFERRED;
   }
-  size_t n = bufq_peek(&st->outq, buf, len);
-  bufq_skip(&st->outq, &st->s->w->pool, n);
-  st->ep.queued = st->outq.bytes;
-  if (st->outq.bytes == 0 && st->out_eof) *flags |= NGHTTP2_DATA_FLAG_EOF;
-  /* The tunnel may resume its reader; do it after nghttp2 returns (we are inside mem_send). */
-  if (st->ep.tun && st->ep.queued <= st->s->w->cfg->low_water) st->drain_pending = 1;
+  /* One outq chunk per frame keeps cleartext zero-copy; over TLS a frame plus its 9-byte
+   * header fits one staging chunk, i.e. one TLS record. */
+  size_t n = MIN(len, (size_t)st->outq.head->len);
+  if (st->s->c->ssl) n = MIN(n, (size_t)BUF_CHUNK_SIZE - 9);
+  *flags |= NGHTTP2_DATA_FLAG_NO_COPY;
+  if (n == st->outq.bytes && st->out_eof) *flags |= NGHTTP2_DATA_FLAG_EOF;
   return (ssize_t)n;
+}
+
+int h2_stream_send_data(nghttp2_session *ng, nghttp2_frame *frame, const uint8_t *framehd, size_t length,
+                        nghttp2_data_source *src, void *ud) {
+  struct h2_stream *st = src->ptr;
+  struct h2_session *s = st->s;
+  h2_session_stage(s, framehd, 9);
+  struct buf_chunk *head = st->outq.head;
+  if (!s->c->ssl && head && head->len == length) {
+    /* Cleartext and the frame is exactly one chunk: hand the chunk itself to the socket. */
+    h2_session_stage_flush(s);
+    conn_write(s->c, bufq_pop(&st->outq));
+  } else {
+    while (length > 0 && st->outq.head) {
+      struct buf_chunk *c = st->outq.head;
+      size_t n = MIN(length, (size_t)c->len);
+      h2_session_stage(s, (const uint8_t *)buf_rd(c), n);
+      bufq_skip(&st->outq, &s->w->pool, n);
+      length -= n;
+    }
+  }
+  st->ep.queued = st->outq.bytes;
+  /* The tunnel may resume its reader; do it after nghttp2 returns (we are inside mem_send). */
+  if (st->ep.tun && st->ep.queued <= s->w->cfg->low_water) st->drain_pending = 1;
+  return 0;
 }
 
 static void resume(struct h2_stream *st) {
@@ -263,6 +291,15 @@ void h2_stream_on_close(struct h2_stream *st, uint32_t error_code) {
   /* With both END_STREAMs exchanged the tunnel may still be delivering inq upstream: the stream
    * stays until the tunnel lets go of it. */
   maybe_free(st);
+}
+
+void h2_stream_on_end_sent(struct h2_stream *st) {
+  /* A complete answer (error or local response) to a request whose sender has not finished:
+   * RST_STREAM(NO_ERROR) tells it to stop (RFC 9113 §8.1, checklist H2C-18); otherwise the stream
+   * stays half-closed and holds a MAX_CONCURRENT_STREAMS slot until the client ends it. Tunnels
+   * are not concerned: their END_STREAM is the upstream FIN and the client may go on sending. */
+  if (st->state == H2S_RESPONDED && !st->s->dying && nghttp2_session_get_stream_remote_close(st->s->ng, st->id) == 0)
+    rst(st, NGHTTP2_NO_ERROR);
 }
 
 void h2_stream_after_send(struct h2_stream *st) {
@@ -392,6 +429,11 @@ static void start_websocket(struct h2_stream *st, int end_stream) {
       break;
     }
   }
+  if (!opts.trusted && cfg->ws_routes_only) {
+    /* RFC 8441 "About Intermediaries" / checklist XC-12: route by configuration only. */
+    respond_error(st, PXERR_MISDIRECTED, "no WebSocket route for this authority");
+    return;
+  }
   const char *why = NULL;
   if (authority_parse(backend, strlen(backend), &st->target, &why) != 0) {
     respond_error(st, PXERR_BAD_REQUEST, why ? why : "bad :authority");
@@ -516,8 +558,12 @@ static void ep_abort(struct tun_ep *self) {
   struct h2_stream *st = st_of(self);
   bufq_clear(&st->outq, &st->s->w->pool);
   self->queued = 0;
-  /* H2C-11; a WebSocket stream is cancelled instead (checklist §12). */
-  rst(st, strcmp(st->info.proto, "websocket") == 0 ? NGHTTP2_CANCEL : NGHTTP2_CONNECT_ERROR);
+  /* H2C-11; a WebSocket stream is cancelled instead (checklist §12). A malformed capsule from
+   * the client makes the request malformed: PROTOCOL_ERROR (RFC 9297 §3.3, checklist UDP-06). */
+  if (self->tun && tunnel_reason(self->tun) == TUN_CLOSE_PROTOCOL_ERROR)
+    rst(st, NGHTTP2_PROTOCOL_ERROR);
+  else
+    rst(st, strcmp(st->info.proto, "websocket") == 0 ? NGHTTP2_CANCEL : NGHTTP2_CONNECT_ERROR);
 }
 
 static void ep_close(struct tun_ep *self) {

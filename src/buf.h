@@ -9,7 +9,7 @@
 #include <stddef.h>
 #include <stdint.h>
 
-#define BUF_CHUNK_SIZE 16384 /* one TLS record, one default h2 DATA frame */
+#define BUF_CHUNK_SIZE 65536 /* one read(2): four TLS records or four 16 KiB h2 DATA frames */
 
 struct buf_chunk {
   struct buf_chunk *next; /* link in a bufq or the pool's free list */

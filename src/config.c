@@ -195,6 +195,8 @@ void config_print_help(const char *argv0) {
       "  --ws-route AUTH=URL      WebSocket over HTTP/2 (RFC 8441): send streams whose :authority is\n"
       "                           AUTH to the backend URL ws://HOST:PORT or wss://HOST:PORT instead of\n"
       "                           to AUTH itself. Repeatable. Routed backends skip the target policy.\n"
+      "  --ws-routes-only         WebSocket only through --ws-route; other authorities get 421\n"
+      "                           (default: a WebSocket to :authority itself, under the target policy)\n"
       "  --upstream-ca FILE       trust for wss:// backends (default: the system store)\n"
       "\n"
       "Timeouts (\"30\", \"1.5s\", \"250ms\", \"5m\", \"1h\"):\n"
@@ -240,7 +242,7 @@ enum {
   OPT_IDLE_TO, OPT_MAX_DUR, OPT_CIDLE_TO, OPT_DRAIN_TO, OPT_MAX_HDR_BYTES, OPT_MAX_HDRS, OPT_HIGH,
   OPT_LOW, OPT_H2_STREAMS, OPT_H2_SWIN, OPT_H2_CWIN, OPT_H2_HLIST, OPT_NO_XC, OPT_H2_RBURST,
   OPT_H2_RRATE, OPT_H2_CONT, OPT_H2_SETTINGS, OPT_H2_ACK, OPT_LOG_LEVEL, OPT_ACCESS_LOG, OPT_HELP,
-  OPT_VERSION, OPT_UDP_IDLE_TO, OPT_UDP_TMPL, OPT_UPSTREAM_CA, OPT_WS_ROUTE
+  OPT_VERSION, OPT_UDP_IDLE_TO, OPT_UDP_TMPL, OPT_UPSTREAM_CA, OPT_WS_ROUTE, OPT_WS_ROUTES_ONLY
 };
 
 static const struct option long_opts[] = {
@@ -282,6 +284,7 @@ static const struct option long_opts[] = {
     {"udp-template", required_argument, NULL, OPT_UDP_TMPL},
     {"upstream-ca", required_argument, NULL, OPT_UPSTREAM_CA},
     {"ws-route", required_argument, NULL, OPT_WS_ROUTE},
+    {"ws-routes-only", no_argument, NULL, OPT_WS_ROUTES_ONLY},
     {"help", no_argument, NULL, OPT_HELP},
     {"version", no_argument, NULL, OPT_VERSION},
     {NULL, 0, NULL, 0},
@@ -365,6 +368,7 @@ int config_parse(struct config *cfg, int argc, char **argv) {
       r = copy_str(cfg->udp_template, sizeof(cfg->udp_template), name, v);
       break;
     case OPT_UPSTREAM_CA: r = copy_str(cfg->upstream_ca, sizeof(cfg->upstream_ca), name, v); break;
+    case OPT_WS_ROUTES_ONLY: cfg->ws_routes_only = 1; break;
     case OPT_WS_ROUTE:
       if (config_parse_ws_route(v, cfg)) return bad(name, v);
       break;

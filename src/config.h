@@ -69,6 +69,7 @@ struct config {
     int tls;                 /* wss: TLS with verification to the backend */
   } ws_routes[32];
   int nws_routes;
+  int ws_routes_only;        /* refuse WebSocket streams whose :authority has no route */
 
   struct policy *policy;     /* owned */
 };

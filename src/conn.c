@@ -96,6 +96,9 @@ static void pump(struct conn *c) {
   while (!c->closing && c->fe && c->reading) {
     struct buf_chunk *chunk = bufq_pop(&c->pending);
     if (!chunk && c->ssl && c->handshake_done) {
+      /* With nothing to decrypt, SSL_read would allocate its 16 KiB record buffer only to
+       * report WANT_READ -- and keep it, on every idle connection. */
+      if (c->tio.in.bytes == 0 && !SSL_has_pending(c->ssl)) break;
       chunk = buf_get(&c->w->pool);
       int n = SSL_read(c->ssl, chunk->data, BUF_CHUNK_SIZE);
       if (n > 0) {
@@ -121,6 +124,8 @@ static void pump(struct conn *c) {
     c->fe->on_read(c, chunk);
   }
   deliver_eof(c);
+  /* An idle TLS connection keeps no 16 KiB record buffers (fails harmlessly if data waits). */
+  if (c->ssl && c->handshake_done && c->tio.in.bytes == 0) SSL_free_buffers(c->ssl);
   if (c->ssl && c->so.q.bytes) schedule(c); /* alerts, tickets, key updates */
 }
 
@@ -276,9 +281,7 @@ void conn_write(struct conn *c, struct buf_chunk *chunk) {
   }
   if (c->ssl) {
     if (chunk->len > 0) {
-      int n = SSL_write(c->ssl, buf_rd(chunk), (int)chunk->len);
-      /* Our BIO never refuses, so a short or failed write is a TLS state error. */
-      if (n != (int)chunk->len) {
+      if (tls_write_all(c->ssl, buf_rd(chunk), chunk->len) != 0) {
         char buf[160];
         log_debug("conn %s: TLS write failed: %s", c->peer, tls_error_string(buf, sizeof(buf)));
         c->write_failed = 1;

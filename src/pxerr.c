@@ -25,6 +25,7 @@ const char *http_reason(int status) {
   case 407: return "Proxy Authentication Required";
   case 408: return "Request Timeout";
   case 414: return "URI Too Long";
+  case 421: return "Misdirected Request";
   case 429: return "Too Many Requests";
   case 431: return "Request Header Fields Too Large";
   case 500: return "Internal Server Error";

@@ -12,6 +12,7 @@
   XX(DEST_PROHIBITED, 403, "destination_ip_prohibited")                                          \
   XX(NOT_FOUND, 404, "http_request_error")                                                       \
   XX(METHOD, 405, "http_request_error")                                                          \
+  XX(MISDIRECTED, 421, "http_request_denied")                                                    \
   XX(NOT_IMPLEMENTED, 501, "http_request_error")                                                 \
   XX(DNS_ERROR, 502, "dns_error")                                                                \
   XX(DNS_TIMEOUT, 504, "dns_timeout")                                                            \

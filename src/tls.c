@@ -1,5 +1,6 @@
 #include "src/tls.h"
 
+#include <errno.h>
 #include <openssl/err.h>
 #include <string.h>
 
@@ -67,7 +68,10 @@ SSL_CTX *tls_ctx_new(const char *cert_file, const char *key_file) {
     goto fail;
   }
   SSL_CTX_set_alpn_select_cb(ctx, on_alpn_select, NULL);
-  SSL_CTX_set_session_cache_mode(ctx, SSL_SESS_CACHE_SERVER);
+  /* Resumption through stateless tickets only: a server-side session cache would keep a session
+   * per connection in memory (about 8 KiB each). One ticket per handshake is enough. */
+  SSL_CTX_set_session_cache_mode(ctx, SSL_SESS_CACHE_OFF);
+  SSL_CTX_set_num_tickets(ctx, 1);
   (void)bio_method(); /* created here, before any worker thread uses it */
   return ctx;
 fail:
@@ -102,6 +106,18 @@ const char *tls_alpn(SSL *ssl) {
   if (n == 2 && memcmp(p, "h2", 2) == 0) return "h2";
   if (n == 8 && memcmp(p, "http/1.1", 8) == 0) return "http/1.1";
   return NULL;
+}
+
+int tls_write_all(SSL *ssl, const void *data, size_t len) {
+  const char *p = data;
+  while (len > 0) {
+    size_t n = 0;
+    /* With SSL_MODE_ENABLE_PARTIAL_WRITE one call may take a single record. */
+    if (SSL_write_ex(ssl, p, len, &n) != 1 || n == 0) return -EPROTO;
+    p += n;
+    len -= n;
+  }
+  return 0;
 }
 
 /* The BIO: reads pull from io->in, writes append to io->out. */

@@ -28,6 +28,10 @@ struct tls_io {
 /* Returns a BIO over |io| (borrowed; it must outlive the BIO). SSL_set_bio(ssl, b, b) takes it. */
 BIO *tls_bio_new(struct tls_io *io);
 
+/* Encrypts all |len| bytes (several records when needed) into the BIO's queue. Our BIO never
+ * blocks, so anything short of everything is a TLS state error. Returns 0 or -EPROTO. */
+int tls_write_all(SSL *ssl, const void *data, size_t len);
+
 /* Describes the current OpenSSL error queue (and clears it) for a log line. */
 const char *tls_error_string(char *buf, size_t cap);
 

@@ -90,7 +90,7 @@ int worker_init(struct worker *w, int id, const struct config *cfg, SSL_CTX *ctx
   int r = uv_loop_init(&w->loop);
   if (r) return r;
   w->loop.data = w;
-  buf_pool_init(&w->pool, 1024);
+  buf_pool_init(&w->pool, 32); /* 2 MiB of chunks kept for bursts; more go back to malloc */
   list_init(&w->conns);
   list_init(&w->tunnels);
   list_init(&w->deferred);

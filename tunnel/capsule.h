@@ -49,6 +49,11 @@ enum capsule_event {
                             return CAPSULE_ERROR too. */
 };
 
+/* 1 when the decoder sits between capsules (no partial capsule buffered or being skipped). */
+static inline int capsule_decoder_at_boundary(const struct capsule_decoder *d) {
+  return d->state == 0 && d->hdr_len == 0;
+}
+
 void capsule_decoder_init(struct capsule_decoder *d, size_t max_capsule);
 void capsule_decoder_free(struct capsule_decoder *d);
 /* Consumes bytes from |*p| / |*len| (advancing them) until one event. Unknown capsule types are

@@ -294,6 +294,11 @@ static void stop_reading(struct tcp_ep *t) {
 /* TLS: decrypts what has arrived while someone reads; reports EOF after the last byte. */
 static void tls_pump(struct tcp_ep *t) {
   while (t->ssl && t->reading && !t->detached) {
+    /* Without ciphertext SSL_read would only allocate its record buffer (see conn.c). */
+    if (t->tio.in.bytes == 0 && !SSL_has_pending(t->ssl) && !t->eof_seen) {
+      SSL_free_buffers(t->ssl);
+      break;
+    }
     struct buf_chunk *c = buf_get(&t->w->pool);
     int n = SSL_read(t->ssl, c->data, BUF_CHUNK_SIZE);
     if (n > 0) {
@@ -487,7 +492,7 @@ static void ep_write(struct tun_ep *self, struct buf_chunk *c) {
     return;
   }
   if (t->ssl) {
-    if (c->len && SSL_write(t->ssl, buf_rd(c), (int)c->len) != (int)c->len) {
+    if (c->len && tls_write_all(t->ssl, buf_rd(c), c->len) != 0) {
       ERR_clear_error();
       t->write_failed = 1;
     }

@@ -63,19 +63,11 @@ static enum tun_proto proto_of(const char *name) {
 
 static void on_timer_closed(uv_handle_t *h) { free(h->data); }
 
+static size_t access_head(char *line, size_t cap, const struct tun_info *info, const char *proto);
+
 static void log_access(struct tunnel *t) {
   char line[2048];
-  size_t n = 0;
-  char ts[40];
-  time_t now = time(NULL);
-  struct tm tm;
-  gmtime_r(&now, &tm);
-  strftime(ts, sizeof(ts), "%Y-%m-%dT%H:%M:%SZ", &tm);
-  n += (size_t)snprintf(line + n, sizeof(line) - n, "{\"time\":\"%s\",\"client\":", ts);
-  log_json_str(line, sizeof(line), &n, t->info.client);
-  n += (size_t)snprintf(line + n, sizeof(line) - n, ",\"front\":\"%s\",\"proto\":\"%s\",\"target\":",
-                        t->info.front ? t->info.front : "?", tun_proto_name(t->proto));
-  log_json_str(line, sizeof(line), &n, t->info.target);
+  size_t n = access_head(line, sizeof(line), &t->info, tun_proto_name(t->proto));
   n += (size_t)snprintf(line + n, sizeof(line) - n, ",\"resolved\":");
   log_json_str(line, sizeof(line), &n, t->info.resolved);
   n += (size_t)snprintf(line + n, sizeof(line) - n,
@@ -99,20 +91,27 @@ static void log_access(struct tunnel *t) {
   log_access_line(line, n);
 }
 
-void tunnel_log_rejected(struct worker *w, const struct tun_info *info, const char *error,
-                         const char *detail) {
-  char line[2048];
+/* The fields every access line starts with: time, client, front end, protocol, target. Returns
+ * the length written into |line| (an open JSON object). */
+static size_t access_head(char *line, size_t cap, const struct tun_info *info, const char *proto) {
   size_t n = 0;
   char ts[40];
   time_t now = time(NULL);
   struct tm tm;
   gmtime_r(&now, &tm);
   strftime(ts, sizeof(ts), "%Y-%m-%dT%H:%M:%SZ", &tm);
-  n += (size_t)snprintf(line + n, sizeof(line) - n, "{\"time\":\"%s\",\"client\":", ts);
-  log_json_str(line, sizeof(line), &n, info->client);
-  n += (size_t)snprintf(line + n, sizeof(line) - n, ",\"front\":\"%s\",\"proto\":\"%s\",\"target\":",
-                        info->front ? info->front : "?", info->proto ? info->proto : "connect");
-  log_json_str(line, sizeof(line), &n, info->target);
+  n += (size_t)snprintf(line + n, cap - n, "{\"time\":\"%s\",\"client\":", ts);
+  log_json_str(line, cap, &n, info->client);
+  n += (size_t)snprintf(line + n, cap - n, ",\"front\":\"%s\",\"proto\":\"%s\",\"target\":",
+                        info->front ? info->front : "?", proto);
+  log_json_str(line, cap, &n, info->target);
+  return n;
+}
+
+void tunnel_log_rejected(struct worker *w, const struct tun_info *info, const char *error,
+                         const char *detail) {
+  char line[2048];
+  size_t n = access_head(line, sizeof(line), info, info->proto ? info->proto : "connect");
   n += (size_t)snprintf(line + n, sizeof(line) - n, ",\"status\":%d,\"error\":", info->status);
   log_json_str(line, sizeof(line), &n, error);
   n += (size_t)snprintf(line + n, sizeof(line) - n, ",\"detail\":");
@@ -191,6 +190,8 @@ void tunnel_start(struct tunnel *t, struct buf_chunk *first) {
     uv_timer_start(&t->timer, on_timer, 1, 0); /* computes the real deadline */
   }
 }
+
+enum tun_close_reason tunnel_reason(const struct tunnel *t) { return t->reason; }
 
 void tunnel_kill(struct tunnel *t, enum tun_close_reason reason) {
   if (t->finished) return;

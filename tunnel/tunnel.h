@@ -60,6 +60,8 @@ struct tunnel *tunnel_new(struct worker *w, struct tun_ep *a, struct tun_ep *b,
 void tunnel_start(struct tunnel *t, struct buf_chunk *first);
 /* Ends the tunnel now with |reason| (aborting both sides). Used for proxy shutdown. */
 void tunnel_kill(struct tunnel *t, enum tun_close_reason reason);
+/* The close reason recorded so far (TUN_CLOSE_NONE while the tunnel runs normally). */
+enum tun_close_reason tunnel_reason(const struct tunnel *t);
 /* The tunnel linked into a worker's list by |link|. */
 struct tunnel *tunnel_from_link(struct list *link);
 

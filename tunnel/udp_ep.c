@@ -5,6 +5,7 @@
 #include "tunnel/udp_ep.h"
 
 #include <errno.h>
+#include <netinet/in.h>
 #include <string.h>
 
 #include "src/buf.h"
@@ -75,6 +76,11 @@ static void on_resolved(void *arg, enum pxerr err, const char *detail, const str
       r = uv_udp_connect(&u->udp, sa);
     }
     if (r == 0) {
+      /* Never cause IP fragmentation: DF on IPv4 (RFC 9298 §3.1, UDP-07). */
+      uv_os_fd_t fd;
+      int pmtu = IP_PMTUDISC_DO;
+      if (sa->sa_family == AF_INET && uv_fileno((uv_handle_t *)&u->udp, &fd) == 0)
+        setsockopt(fd, IPPROTO_IP, IP_MTU_DISCOVER, &pmtu, sizeof(pmtu));
       /* Room for bursts: datagrams that do not fit are lost before we can count them. */
       int size = 1 << 20;
       uv_recv_buffer_size((uv_handle_t *)&u->udp, &size);
@@ -115,6 +121,11 @@ void udp_ep_cancel(struct udp_ep *u) {
 
 /* ---- upstream -> tunnel ---- */
 
+static void unreachable(struct udp_ep *u, int err) {
+  log_info("udp %s: %s, closing the tunnel", u->peer, uv_strerror(err));
+  if (u->ep.tun) tunnel_on_error(&u->ep, TUN_CLOSE_UPSTREAM_RST);
+}
+
 static void on_alloc(uv_handle_t *h, size_t hint, uv_buf_t *buf) {
   struct udp_ep *u = h->data;
   struct buf_chunk *c = buf_get(&u->w->pool);
@@ -127,9 +138,10 @@ static void on_recv(uv_udp_t *h, ssize_t nread, const uv_buf_t *buf, const struc
   struct udp_ep *u = h->data;
   struct buf_chunk *c = buf->base ? container_of(buf->base - UDP_HEADROOM, struct buf_chunk, data) : NULL;
   if (nread <= 0 || u->detached || !u->ep.tun) {
-    /* nread 0 with no address: nothing more to read now. Errors (ICMP unreachable) are not fatal. */
-    if (nread < 0) log_debug("udp %s: receive error: %s", u->peer, uv_strerror((int)nread));
     buf_put(&u->w->pool, c);
+    /* ICMP unreachable on the connected socket: the target is gone, and the stream with it
+     * (RFC 9298 §3.1, checklist UDP-07). nread 0 just means nothing more to read now. */
+    if (nread < 0 && !u->detached && u->ep.tun) unreachable(u, (int)nread);
     return;
   }
   if ((flags & UV_UDP_PARTIAL) || !u->reading) {
@@ -173,6 +185,7 @@ static void ep_write(struct tun_ep *self, struct buf_chunk *c) {
     uint64_t dropped = 0;
     enum capsule_event e = capsule_decode(&u->dec, &p, &len, &payload, &plen, &dropped);
     u->stats.drops_up += dropped;
+    if (dropped) METRIC_ADD(&u->w->metrics, udp_drops, dropped);
     if (e == CAPSULE_NEED_MORE) break;
     if (e == CAPSULE_ERROR) {
       log_info("udp %s: malformed capsule from the client, ending the tunnel", u->peer);
@@ -186,8 +199,15 @@ static void ep_write(struct tun_ep *self, struct buf_chunk *c) {
       u->stats.dgrams_sent++;
       u->stats.bytes_sent += plen;
       METRIC_ADD(&u->w->metrics, udp_dgrams_up, 1);
+    } else if (r == UV_ECONNREFUSED || r == UV_EHOSTUNREACH || r == UV_ENETUNREACH) {
+      /* An ICMP error reported on this send: the target is gone (UDP-07). */
+      u->stats.drops_up++;
+      METRIC_ADD(&u->w->metrics, udp_drops, 1);
+      buf_put(&u->w->pool, c);
+      unreachable(u, r);
+      return;
     } else {
-      /* EAGAIN (socket full) or an ICMP error reported late: the datagram is lost, as on a wire. */
+      /* EAGAIN (socket full): the datagram is lost, as on a wire. */
       u->stats.drops_up++;
       METRIC_ADD(&u->w->metrics, udp_drops, 1);
     }
@@ -197,7 +217,14 @@ static void ep_write(struct tun_ep *self, struct buf_chunk *c) {
 
 static void on_eof_deferred(struct worker_defer *d) {
   struct udp_ep *u = container_of(d, struct udp_ep, defer);
-  if (u->ep.tun) tunnel_on_eof(&u->ep);
+  if (!u->ep.tun) return;
+  if (!capsule_decoder_at_boundary(&u->dec)) {
+    /* A capsule cut short by the end of the stream is malformed (RFC 9297 §3.3, UDP-06). */
+    log_info("udp %s: truncated capsule at the end of the client's stream", u->peer);
+    tunnel_on_error(&u->ep, TUN_CLOSE_PROTOCOL_ERROR);
+    return;
+  }
+  tunnel_on_eof(&u->ep);
 }
 
 /* The client ended its side: UDP has no half-close, so the whole tunnel ends (RFC 9298 §3.5). */
