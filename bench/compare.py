@@ -714,9 +714,13 @@ def measure_idle(env, sysm, run, log):
     with open(log, "a") as f:
         f.write(out + f"[exit {p.returncode}] before={before} samples={samples}\n")
     if not samples:
-        j = parse_tool_json(out) or {}
-        why = jget(j, "first_error", default="") or out.strip()[-160:]
-        return {"error": f"only {best} of {n} tunnels open: {why}"[:200]}
+        j = parse_tool_json(out)
+        if j:
+            why = (f"tool: {jget(j, 'tunnels_open_max', default='?')} open at most, "
+                   f"{jget(j, 'errors', default='?')} errors {jget(j, 'first_error', default='')}")
+        else:
+            why = out.strip()[-160:]
+        return {"error": f"origin saw {best} of {n} tunnels; {why}"[:200]}
     during = max(samples)
     return {"pss_before_kib": before, "pss_during_kib": during,
             "kib_per_tunnel": (during - before) / n}
