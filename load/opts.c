@@ -74,6 +74,9 @@ static const char usage_text[] =
     "                                 8-byte count received, then close after the client's FIN\n"
     "                       udp-echo  reflect each datagram\n"
     "  --listen ADDR:PORT   where the origin listens (port 0: any; the line tells which)\n"
+    "  --close-first        the origin sends FIN as soon as its part is done instead of after\n"
+    "                       the client's: echo after --msg bytes, source after N bytes, sink\n"
+    "                       after its answer (for proxies that do not forward a half-close)\n"
     "\n"
     "  --help, --version\n";
 
@@ -255,7 +258,7 @@ static int expand_template(struct load_opts *o, const char *tmpl) {
 
 enum {
   OPT_PROXY = 256, OPT_TARGET, OPT_MODE, OPT_SIZE, OPT_DIR, OPT_MSG, OPT_CACERT, OPT_INSECURE,
-  OPT_USER, OPT_JSON, OPT_PROGRESS, OPT_ORIGIN, OPT_LISTEN, OPT_H2, OPT_TIMEOUT, OPT_MAXERR,
+  OPT_USER, OPT_JSON, OPT_PROGRESS, OPT_ORIGIN, OPT_LISTEN, OPT_H2, OPT_TIMEOUT, OPT_MAXERR, OPT_CLOSE_FIRST,
   OPT_WINDOW, OPT_TMPL, OPT_QUIET, OPT_HELP, OPT_VERSION,
 };
 
@@ -275,6 +278,7 @@ int opts_parse(struct load_opts *o, int argc, char **argv) {
       {"progress", required_argument, NULL, OPT_PROGRESS},
       {"origin", required_argument, NULL, OPT_ORIGIN},
       {"listen", required_argument, NULL, OPT_LISTEN},
+      {"close-first", no_argument, NULL, OPT_CLOSE_FIRST},
       {"h2", no_argument, NULL, OPT_H2},
       {"timeout", required_argument, NULL, OPT_TIMEOUT},
       {"max-errors", required_argument, NULL, OPT_MAXERR},
@@ -352,6 +356,7 @@ int opts_parse(struct load_opts *o, int argc, char **argv) {
       else return bad("--origin", a);
       break;
     case OPT_LISTEN: snprintf(o->listen, sizeof(o->listen), "%s", a); break;
+    case OPT_CLOSE_FIRST: o->close_first = 1; break;
     case OPT_H2: force_h2 = 1; break;
     case OPT_TIMEOUT:
       if (opts_duration(a, &o->timeout_ms) != 0 || o->timeout_ms == 0) return bad("--timeout", a);

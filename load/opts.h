@@ -45,6 +45,7 @@ struct load_opts {
   /* Origin mode. */
   enum opts_origin origin;
   char listen[300];
+  int close_first;          /* --close-first: the origin sends FIN once its part is done */
 };
 
 /* Parses argv into |o|. Returns 0, 1 if --help / --version was printed (exit 0), or -EINVAL after

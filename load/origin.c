@@ -28,6 +28,8 @@ struct origin_thr {
   uv_udp_t udp;
   uv_async_t stop;
   char *rbuf;              /* owned: shared read buffer (source, sink, udp) */
+  int close_first;         /* --close-first */
+  uint64_t msg;            /* echo with --close-first: bytes to echo before FIN */
 };
 
 /* One accepted TCP connection. Freed in its close callback. */
@@ -37,12 +39,13 @@ struct oconn {
   uint8_t hdr[8];
   size_t hdr_len;
   uint64_t want;           /* source: bytes still to send; sink: bytes still expected */
-  uint64_t got;            /* sink: bytes received */
+  uint64_t got;            /* sink: bytes received; echo: bytes echoed */
   unsigned eof : 1;        /* the client sent FIN */
   unsigned shut : 1;       /* our FIN is queued */
   unsigned paused : 1;     /* echo: reading stopped for backpressure */
   unsigned closing : 1;
   unsigned answered : 1;   /* sink: count sent */
+  unsigned done : 1;       /* --close-first: our part is done, FIN once the writes are out */
   unsigned writes;         /* uv_write requests in flight */
 };
 
@@ -110,7 +113,10 @@ static void on_write(uv_write_t *req, int status) {
   case ORIGIN_SOURCE: source_pump(oc); break;
   default: break;
   }
-  if (oc->eof && oc->writes == 0 && !(oc->th->kind == ORIGIN_SOURCE && oc->want > 0))
+  if (oc->th->close_first && oc->th->kind == ORIGIN_SOURCE && oc->hdr_len == 8 && oc->want == 0)
+    oc->done = 1;
+  if ((oc->eof || oc->done) && oc->writes == 0 &&
+      !(oc->th->kind == ORIGIN_SOURCE && oc->want > 0))
     oc_shutdown(oc);
 }
 
@@ -158,6 +164,7 @@ static uint64_t be64(const uint8_t *p) {
 static void sink_answer(struct oconn *oc) {
   if (oc->answered) return;
   oc->answered = 1;
+  if (oc->th->close_first) oc->done = 1;
   uint8_t b[8];
   for (int i = 0; i < 8; i++) b[i] = (uint8_t)(oc->got >> (56 - 8 * i));
   if (oc_write(oc, NULL, (const char *)b, 8) != 0) oc_close(oc);
@@ -193,6 +200,8 @@ static void on_read_echo(uv_stream_t *s, ssize_t n, const uv_buf_t *buf) {
     oc_close(oc);
     return;
   }
+  oc->got += (uint64_t)n;
+  if (oc->th->close_first && oc->got >= oc->th->msg) oc->done = 1;
   if (uv_stream_get_write_queue_size(s) > ORIGIN_HIGH) {
     oc->paused = 1;
     uv_read_stop(s);
@@ -362,6 +371,8 @@ int origin_run(const struct load_opts *o) {
   for (int i = 0; i < g_nthr; i++) {
     struct origin_thr *th = &g_thr[i];
     th->kind = o->origin;
+    th->close_first = o->close_first;
+    th->msg = o->msg ? o->msg : 1;
     th->rbuf = malloc(ORIGIN_RBUF);
     int fd = bind_socket((struct sockaddr *)&ss, sslen, udp);
     if (fd < 0 || !th->rbuf) {

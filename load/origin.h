@@ -6,6 +6,8 @@
  *   sink      reads N, reads N bytes, answers with the count received (8 bytes), then closes once
  *             the client has sent FIN (an early FIN gets the short count).
  *   udp-echo  reflects each datagram to its sender.
+ * With --close-first the origin sends FIN as soon as its part is done (echo: after --msg bytes;
+ * source: after the N bytes; sink: after its answer) and closes once that FIN is out.
  * Each of -t threads has its own loop and its own SO_REUSEPORT socket. */
 #ifndef LOAD_ORIGIN_H
 #define LOAD_ORIGIN_H
