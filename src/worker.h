@@ -49,6 +49,7 @@ struct worker {
   uv_check_t defer_check;
   uv_async_t stop_async;
   uv_timer_t drain_timer;
+  uv_timer_t trim_timer;              /* worker 0 only: gives freed heap pages back (malloc_trim) */
   int stopping;                       /* graceful stop in progress */
   uv_thread_t thread;
   int start_error;                    /* set by the thread if listeners failed */
