@@ -80,8 +80,8 @@ void h2_stream_on_end(struct h2_stream *st);
 void h2_stream_on_close(struct h2_stream *st, uint32_t error_code);
 /* A trailer HEADERS or other protocol error on an established tunnel (H2C-13). */
 void h2_stream_protocol_error(struct h2_stream *st);
-/* The session is going away: kill the tunnel/dial and free the stream now. */
-void h2_stream_destroy(struct h2_stream *st);
+/* The session is going away: kill the tunnel (recording |why|) or dial and free the stream now. */
+void h2_stream_destroy(struct h2_stream *st, enum tun_close_reason why);
 /* Stores a request header; returns 0 or an nghttp2 callback error code. */
 int h2_stream_on_header(struct h2_stream *st, const uint8_t *name, size_t namelen,
                         const uint8_t *value, size_t valuelen);

@@ -223,21 +223,22 @@ static void fe_on_read(struct conn *c, struct buf_chunk *chunk) {
   h2_session_schedule(s);
 }
 
-static void kill_all(struct h2_session *s) {
+static void kill_all(struct h2_session *s, enum tun_close_reason why) {
   s->dying = 1;
   while (!list_empty(&s->streams))
-    h2_stream_destroy(container_of(s->streams.next, struct h2_stream, link));
+    h2_stream_destroy(container_of(s->streams.next, struct h2_stream, link), why);
 }
 
 static void fe_on_eof(struct conn *c) {
   struct h2_session *s = c->fe_data;
-  /* The client closed the connection: every tunnel on it is reset upstream (H2C-12). */
-  kill_all(s);
+  /* The client closed the connection (curl does so instead of ending its streams): every tunnel
+   * on it is reset upstream (H2C-12). */
+  kill_all(s, TUN_CLOSE_CLIENT_GONE);
   conn_close(c);
 }
 
 static void fe_on_error(struct conn *c, int err) {
-  kill_all(c->fe_data);
+  kill_all(c->fe_data, err == UV_ECONNRESET ? TUN_CLOSE_CLIENT_RST : TUN_CLOSE_CLIENT_ERROR);
   conn_abort(c);
 }
 
@@ -257,7 +258,7 @@ static void fe_on_stop(struct conn *c) { submit_goaway(c->fe_data, NGHTTP2_NO_ER
 
 static void fe_on_close(struct conn *c) {
   struct h2_session *s = c->fe_data;
-  kill_all(s);
+  kill_all(s, TUN_CLOSE_CLIENT_ERROR);
   worker_defer_cancel(&s->send);
   buf_put(&s->w->pool, s->stage);
   nghttp2_session_del(s->ng);

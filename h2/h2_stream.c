@@ -313,11 +313,11 @@ void h2_stream_after_send(struct h2_stream *st) {
   if (st->ep.tun) tunnel_on_drain(&st->ep);
 }
 
-void h2_stream_destroy(struct h2_stream *st) {
+void h2_stream_destroy(struct h2_stream *st, enum tun_close_reason why) {
   cancel_upstream(st);
   /* Kill the tunnel while the stream still counts as open, so its close does not free it. */
   st->closed = 0;
-  if (st->ep.tun) tunnel_kill(st->ep.tun, TUN_CLOSE_CLIENT_ERROR);
+  if (st->ep.tun) tunnel_kill(st->ep.tun, why);
   stream_free(st);
 }
 

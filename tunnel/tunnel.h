@@ -26,6 +26,7 @@ struct buf_chunk;
   XX(CLIENT_RST, "client_reset")                                                                 \
   XX(UPSTREAM_RST, "upstream_reset")                                                             \
   XX(CLIENT_ERROR, "client_error")                                                               \
+  XX(CLIENT_GONE, "client_connection_closed") /* h2: the connection ended under open streams */  \
   XX(UPSTREAM_ERROR, "upstream_error")                                                           \
   XX(IDLE_TIMEOUT, "idle_timeout")                                                               \
   XX(MAX_DURATION, "max_duration")                                                               \
