@@ -26,8 +26,8 @@ def curl_version():
 CURL = curl_version()
 
 
-@unittest.skipUnless(CURL and CURL >= (8, 0, 0),
-                     "needs curl >= 8 (found %s); install curl from bookworm-backports"
+@H.needs_tool(CURL and CURL >= (8, 0, 0),
+              "curl >= 8 (found %s); install curl from bookworm-backports"
                      % (".".join(map(str, CURL)) if CURL else "none"))
 class CurlH1(unittest.TestCase):
     @classmethod

@@ -11,7 +11,7 @@ import sys
 import unittest
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
-from harness import HTTPSOrigin, Proxy, main  # noqa: E402
+from harness import HTTPSOrigin, Proxy, main, needs_tool  # noqa: E402
 
 CURL = shutil.which("curl")
 
@@ -28,7 +28,7 @@ def run_curl(args, timeout=60):
                           timeout=timeout)
 
 
-@unittest.skipUnless(curl_has_proxy_http2(), "curl with --proxy-http2 (8.1+) is required (CURL-01)")
+@needs_tool(curl_has_proxy_http2(), "curl with --proxy-http2 (8.1+) is required (CURL-01)")
 class CurlH2Test(unittest.TestCase):
     @classmethod
     def setUpClass(cls):

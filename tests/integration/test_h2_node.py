@@ -8,14 +8,14 @@ import sys
 import unittest
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
-from harness import EchoOrigin, KiB, Proxy, main, raise_nofile  # noqa: E402
+from harness import EchoOrigin, KiB, Proxy, main, needs_tool, raise_nofile  # noqa: E402
 
 HERE = os.path.dirname(os.path.abspath(__file__))
 NODE = shutil.which("node")
 SCRIPT = os.path.join(HERE, "node", "h2_many_tunnels.js")
 
 
-@unittest.skipUnless(NODE, "node is required")
+@needs_tool(NODE, "node (nodejs)")
 class NodeH2Test(unittest.TestCase):
     def run_node(self, proxy, echo, n, lo, hi, gets, tls=True):
         url = ("https://127.0.0.1:%d" % proxy.tls_port) if tls else ("http://127.0.0.1:%d" % proxy.tcp_port)

@@ -10,7 +10,7 @@ import sys
 import unittest
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
-from harness import EchoOrigin, Proxy, main  # noqa: E402
+from harness import EchoOrigin, Proxy, main, needs_tool  # noqa: E402
 from h2util import H2Client, echo_roundtrip  # noqa: E402
 
 H2LOAD = shutil.which("h2load")
@@ -35,7 +35,7 @@ def run_h2load(args, timeout=240):
     return res
 
 
-@unittest.skipUnless(H2LOAD, "h2load (nghttp2-client) is required")
+@needs_tool(H2LOAD, "h2load (nghttp2-client)")
 class H2LoadTest(unittest.TestCase):
     def test_h2l03_healthz_tls_and_h2c(self):
         """H2L-03(b): 20 000 GET /healthz over 10 connections x 10 streams, TLS (ALPN h2) and h2c:

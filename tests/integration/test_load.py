@@ -355,4 +355,6 @@ if __name__ == "__main__":
     if not os.path.exists(PROXY_BIN) or not os.path.exists(LOAD_BIN):
         print("H2TUNNEL_BIN / H2TUNNEL_LOAD_BIN not found: %r %r" % (PROXY_BIN, LOAD_BIN))
         sys.exit(1)
-    unittest.main(verbosity=2)
+    sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
+    import harness  # noqa: E402
+    harness.main()

@@ -97,7 +97,7 @@ class ExtendedConnectNegotiation(unittest.TestCase):
             self.assertEqual(echo.accepted, 1)
             self.assertEqual(ue.count, 0)
 
-    @unittest.skipUnless(shutil.which(xcutil.NODE), "node not found")
+    @harness.needs_tool(shutil.which(xcutil.NODE), "node (nodejs)")
     def test_no_extended_connect_node(self):
         """NODE-02: Node sees enableConnectProtocol false and its :protocol stream is reset
         with code 1; with the default configuration it sees true."""

@@ -559,5 +559,4 @@ def node_ws_client(config, timeout=60):
 def main():
     """unittest.main, verbose, exits non-zero on failure. warnings=False keeps Python's default
     filters (ResourceWarning stays silent) instead of unittest's 'default' action."""
-    import unittest
-    unittest.main(verbosity=2, warnings=False)
+    harness.main(warnings=False)
