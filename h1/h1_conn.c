@@ -1,8 +1,9 @@
-/* HTTP/1.1 front end.
+/* HTTP/1.1 front end: feeds bytes to the request-head parser (h1_req.c, which makes every check
+ * on a head), acts on what it returns and writes the answers.
  *
  *   state      | reads         | on event
  *   -----------+---------------+---------------------------------------------------------------
- *   HEAD       | llhttp        | local request -> answer, stay in HEAD (keep-alive) or close
+ *   HEAD       | h1_req        | local request -> answer, stay in HEAD (keep-alive) or close
  *              |               | CONNECT       -> DIALING (reading stopped; early bytes kept)
  *              |               | bad input     -> error response, CLOSED
  *   DIALING    | nothing       | dial ok  -> "200 Connection Established", TUNNEL
@@ -14,11 +15,9 @@
  * endpoint that stands for this connection. */
 #include "h1/h1_conn.h"
 
-#include <errno.h>
-#include <llhttp.h>
 #include <string.h>
-#include <strings.h>
 
+#include "h1/h1_req.h"
 #include "h1/h1_resp.h"
 #include "src/authority.h"
 #include "src/conn.h"
@@ -34,20 +33,8 @@ enum h1_state { H1_HEAD, H1_DIALING, H1_TUNNEL, H1_CLOSED };
 
 struct h1_conn {
   struct conn *c;           /* back-pointer: the owning connection */
-  llhttp_t parser;
+  struct h1_req req;        /* the request-head parser (h1_req.h): owns llhttp and the target */
   enum h1_state state;
-  /* Per request head: */
-  size_t head_bytes;        /* bytes of URL + fields seen, against max_header_bytes */
-  size_t nheaders;
-  char *url;                /* owned; NUL-terminated */
-  size_t url_len, url_cap;
-  char field[24];           /* first bytes of the current field name, lowercased */
-  char upgrade[32];         /* Upgrade field value (truncated), lowercased */
-  size_t field_len;
-  int host_count;
-  int in_url;
-  enum pxerr err;           /* set by a callback that failed the request */
-  const char *err_detail;
   /* CONNECT: */
   struct buf_chunk *first;  /* owned until the tunnel starts: bytes after the head */
   struct tcp_ep *dial;      /* the dial in progress, or NULL */
@@ -59,128 +46,6 @@ struct h1_conn {
 static const struct tun_ep_ops h1_ep_ops;
 static const struct conn_fe_ops h1_fe_ops;
 
-static struct h1_conn *h1_of(llhttp_t *p) { return container_of(p, struct h1_conn, parser); }
-
-/* ---- llhttp callbacks: they only record; decisions are taken after llhttp_execute returns ---- */
-
-static int fail_cb(struct h1_conn *h, enum pxerr e, const char *detail) {
-  if (h->err == PXERR_NONE) {
-    h->err = e;
-    h->err_detail = detail;
-  }
-  return HPE_USER;
-}
-
-static int count_head(struct h1_conn *h, size_t n) {
-  h->head_bytes += n;
-  if (h->head_bytes > h->c->w->cfg->max_header_bytes)
-    return fail_cb(h, h->in_url ? PXERR_URI_TOO_LONG : PXERR_HEAD_TOO_LARGE,
-                   h->in_url ? "request target too long" : "request head too large");
-  return 0;
-}
-
-static int on_message_begin(llhttp_t *p) {
-  struct h1_conn *h = h1_of(p);
-  h->head_bytes = 0;
-  h->nheaders = 0;
-  h->url_len = 0;
-  h->host_count = 0;
-  h->upgrade[0] = '\0';
-  h->info.proto = "connect";
-  h->in_url = 1;
-  h->info.start_ms = uv_now(&h->c->w->loop);
-  h->info.target[0] = '\0';
-  return 0;
-}
-
-static int on_url(llhttp_t *p, const char *at, size_t len) {
-  struct h1_conn *h = h1_of(p);
-  if (count_head(h, len)) return HPE_USER;
-  if (h->url_len + len + 1 > h->url_cap) {
-    size_t cap = MAX(h->url_cap * 2, h->url_len + len + 1);
-    cap = MAX(cap, (size_t)256);
-    char *n = realloc(h->url, cap);
-    CHECK(n != NULL);
-    h->url = n;
-    h->url_cap = cap;
-  }
-  memcpy(h->url + h->url_len, at, len);
-  h->url_len += len;
-  h->url[h->url_len] = '\0';
-  return 0;
-}
-
-static int on_url_complete(llhttp_t *p) {
-  h1_of(p)->in_url = 0;
-  return 0;
-}
-
-static int on_header_field(llhttp_t *p, const char *at, size_t len) {
-  struct h1_conn *h = h1_of(p);
-  if (count_head(h, len + 4)) return HPE_USER; /* + ": " and CRLF */
-  for (size_t i = 0; i < len && h->field_len < sizeof(h->field) - 1; i++)
-    h->field[h->field_len++] = (char)((at[i] >= 'A' && at[i] <= 'Z') ? at[i] + 32 : at[i]);
-  h->field[h->field_len] = '\0';
-  return 0;
-}
-
-static int on_header_field_complete(llhttp_t *p) {
-  struct h1_conn *h = h1_of(p);
-  if (++h->nheaders > h->c->w->cfg->max_headers)
-    return fail_cb(h, PXERR_HEAD_TOO_LARGE, "too many header fields");
-  if (strcmp(h->field, "host") == 0) h->host_count++;
-  return 0;
-}
-
-static int on_header_value(llhttp_t *p, const char *at, size_t len) {
-  struct h1_conn *h = h1_of(p);
-  if (strcmp(h->field, "upgrade") == 0) {
-    size_t n = strlen(h->upgrade);
-    for (size_t i = 0; i < len && n < sizeof(h->upgrade) - 1; i++)
-      h->upgrade[n++] = (char)((at[i] >= 'A' && at[i] <= 'Z') ? at[i] + 32 : at[i]);
-    h->upgrade[n] = '\0';
-  }
-  return count_head(h, len);
-}
-
-static int on_header_value_complete(llhttp_t *p) {
-  struct h1_conn *h = h1_of(p);
-  h->field_len = 0;
-  h->field[0] = '\0';
-  return 0;
-}
-
-static int on_headers_complete(llhttp_t *p) {
-  struct h1_conn *h = h1_of(p);
-  /* RFC 9112 §3.2: an HTTP/1.1 request needs exactly one Host; HTTP/1.0 at most one (H1C-04). */
-  int v11 = llhttp_get_http_major(p) == 1 && llhttp_get_http_minor(p) >= 1;
-  if (h->host_count > 1 || (v11 && h->host_count == 0))
-    return fail_cb(h, PXERR_BAD_REQUEST, h->host_count ? "more than one Host field" : "missing Host field");
-  if (llhttp_get_method(p) == HTTP_CONNECT) {
-    /* A CONNECT has no content (H1C-10). */
-    if ((p->flags & (F_TRANSFER_ENCODING | F_CHUNKED)) || ((p->flags & F_CONTENT_LENGTH) && p->content_length > 0))
-      return fail_cb(h, PXERR_BAD_REQUEST, "CONNECT with a body");
-  }
-  return 0;
-}
-
-static int on_message_complete(llhttp_t *p) {
-  /* Stop after each message so one request is answered before the next is parsed (H1S-14). */
-  return (llhttp_get_method(p) == HTTP_CONNECT || llhttp_get_upgrade(p)) ? 0 : HPE_PAUSED;
-}
-
-static const llhttp_settings_t parser_settings = {
-    .on_message_begin = on_message_begin,
-    .on_url = on_url,
-    .on_url_complete = on_url_complete,
-    .on_header_field = on_header_field,
-    .on_header_field_complete = on_header_field_complete,
-    .on_header_value = on_header_value,
-    .on_header_value_complete = on_header_value_complete,
-    .on_headers_complete = on_headers_complete,
-    .on_message_complete = on_message_complete,
-};
-
 /* ---- responses ---- */
 
 static void send_error(struct h1_conn *h, enum pxerr e, const char *detail) {
@@ -190,7 +55,8 @@ static void send_error(struct h1_conn *h, enum pxerr e, const char *detail) {
   size_t n = h1_resp_error(buf, sizeof(buf), status, pxerr_token(e), detail);
   METRIC_ADD(&c->w->metrics, errors[e], 1);
   h->info.status = status;
-  if (h->info.target[0] == '\0' && h->url) snprintf(h->info.target, sizeof(h->info.target), "%s", h->url);
+  if (h->info.target[0] == '\0' && h->req.target)
+    snprintf(h->info.target, sizeof(h->info.target), "%s", h->req.target);
   tunnel_log_rejected(c->w, &h->info, pxerr_token(e), detail);
   log_debug("h1 %s: %d %s (%s)", c->peer, status, pxerr_token(e), detail ? detail : "");
   h->state = H1_CLOSED;
@@ -199,11 +65,12 @@ static void send_error(struct h1_conn *h, enum pxerr e, const char *detail) {
   conn_close(c);
 }
 
-static void answer_local(struct h1_conn *h, const char *method) {
+static void answer_local(struct h1_conn *h) {
   struct conn *c = h->c;
+  const char *method = h->req.head.method;
   struct local_resp r;
-  local_handle(c->w, method, h->url ? h->url : "/", &r);
-  int close = !llhttp_should_keep_alive(&h->parser) || c->w->stopping;
+  local_handle(c->w, method, h->req.target, &r);
+  int close = !h->req.head.keep_alive || c->w->stopping;
   char head[512];
   size_t n = h1_resp_head(head, sizeof(head), r.status, r.content_type, r.body_len, close);
   conn_write_copy(c, head, n);
@@ -220,16 +87,15 @@ static void answer_local(struct h1_conn *h, const char *method) {
 /* ---- CONNECT ---- */
 
 /* The upstream is ready: send |head|, and the connection becomes tunnel side a. */
-static void start_tunnel(struct h1_conn *h, const char *head, struct tun_ep *b, const char *peer) {
+static void start_tunnel(struct h1_conn *h, int status, const char *head, struct tun_ep *b,
+                         const char *peer) {
   struct conn *c = h->c;
   conn_write_copy(c, head, strlen(head));
   h->state = H1_TUNNEL;
-  h->info.status = head[9] == '1' ? 101 : 200;
+  h->info.status = status;
   snprintf(h->info.resolved, sizeof(h->info.resolved), "%s", peer);
   /* The request is done with: a long-lived tunnel should not carry its head. */
-  free(h->url);
-  h->url = NULL;
-  h->url_len = h->url_cap = 0;
+  h1_req_dispose(&h->req);
   struct tunnel *t = tunnel_new(c->w, &h->ep, b, &h->info);
   struct buf_chunk *first = h->first;
   h->first = NULL;
@@ -248,7 +114,7 @@ static void on_dial(void *arg, struct tcp_ep *ep, enum pxerr err, const char *de
   if (err != PXERR_NONE)
     dial_failed(h, err, detail);
   else
-    start_tunnel(h, "HTTP/1.1 200 Connection Established\r\n\r\n", tcp_ep_tun(ep), tcp_ep_peer(ep));
+    start_tunnel(h, 200, "HTTP/1.1 200 Connection Established\r\n\r\n", tcp_ep_tun(ep), tcp_ep_peer(ep));
 }
 
 static void on_udp_dial(void *arg, struct udp_ep *ep, enum pxerr err, const char *detail) {
@@ -257,7 +123,7 @@ static void on_udp_dial(void *arg, struct udp_ep *ep, enum pxerr err, const char
   if (err != PXERR_NONE)
     dial_failed(h, err, detail);
   else
-    start_tunnel(h,
+    start_tunnel(h, 101,
                  "HTTP/1.1 101 Switching Protocols\r\nConnection: Upgrade\r\nUpgrade: connect-udp\r\n"
                  "Capsule-Protocol: ?1\r\n\r\n",
                  udp_ep_tun(ep), udp_ep_peer(ep));
@@ -273,22 +139,17 @@ static void keep_first(struct h1_conn *h, struct buf_chunk *rest) {
   h->first = rest;
 }
 
-/* connect-udp over HTTP/1.1 (RFC 9298 §3.2): GET + Upgrade: connect-udp; target from the path. */
+/* connect-udp over HTTP/1.1 (RFC 9298 §3.2): h1_req checked the GET, the Upgrade and that no
+ * content follows; the target comes from the path through the URI template. */
 static void start_connect_udp(struct h1_conn *h, struct buf_chunk *rest) {
   struct conn *c = h->c;
+  const char *path = h->req.head.path;
   keep_first(h, rest);
   h->info.proto = "connect-udp";
-  const char *path = h->url ? h->url : "";
-  /* Absolute-form: the template applies to the path after the authority. */
-  if (strncasecmp(path, "https://", 8) == 0 || strncasecmp(path, "http://", 7) == 0) {
-    const char *slash = strchr(strstr(path, "://") + 3, '/');
-    path = slash ? slash : "";
-  }
   char host[AUTHORITY_HOST_MAX + 1];
   uint16_t port;
   struct authority target;
-  if (llhttp_get_method(&h->parser) != HTTP_GET ||
-      udp_tmpl_match(c->w->cfg->udp_template, path, strlen(path), host, sizeof(host), &port) != 0) {
+  if (udp_tmpl_match(c->w->cfg->udp_template, path, strlen(path), host, sizeof(host), &port) != 0) {
     send_error(h, PXERR_BAD_REQUEST, "path does not match the connect-udp template");
     return;
   }
@@ -303,20 +164,22 @@ static void start_connect_udp(struct h1_conn *h, struct buf_chunk *rest) {
   h->udp = udp_ep_dial(c->w, &target, on_udp_dial, h);
 }
 
+/* CONNECT host:port: h1_req checked the target, the Host and that no content follows. */
 static void start_connect(struct h1_conn *h, struct buf_chunk *rest) {
   struct conn *c = h->c;
-  const char *why = NULL;
-  struct authority target;
   keep_first(h, rest);
-  if (authority_parse(h->url, h->url_len, &target, &why) != 0) {
-    send_error(h, PXERR_BAD_REQUEST, why ? why : "bad CONNECT target");
-    return;
-  }
-  authority_format(&target, h->info.target, sizeof(h->info.target));
+  authority_format(&h->req.head.authority, h->info.target, sizeof(h->info.target));
   h->state = H1_DIALING;
   conn_read_stop(c);
   conn_set_timer(c, 0);
-  h->dial = tcp_ep_dial(c->w, &target, on_dial, h);
+  h->dial = tcp_ep_dial(c->w, &h->req.head.authority, on_dial, h);
+}
+
+/* A new request begins: its access-log record starts now. */
+static void begin_request(struct h1_conn *h) {
+  h->info.proto = "connect";
+  h->info.start_ms = uv_now(&h->c->w->loop);
+  h->info.target[0] = '\0';
 }
 
 /* Feeds |chunk| (taken) to the parser and acts on every complete request in it. */
@@ -325,52 +188,35 @@ static void parse(struct h1_conn *h, struct buf_chunk *chunk) {
   const char *data = buf_rd(chunk);
   size_t len = chunk->len;
   while (len > 0 && h->state == H1_HEAD) {
-    llhttp_errno_t e = llhttp_execute(&h->parser, data, len);
-    if (e == HPE_OK) break;
-    const char *pos = llhttp_get_error_pos(&h->parser);
-    size_t used = pos ? (size_t)(pos - data) : len;
-    if (e == HPE_PAUSED_UPGRADE && llhttp_get_method(&h->parser) == HTTP_CONNECT) {
-      /* Whatever follows the head is the tunnel's first payload (H1C-08). Earlier pipelined
-       * requests in this chunk were consumed too: count from the chunk's start, not |data|. */
-      uint32_t consumed = (uint32_t)(data + used - buf_rd(chunk));
-      chunk->off += consumed;
-      chunk->len -= consumed;
-      start_connect(h, chunk);
-      return;
-    }
-    if (e == HPE_PAUSED) {
-      const char *m = llhttp_method_name((llhttp_method_t)llhttp_get_method(&h->parser));
-      if (h->url && (strncasecmp(h->url, "http://", 7) == 0 || strncasecmp(h->url, "https://", 8) == 0)) {
-        send_error(h, PXERR_NOT_IMPLEMENTED, "forwarding of absolute-form requests is not supported; use CONNECT");
-        break;
-      }
-      if (!h->url || h->url[0] != '/') {
-        send_error(h, PXERR_BAD_REQUEST, "bad request target");
-        break;
-      }
-      answer_local(h, m);
-      llhttp_resume(&h->parser);
-      data += used;
-      len -= used;
-      continue;
-    }
-    if (e == HPE_PAUSED_UPGRADE) {
-      if (strcmp(h->upgrade, "connect-udp") == 0) {
-        chunk->off += (uint32_t)used;
-        chunk->len -= (uint32_t)used;
-        start_connect_udp(h, chunk);
-        return;
-      }
-      send_error(h, PXERR_NOT_IMPLEMENTED, "protocol upgrade not supported");
+    size_t used = 0;
+    if (!h1_req_started(&h->req)) begin_request(h);
+    enum h1_req_status st = h1_req_feed(&h->req, data, len, &used);
+    if (st == H1_REQ_MORE) break;
+    if (st == H1_REQ_ERROR) {
+      log_debug("h1 %s: request refused: %s", c->peer, h->req.detail);
+      if (h->req.head.kind == H1_REQ_CONNECT_UDP) h->info.proto = "connect-udp";
+      send_error(h, h->req.err, h->req.detail);
       break;
     }
-    if (h->err != PXERR_NONE) {
-      send_error(h, h->err, h->err_detail);
-    } else {
-      log_debug("h1 %s: parse error %s: %s", c->peer, llhttp_errno_name(e), llhttp_get_error_reason(&h->parser));
-      send_error(h, PXERR_BAD_REQUEST, "malformed request");
+    data += used;
+    len -= used;
+    if (h->req.head.kind == H1_REQ_CONNECT || h->req.head.kind == H1_REQ_CONNECT_UDP) {
+      /* Whatever follows the head is the tunnel's first payload (H1C-08). Earlier pipelined
+       * requests in this chunk were consumed too: count from the chunk's start. */
+      uint32_t consumed = (uint32_t)(data - buf_rd(chunk));
+      chunk->off += consumed;
+      chunk->len -= consumed;
+      if (h->req.head.kind == H1_REQ_CONNECT)
+        start_connect(h, chunk);
+      else
+        start_connect_udp(h, chunk);
+      return;
     }
-    break;
+    if (h->req.head.kind == H1_REQ_ABSOLUTE) {
+      send_error(h, PXERR_NOT_IMPLEMENTED, "forwarding of absolute-form requests is not supported; use CONNECT");
+      break;
+    }
+    answer_local(h);
   }
   buf_put(&c->w->pool, chunk);
 }
@@ -418,7 +264,7 @@ static void fe_on_timeout(struct conn *c) {
   if (h->state != H1_HEAD) return;
   log_debug("h1 %s: request head timeout", c->peer);
   h->state = H1_CLOSED;
-  if (h->parser.method || h->url_len) {
+  if (h1_req_started(&h->req)) {
     static const char r408[] = "HTTP/1.1 408 Request Timeout\r\nContent-Length: 0\r\nConnection: close\r\n\r\n";
     conn_write_copy(c, r408, sizeof(r408) - 1);
   }
@@ -440,7 +286,7 @@ static void fe_on_close(struct conn *c) {
   if (h->udp) udp_ep_cancel(h->udp);
   if (h->ep.tun) tunnel_kill(h->ep.tun, TUN_CLOSE_CLIENT_ERROR);
   buf_put(&c->w->pool, h->first);
-  free(h->url);
+  h1_req_dispose(&h->req);
   free(h);
   c->fe_data = NULL;
 }
@@ -498,7 +344,9 @@ static const struct tun_ep_ops h1_ep_ops = {
 void h1_conn_attach(struct conn *c) {
   struct h1_conn *h = xcalloc(1, sizeof(*h));
   h->c = c;
-  llhttp_init(&h->parser, HTTP_REQUEST, &parser_settings);
+  struct h1_req_limits limits = {.max_head_bytes = c->w->cfg->max_header_bytes,
+                                 .max_fields = c->w->cfg->max_headers};
+  h1_req_init(&h->req, &limits);
   h->ep.ops = &h1_ep_ops;
   h->info.front = "h1";
   h->info.proto = "connect";

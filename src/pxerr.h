@@ -8,6 +8,7 @@
   XX(BAD_REQUEST, 400, "http_request_error")                                                     \
   XX(URI_TOO_LONG, 414, "http_request_error")                                                    \
   XX(HEAD_TOO_LARGE, 431, "http_request_error")                                                  \
+  XX(VERSION, 505, "http_request_error")                                                         \
   XX(PORT_DENIED, 403, "http_request_denied")                                                    \
   XX(DEST_PROHIBITED, 403, "destination_ip_prohibited")                                          \
   XX(NOT_FOUND, 404, "http_request_error")                                                       \
