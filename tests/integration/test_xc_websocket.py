@@ -269,5 +269,82 @@ class FakeBackendCases(unittest.TestCase):
             self.assertTrue(c.ping_ok())
 
 
+class RequestFieldChecks(unittest.TestCase):
+    """Issue 8 item 2 (XC-06): the backend Upgrade request is built from the client's fields
+    before the target policy runs, so any client controls them. Fields too large for the request
+    (--max-header-bytes) get 431, malformed ones 400, both with Proxy-Status and a log line,
+    before any backend connection; the proxy and the client's connection survive. On 0a1cfe5 the
+    first case overflowed a stack buffer (ASan report; SIGSEGV in a release build)."""
+
+    def request_with(self, path="/chat", **fields):
+        hdrs = ws_headers("127.0.0.1:1", path=path)
+        hdrs = [h for h in hdrs if h[0] != "sec-websocket-version" or "version" not in fields]
+        for k, v in fields.items():
+            hdrs.append(("sec-websocket-" + k, v))
+        return hdrs
+
+    def check(self, status, log_words, path="/chat", args=("--h2-max-header-list", "1m"),
+              **fields):
+        with FakeWSBackend("status403") as b, Proxy(list(args)) as p:
+            hdrs = [(k, v if k != ":authority" else b.addr)
+                    for k, v in self.request_with(path, **fields)]
+            with xcutil.H2Client(p.tls_port, ca=p.ca) as c:
+                sid = c.request(hdrs)
+                st = c.wait_response(sid, timeout=20)
+                self.assertEqual(st.status, status, st.headers)
+                self.assertIn("error=http_request_error", st.headers.get("proxy-status", ""))
+                c.wait_closed(sid)
+                self.assertTrue(c.ping_ok())
+            deadline = time.time() + 10
+            while not all(w in p.stderr() for w in log_words):
+                self.assertLess(time.time(), deadline, "no log line with %r:\n%s"
+                                % (log_words, p.stderr()[-3000:]))
+                time.sleep(0.05)
+            rec = p.wait_access_log(lambda x: x.get("proto") == "websocket")
+            self.assertEqual(rec["status"], status)
+            self.assertEqual(b.accepted, 0, "the backend was dialed")
+
+    def test_huge_path_and_version(self):
+        """The issue's reproduction: a 25 KB :path and a 40 KB sec-websocket-version."""
+        self.check(400, ["Sec-WebSocket-Version"], path="/" + "a" * 25000, version="1" * 40000)
+
+    def test_request_too_large_431(self):
+        """Valid fields whose request exceeds --max-header-bytes (default 32k) -> 431."""
+        self.check(431, ["larger than --max-header-bytes"], path="/" + "a" * 25000, extensions="x" * 40000)
+
+    def test_request_limit_is_max_header_bytes(self):
+        """A 20 KB path fits the default 32k but not --max-header-bytes 16k."""
+        self.check(431, ["larger than --max-header-bytes"], path="/" + "p" * 20000,
+                   args=("--max-header-bytes", "16k"))
+
+    def test_version_not_digits(self):
+        for v in ("13abc", "256", "013", ""):
+            with self.subTest(version=v):
+                self.check(400, ["Sec-WebSocket-Version"], version=v)
+
+    def test_path_not_origin_form(self):
+        for path in ("/a#frag", "/%zz", "/a\\b", "/a|b", "/%4"):
+            with self.subTest(path=path):
+                self.check(400, ["origin-form"], path=path)
+
+    def test_ctl_bytes_never_reach_the_backend(self):
+        """Whitespace or no leading '/' in :path, CR/LF/NUL in a value: nghttp2 resets the stream itself
+        (PROTOCOL_ERROR, RFC 9113 §8.2.1) before our own check; no backend connection either."""
+        cases = [{"path": "/a b"}, {"path": "chat"}, {"extensions": "a\r\nX-Injected: 1"}, {"protocol": "chat\x00x"}]
+        with FakeWSBackend("status403") as b, Proxy(["--h2-max-header-list", "1m"]) as p, \
+                xcutil.H2Client(p.tls_port, ca=p.ca) as c:
+            for case in cases:
+                with self.subTest(**case):
+                    path = case.pop("path", "/chat")
+                    hdrs = [(k, v if k != ":authority" else b.addr)
+                            for k, v in self.request_with(path, **case)]
+                    sid = c.request(hdrs)
+                    st = c.wait_closed(sid)
+                    self.assertIsNone(st.status)
+                    self.assertEqual(st.reset, 1)
+            self.assertTrue(c.ping_ok())
+            self.assertEqual(b.accepted, 0, "the backend was dialed")
+
+
 if __name__ == "__main__":
     xcutil.main()
