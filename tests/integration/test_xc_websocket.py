@@ -28,6 +28,7 @@ def accept_for(key):
 class FakeWSBackend(harness.TCPOrigin):
     """Reads the upgrade request head and answers according to `mode`:
     'status403' a plain 403; 'badaccept' a 101 with a wrong Sec-WebSocket-Accept;
+    'noupgrade' a 101 with the right Accept but no Upgrade field;
     'early' a correct 101 plus a text frame in the same write (XC-09), then echoes;
     'abort' a correct 101, then an abortive close (RST)."""
 
@@ -49,8 +50,9 @@ class FakeWSBackend(harness.TCPOrigin):
                       b"Connection: close\r\n\r\n" % len(body) + body)
             return
         acc = accept_for(key) if self.mode != "badaccept" else accept_for("not-the-key")
-        resp = ("HTTP/1.1 101 Switching Protocols\r\nUpgrade: websocket\r\nConnection: Upgrade\r\n"
-                "Sec-WebSocket-Accept: %s\r\n\r\n" % acc).encode()
+        upgrade = "" if self.mode == "noupgrade" else "Upgrade: websocket\r\n"
+        resp = ("HTTP/1.1 101 Switching Protocols\r\n%sConnection: Upgrade\r\n"
+                "Sec-WebSocket-Accept: %s\r\n\r\n" % (upgrade, acc)).encode()
         if self.mode == "early":
             c.sendall(resp + b"\x81\x05early")  # unmasked server text frame "early"
             c.settimeout(10)
@@ -242,6 +244,15 @@ class FakeBackendCases(unittest.TestCase):
             self.assertIn("error=http_upgrade_failed", st.headers.get("proxy-status", ""))
             c.wait_closed(sid)
             self.assertIn(st.reset, (None, 0))  # RST_STREAM(NO_ERROR) after a complete answer is allowed (RFC 9113 §8.1, H2C-18)
+
+    def test_101_without_upgrade_502(self):
+        """XC-07: a 101 counts only with Upgrade: websocket (and Connection: upgrade)."""
+        with FakeWSBackend("noupgrade") as b, Proxy() as p, xcutil.H2Client(p.tls_port, ca=p.ca) as c:
+            sid = c.request(ws_headers(b.addr))
+            st = c.wait_response(sid)
+            self.assertEqual(st.status, 502, st.headers)
+            self.assertIn("error=http_upgrade_failed", st.headers.get("proxy-status", ""))
+            self.assertIn("Upgrade", st.headers.get("proxy-status", ""))
 
     def test_frame_with_101_forwarded(self):
         """XC-09: bytes in the same read as the backend's 101 head reach the client; then
