@@ -30,51 +30,64 @@ void log_msg(enum log_level level, const char *fmt, ...) {
   static const char *const tags[] = {"error", "warn", "info", "debug"};
   if (level > g_level) return;
   char line[1024];
+  char ts[32];
+  struct strbuf sb;
   struct timeval tv;
   struct tm tm;
   gettimeofday(&tv, NULL);
   gmtime_r(&tv.tv_sec, &tm);
-  int n = (int)strftime(line, sizeof(line), "%Y-%m-%dT%H:%M:%S", &tm);
-  n += snprintf(line + n, sizeof(line) - (size_t)n, ".%03dZ [%s] ", (int)(tv.tv_usec / 1000), tags[level]);
+  if (strftime(ts, sizeof(ts), "%Y-%m-%dT%H:%M:%S", &tm) == 0) ts[0] = '\0';
+  /* One byte of |line| stays out of the strbuf for the newline. */
+  strbuf_init_fixed(&sb, line, sizeof(line) - 1);
+  strbuf_printf(&sb, "%s.%03dZ [%s] ", ts, (int)(tv.tv_usec / 1000), tags[level]);
   va_list ap;
   va_start(ap, fmt);
-  int m = vsnprintf(line + n, sizeof(line) - (size_t)n - 1, fmt, ap);
+  strbuf_vprintf_cut(&sb, fmt, ap); /* a long message is cut, never dropped */
   va_end(ap);
-  if (m < 0) m = 0;
-  n += m;
-  if (n > (int)sizeof(line) - 2) n = (int)sizeof(line) - 2;
-  line[n++] = '\n';
+  line[sb.len] = '\n';
   /* One write(2) per line so lines from several workers never interleave. */
-  ssize_t r = write(STDERR_FILENO, line, (size_t)n);
+  ssize_t r = write(STDERR_FILENO, line, sb.len + 1);
   (void)r;
 }
 
 void log_access_line(const char *line, size_t len) {
   FILE *f = g_access ? g_access : stdout;
-  char buf[4096];
-  if (len > sizeof(buf) - 1) len = sizeof(buf) - 1;
+  char buf[LOG_ACCESS_LINE_MAX + 1];
+  if (len > LOG_ACCESS_LINE_MAX) len = LOG_ACCESS_LINE_MAX;
   memcpy(buf, line, len);
   buf[len++] = '\n';
   ssize_t r = write(fileno(f), buf, len);
   (void)r;
 }
 
-void log_json_str(char *out, size_t cap, size_t *len, const char *s) {
-  size_t n = *len;
-  if (cap == 0) return;
-  if (n + 1 < cap) out[n++] = '"';
-  for (; s && *s && n + 8 < cap; s++) {
+void log_json_str(struct strbuf *sb, const char *s) {
+  static const char hex[] = "0123456789abcdef";
+  static const char cut[] = "...";
+  char out[LOG_JSON_STR_MAX];
+  size_t n = 0;
+  /* The longest escape is 6 bytes; stop while a worst-case character, the "..." and the closing
+   * quote still fit, so the text is cut between characters, never inside an escape. */
+  const size_t stop = sizeof(out) - 6 - (sizeof(cut) - 1) - 1;
+  out[n++] = '"';
+  for (; s && *s; s++) {
     unsigned char ch = (unsigned char)*s;
+    if (n > stop) {
+      memcpy(out + n, cut, sizeof(cut) - 1);
+      n += sizeof(cut) - 1;
+      break;
+    }
     if (ch == '"' || ch == '\\') {
       out[n++] = '\\';
       out[n++] = (char)ch;
-    } else if (ch < 0x20 || ch == 0x7f) {
-      n += (size_t)snprintf(out + n, cap - n, "\\u%04x", ch);
+    } else if (ch < 0x20 || ch >= 0x7f) {
+      memcpy(out + n, "\\u00", 4);
+      out[n + 4] = hex[ch >> 4];
+      out[n + 5] = hex[ch & 0xf];
+      n += 6;
     } else {
       out[n++] = (char)ch;
     }
   }
-  if (n + 1 < cap) out[n++] = '"';
-  out[n < cap ? n : cap - 1] = '\0';
-  *len = n;
+  out[n++] = '"';
+  strbuf_append(sb, out, n);
 }

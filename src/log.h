@@ -5,6 +5,8 @@
 
 #include <stdio.h>
 
+#include "src/strbuf.h"
+
 enum log_level { LOG_ERROR = 0, LOG_WARN = 1, LOG_INFO = 2, LOG_DEBUG = 3 };
 
 /* |level_name| is one of error, warn, info, debug. Returns 0 or -EINVAL. */
@@ -23,11 +25,16 @@ void log_msg(enum log_level level, const char *fmt, ...) __attribute__((format(p
     if (log_get_level() >= LOG_DEBUG) log_msg(LOG_DEBUG, __VA_ARGS__);                           \
   } while (0)
 
-/* Writes one complete line (a trailing newline is added) to the access log with a single write. */
+/* Writes one complete line (a trailing newline is added) to the access log with a single write.
+ * Lines longer than LOG_ACCESS_LINE_MAX are cut there (callers build lines that fit). */
+#define LOG_ACCESS_LINE_MAX 4095 /* with its newline, one PIPE_BUF: atomic even on a pipe */
 void log_access_line(const char *line, size_t len);
 
-/* Appends |s| to |out| (capacity |cap|, current length *|len|) as a JSON string with quotes;
- * truncates safely. */
-void log_json_str(char *out, size_t cap, size_t *len, const char *s);
+/* Appends |s| (NULL means "") to |sb| as a quoted JSON string: '"' and '\\' escaped, control
+ * bytes and bytes >= 0x80 as \u00XX, so the line is valid JSON whatever the bytes. At most
+ * LOG_JSON_STR_MAX bytes are appended: longer text is cut at a character and ends in "...".
+ * Like every strbuf append it is all or nothing. */
+#define LOG_JSON_STR_MAX 512
+void log_json_str(struct strbuf *sb, const char *s);
 
 #endif

@@ -63,63 +63,74 @@ static enum tun_proto proto_of(const char *name) {
 
 static void on_timer_closed(uv_handle_t *h) { free(h->data); }
 
-static size_t access_head(char *line, size_t cap, const struct tun_info *info, const char *proto);
+/* An access line is a flat JSON object built in a fixed buffer. At most four of its strings come
+ * from outside (client, target, then resolved, or error and detail), each cut to
+ * LOG_JSON_STR_MAX, and everything else is short, so a line always fits whole: never cut into
+ * invalid JSON, never written past the buffer. */
+#define ACCESS_FIXED_MAX 512 /* keys, time, numbers, close reason */
+_Static_assert(4 * LOG_JSON_STR_MAX + ACCESS_FIXED_MAX <= LOG_ACCESS_LINE_MAX,
+               "an access line must fit in one atomic write");
 
-static void log_access(struct tunnel *t) {
-  char line[2048];
-  size_t n = access_head(line, sizeof(line), t->info, tun_proto_name(t->proto));
-  n += (size_t)snprintf(line + n, sizeof(line) - n, ",\"resolved\":");
-  log_json_str(line, sizeof(line), &n, t->info->resolved);
-  n += (size_t)snprintf(line + n, sizeof(line) - n,
-                        ",\"status\":%d,\"bytes_up\":%llu,\"bytes_down\":%llu,\"duration_ms\":%llu,"
-                        "\"close\":\"%s\"}",
-                        t->info->status, (unsigned long long)t->a->bytes_read,
-                        (unsigned long long)t->b->bytes_read,
-                        (unsigned long long)(uv_now(&t->w->loop) - t->info->start_ms),
-                        tun_close_reason_name(t->reason));
-  const struct tun_dgram_stats *d = t->b->dgram;
-  if (d && n < sizeof(line) - 200) {
-    n--; /* reopen the object */
-    n += (size_t)snprintf(line + n, sizeof(line) - n,
-                          ",\"dgrams_up\":%llu,\"dgrams_down\":%llu,\"dgram_bytes_up\":%llu,"
-                          "\"dgram_bytes_down\":%llu,\"drops_up\":%llu,\"drops_down\":%llu}",
-                          (unsigned long long)d->dgrams_sent, (unsigned long long)d->dgrams_received,
-                          (unsigned long long)d->bytes_sent, (unsigned long long)d->bytes_received,
-                          (unsigned long long)d->drops_up, (unsigned long long)d->drops_down);
-  }
-  if (n >= sizeof(line)) n = sizeof(line) - 1;
-  log_access_line(line, n);
-}
-
-/* The fields every access line starts with: time, client, front end, protocol, target. Returns
- * the length written into |line| (an open JSON object). */
-static size_t access_head(char *line, size_t cap, const struct tun_info *info, const char *proto) {
-  size_t n = 0;
+/* The fields every access line starts with: time, client, front end, protocol, target; leaves
+ * the JSON object open. */
+static void access_head(struct strbuf *sb, const struct tun_info *info, const char *proto) {
   char ts[40];
   time_t now = time(NULL);
   struct tm tm;
   gmtime_r(&now, &tm);
-  strftime(ts, sizeof(ts), "%Y-%m-%dT%H:%M:%SZ", &tm);
-  n += (size_t)snprintf(line + n, cap - n, "{\"time\":\"%s\",\"client\":", ts);
-  log_json_str(line, cap, &n, info->client);
-  n += (size_t)snprintf(line + n, cap - n, ",\"front\":\"%s\",\"proto\":\"%s\",\"target\":",
-                        info->front ? info->front : "?", proto);
-  log_json_str(line, cap, &n, info->target);
-  return n;
+  if (strftime(ts, sizeof(ts), "%Y-%m-%dT%H:%M:%SZ", &tm) == 0) ts[0] = '\0';
+  strbuf_printf(sb, "{\"time\":\"%s\",\"client\":", ts);
+  log_json_str(sb, info->client);
+  strbuf_printf(sb, ",\"front\":\"%s\",\"proto\":\"%s\",\"target\":", info->front ? info->front : "?",
+                proto);
+  log_json_str(sb, info->target);
+}
+
+/* Writes the finished line; |sb| cannot overflow (see ACCESS_FIXED_MAX), but if a change ever
+ * makes it, a broken line is worse than a missing one. */
+static void access_write(const struct strbuf *sb) {
+  if (sb->overflow) {
+    log_error("access log: line over %d bytes dropped", LOG_ACCESS_LINE_MAX);
+    return;
+  }
+  log_access_line(sb->p, sb->len);
+}
+
+static void log_access(struct tunnel *t) {
+  char line[LOG_ACCESS_LINE_MAX + 1];
+  struct strbuf sb;
+  strbuf_init_fixed(&sb, line, sizeof(line));
+  access_head(&sb, t->info, tun_proto_name(t->proto));
+  strbuf_puts(&sb, ",\"resolved\":");
+  log_json_str(&sb, t->info->resolved);
+  strbuf_printf(&sb, ",\"status\":%d,\"bytes_up\":%llu,\"bytes_down\":%llu,\"duration_ms\":%llu,\"close\":\"%s\"",
+                t->info->status, (unsigned long long)t->a->bytes_read, (unsigned long long)t->b->bytes_read,
+                (unsigned long long)(uv_now(&t->w->loop) - t->info->start_ms), tun_close_reason_name(t->reason));
+  const struct tun_dgram_stats *d = t->b->dgram;
+  if (d) {
+    strbuf_printf(&sb,
+                  ",\"dgrams_up\":%llu,\"dgrams_down\":%llu,\"dgram_bytes_up\":%llu,\"dgram_bytes_down\":%llu,"
+                  "\"drops_up\":%llu,\"drops_down\":%llu",
+                  (unsigned long long)d->dgrams_sent, (unsigned long long)d->dgrams_received,
+                  (unsigned long long)d->bytes_sent, (unsigned long long)d->bytes_received,
+                  (unsigned long long)d->drops_up, (unsigned long long)d->drops_down);
+  }
+  strbuf_puts(&sb, "}");
+  access_write(&sb);
 }
 
 void tunnel_log_rejected(struct worker *w, const struct tun_info *info, const char *error,
                          const char *detail) {
-  char line[2048];
-  size_t n = access_head(line, sizeof(line), info, info->proto ? info->proto : "connect");
-  n += (size_t)snprintf(line + n, sizeof(line) - n, ",\"status\":%d,\"error\":", info->status);
-  log_json_str(line, sizeof(line), &n, error);
-  n += (size_t)snprintf(line + n, sizeof(line) - n, ",\"detail\":");
-  log_json_str(line, sizeof(line), &n, detail ? detail : "");
-  n += (size_t)snprintf(line + n, sizeof(line) - n, ",\"duration_ms\":%llu}",
-                        (unsigned long long)(uv_now(&w->loop) - info->start_ms));
-  if (n >= sizeof(line)) n = sizeof(line) - 1;
-  log_access_line(line, n);
+  char line[LOG_ACCESS_LINE_MAX + 1];
+  struct strbuf sb;
+  strbuf_init_fixed(&sb, line, sizeof(line));
+  access_head(&sb, info, info->proto ? info->proto : "connect");
+  strbuf_printf(&sb, ",\"status\":%d,\"error\":", info->status);
+  log_json_str(&sb, error);
+  strbuf_puts(&sb, ",\"detail\":");
+  log_json_str(&sb, detail);
+  strbuf_printf(&sb, ",\"duration_ms\":%llu}", (unsigned long long)(uv_now(&w->loop) - info->start_ms));
+  access_write(&sb);
 }
 
 static void finish(struct tunnel *t) {

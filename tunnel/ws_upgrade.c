@@ -1,78 +1,185 @@
-/* Backend WebSocket handshake: dial -> write the Upgrade request -> parse the response head with
- * llhttp -> 101 with the right Sec-WebSocket-Accept hands the connection over; another status is
- * passed back to the client; anything else is a 502 (http_upgrade_failed). */
+/* Backend WebSocket handshake: check the client's fields and build the Upgrade request -> dial ->
+ * write it -> parse the response head (ws_resp) -> a 101 with Upgrade, Connection and the right
+ * Sec-WebSocket-Accept hands the connection over; another status is passed back to the client;
+ * anything else is a 502 (http_upgrade_failed). A request that cannot be built is refused with
+ * 400 or 431 before any dial. */
 #include "tunnel/ws_upgrade.h"
 
-#include <llhttp.h>
 #include <openssl/evp.h>
 #include <openssl/rand.h>
 #include <openssl/sha.h>
 #include <stdio.h>
+#include <stdlib.h>
 #include <string.h>
-#include <strings.h>
 
 #include "src/buf.h"
 #include "src/log.h"
+#include "src/strbuf.h"
 #include "src/worker.h"
+#include "tunnel/ws_resp.h"
 
 #define WS_GUID "258EAFA5-E914-47DA-95CA-C5AB0DC85B11"
-#define WS_MAX_HEAD 16384
+
+_Static_assert(sizeof(((struct ws_upgrade_result *)0)->protocol) == WS_RESP_PROTOCOL_MAX + 1, "sizes");
+_Static_assert(sizeof(((struct ws_upgrade_result *)0)->extensions) == WS_RESP_EXTENSIONS_MAX + 1, "sizes");
+
+/* The life of an upgrade. Transitions:
+ *   start:      request built -> DIALING (timer running); request refused -> REFUSED (deferred)
+ *   DIALING:    dialed -> HANDSHAKE (request written); dial failed or deadline -> DONE
+ *   HANDSHAKE:  response judged, backend closed or deadline -> DONE
+ *   REFUSED:    the deferred callback runs -> DONE
+ *   any but DONE: ws_upgrade_cancel -> DONE (no callback)
+ * The callback runs exactly once, on the way into DONE, unless cancelled. */
+enum ws_state {
+  WS_DIALING,   /* |ep| is a dial in progress */
+  WS_HANDSHAKE, /* |ep| is connected; the request is written, the response head is being read */
+  WS_REFUSED,   /* the client's fields made no valid request; the callback is deferred */
+  WS_DONE,      /* the callback ran or the upgrade was cancelled; the timer is closing */
+};
 
 struct ws_upgrade {
   struct worker *w;          /* borrowed */
-  struct tcp_ep *ep;         /* owned until handed over: the backend connection */
+  struct tcp_ep *ep;         /* owned until handed over: the backend connection (or dial) */
   uv_timer_t timer;          /* handshake deadline; its close callback frees the struct */
-  llhttp_t parser;
+  struct worker_defer defer; /* REFUSED: runs the callback from the loop */
+  enum ws_state state;
   ws_upgrade_cb cb;
   void *arg;
-  char *request;             /* owned: the serialized request */
-  size_t request_len;
+  struct strbuf request;     /* owned: the serialized request */
+  enum pxerr refused;        /* REFUSED: the error and its static reason */
+  const char *refused_why;
   char accept_expected[32];
-  char field[32];            /* current header name (lowercased, truncated) */
-  size_t field_len;
-  char accept[64];
-  size_t head_bytes;
+  struct ws_resp resp;       /* the response head parser */
   struct ws_upgrade_result res;
-  int done;                  /* the callback ran or the upgrade was cancelled */
-  int dialed;                /* |ep| is connected (else it is still dialing) */
 };
 
 void ws_accept_for_key(const char *key, char *out) {
   unsigned char digest[SHA_DIGEST_LENGTH];
   char buf[128];
   int n = snprintf(buf, sizeof(buf), "%s" WS_GUID, key);
+  CHECK(n > 0 && (size_t)n < sizeof(buf)); /* keys are ours: 24 base64 characters */
   EVP_Digest(buf, (size_t)n, digest, NULL, EVP_sha1(), NULL);
   EVP_EncodeBlock((unsigned char *)out, digest, SHA_DIGEST_LENGTH);
 }
 
+/* ---- the request (pure) ---- */
+
+static int is_hex(unsigned char c) {
+  return (c >= '0' && c <= '9') || (c >= 'a' && c <= 'f') || (c >= 'A' && c <= 'F');
+}
+
+/* origin-form (RFC 9112 §3.2.1): "/" path ["?" query] with RFC 3986 characters only, so no
+ * '#', no whitespace, no control byte and no stray '%' reaches the backend's request line. */
+static int is_origin_form(const char *s) {
+  if (s[0] != '/') return 0;
+  for (const unsigned char *p = (const unsigned char *)s; *p; p++) {
+    unsigned char c = *p;
+    if ((c >= 'a' && c <= 'z') || (c >= 'A' && c <= 'Z') || (c >= '0' && c <= '9')) continue;
+    if (c == '%') {
+      if (!is_hex(p[1]) || !is_hex(p[2])) return 0;
+      p += 2;
+      continue;
+    }
+    if (c == '\0' || !strchr("-._~!$&'()*+,;=:@/?", c)) return 0;
+  }
+  return 1;
+}
+
+/* A field value we may copy into the request: no control byte but HTAB (so no CR, LF, NUL). */
+static int is_field_value(const char *s) {
+  for (const unsigned char *p = (const unsigned char *)s; *p; p++) {
+    if ((*p < 0x20 && *p != '\t') || *p == 0x7f) return 0;
+  }
+  return 1;
+}
+
+/* RFC 6455 §4.1 / §11.3.5: version = 1*3DIGIT in 0..255 without leading zeros. */
+static int is_ws_version(const char *s) {
+  size_t n = strlen(s);
+  if (n == 0 || n > 3 || (n > 1 && s[0] == '0')) return 0;
+  for (size_t i = 0; i < n; i++) {
+    if (s[i] < '0' || s[i] > '9') return 0;
+  }
+  return atoi(s) <= 255;
+}
+
+enum pxerr ws_upgrade_build_request(const struct ws_upgrade_req *req, const char *key, size_t max,
+                                    struct strbuf *out, const char **why) {
+  const char *version = req->version ? req->version : "13";
+  strbuf_init(out, max);
+  if (!req->path || !is_origin_form(req->path)) {
+    *why = "WebSocket :path is not origin-form";
+    return PXERR_BAD_REQUEST;
+  }
+  if (!req->host || !req->host[0] || !is_field_value(req->host)) {
+    *why = "bad WebSocket :authority";
+    return PXERR_BAD_REQUEST;
+  }
+  if (!is_ws_version(version)) {
+    *why = "bad Sec-WebSocket-Version (want digits, 0..255)";
+    return PXERR_BAD_REQUEST;
+  }
+  const struct {
+    const char *name, *value, *bad;
+  } opt[] = {
+      {"Sec-WebSocket-Protocol", req->protocol, "bad Sec-WebSocket-Protocol"},
+      {"Sec-WebSocket-Extensions", req->extensions, "bad Sec-WebSocket-Extensions"},
+      {"Origin", req->origin, "bad Origin"},
+  };
+  for (size_t i = 0; i < ARRAY_SIZE(opt); i++) {
+    if (opt[i].value && !is_field_value(opt[i].value)) {
+      *why = opt[i].bad;
+      return PXERR_BAD_REQUEST;
+    }
+  }
+  strbuf_printf(out,
+                "GET %s HTTP/1.1\r\nHost: %s\r\nUpgrade: websocket\r\nConnection: Upgrade\r\n"
+                "Sec-WebSocket-Key: %s\r\nSec-WebSocket-Version: %s\r\n",
+                req->path, req->host, key, version);
+  for (size_t i = 0; i < ARRAY_SIZE(opt); i++) {
+    if (opt[i].value) strbuf_printf(out, "%s: %s\r\n", opt[i].name, opt[i].value);
+  }
+  strbuf_puts(out, "\r\n");
+  if (out->overflow) {
+    strbuf_dispose(out);
+    *why = "WebSocket backend request larger than --max-header-bytes";
+    return PXERR_HEAD_TOO_LARGE;
+  }
+  return PXERR_NONE;
+}
+
+/* ---- the handshake ---- */
+
 static void on_timer_closed(uv_handle_t *h) {
   struct ws_upgrade *u = h->data;
-  free(u->request);
+  strbuf_dispose(&u->request);
   free(u);
 }
 
-static void drop_ep(struct ws_upgrade *u) {
+/* Lets go of the backend: a dial is cancelled, a connection reset. */
+static void drop_ep(struct ws_upgrade *u, enum ws_state was) {
   if (!u->ep) return;
-  if (!u->dialed) {
+  if (was == WS_DIALING) {
     tcp_ep_cancel(u->ep);
-    u->ep = NULL;
-    return;
+  } else {
+    struct tun_ep *e = tcp_ep_tun(u->ep);
+    tcp_ep_set_pre_reader(u->ep, NULL, NULL);
+    e->aborted = 1;
+    e->ops->abort(e);
+    e->ops->close(e);
   }
-  struct tun_ep *e = tcp_ep_tun(u->ep);
-  tcp_ep_set_pre_reader(u->ep, NULL, NULL);
-  e->aborted = 1;
-  e->ops->abort(e);
-  e->ops->close(e);
   u->ep = NULL;
 }
 
-/* Runs the callback once and releases the upgrade. |ep| is handed over only on success. */
+/* Moves to DONE: stops everything, then runs the callback. |ep| is handed over only on a 101. */
 static void finish(struct ws_upgrade *u, enum pxerr err, const char *detail, struct buf_chunk *leftover) {
-  if (u->done) {
+  enum ws_state was = u->state;
+  if (was == WS_DONE) {
     buf_put(&u->w->pool, leftover);
     return;
   }
-  u->done = 1;
+  u->state = WS_DONE;
+  worker_defer_cancel(&u->defer);
   uv_close((uv_handle_t *)&u->timer, on_timer_closed);
   struct tcp_ep *ep = NULL;
   if (err == PXERR_NONE && u->res.status == 101) {
@@ -83,98 +190,61 @@ static void finish(struct ws_upgrade *u, enum pxerr err, const char *detail, str
   } else {
     buf_put(&u->w->pool, leftover);
     leftover = NULL;
-    drop_ep(u);
+    drop_ep(u, was);
   }
   u->cb(u->arg, ep, &u->res, leftover, err, detail);
 }
 
-static struct ws_upgrade *of(llhttp_t *p) { return container_of(p, struct ws_upgrade, parser); }
-
-static int on_header_field(llhttp_t *p, const char *at, size_t len) {
-  struct ws_upgrade *u = of(p);
-  for (size_t i = 0; i < len && u->field_len < sizeof(u->field) - 1; i++)
-    u->field[u->field_len++] = (char)((at[i] >= 'A' && at[i] <= 'Z') ? at[i] + 32 : at[i]);
-  u->field[u->field_len] = '\0';
-  return 0;
+/* The backend's final head is in |u->resp|: a 101 must be a real WebSocket upgrade (XC-07);
+ * another status is relayed; |rest| (taken) is what followed a 101 head (XC-09). */
+static void judge(struct ws_upgrade *u, struct buf_chunk *rest) {
+  const struct ws_resp *r = &u->resp;
+  u->res.status = r->status;
+  if (r->status != 101) {
+    buf_put(&u->w->pool, rest);
+    finish(u, PXERR_NONE, "backend refused the upgrade", NULL);
+    return;
+  }
+  const char *bad = NULL;
+  if (!r->upgrade_websocket) bad = "backend 101 without Upgrade: websocket";
+  else if (!r->connection_upgrade) bad = "backend 101 without Connection: upgrade";
+  else if (strcmp(r->accept, u->accept_expected) != 0) bad = "backend sent a wrong Sec-WebSocket-Accept";
+  if (bad) {
+    buf_put(&u->w->pool, rest);
+    u->res.status = 0;
+    finish(u, PXERR_UPGRADE_FAILED, bad, NULL);
+    return;
+  }
+  memcpy(u->res.protocol, r->protocol, sizeof(u->res.protocol));
+  memcpy(u->res.extensions, r->extensions, sizeof(u->res.extensions));
+  if (rest && rest->len == 0) {
+    buf_put(&u->w->pool, rest);
+    rest = NULL;
+  }
+  finish(u, PXERR_NONE, NULL, rest);
 }
-
-static void append(char *dst, size_t cap, const char *at, size_t len) {
-  size_t n = strlen(dst);
-  if (n + len >= cap) len = cap - n - 1;
-  memcpy(dst + n, at, len);
-  dst[n + len] = '\0';
-}
-
-static int on_header_value(llhttp_t *p, const char *at, size_t len) {
-  struct ws_upgrade *u = of(p);
-  if (strcmp(u->field, "sec-websocket-accept") == 0)
-    append(u->accept, sizeof(u->accept), at, len);
-  else if (strcmp(u->field, "sec-websocket-protocol") == 0)
-    append(u->res.protocol, sizeof(u->res.protocol), at, len);
-  else if (strcmp(u->field, "sec-websocket-extensions") == 0)
-    append(u->res.extensions, sizeof(u->res.extensions), at, len);
-  return 0;
-}
-
-static int on_header_value_complete(llhttp_t *p) {
-  struct ws_upgrade *u = of(p);
-  u->field_len = 0;
-  u->field[0] = '\0';
-  return 0;
-}
-
-static int on_headers_complete(llhttp_t *p) {
-  int status = llhttp_get_status_code(p);
-  of(p)->res.status = status;
-  return status == 101 ? 0 : 1; /* 101: llhttp stops at the upgrade; others: no body wanted */
-}
-
-static int on_message_complete(llhttp_t *p) { return llhttp_get_status_code(p) == 101 ? 0 : HPE_PAUSED; }
-
-static const llhttp_settings_t settings = {
-    .on_header_field = on_header_field,
-    .on_header_value = on_header_value,
-    .on_header_value_complete = on_header_value_complete,
-    .on_headers_complete = on_headers_complete,
-    .on_message_complete = on_message_complete,
-};
 
 static void on_backend_read(void *arg, struct buf_chunk *c, int err) {
   struct ws_upgrade *u = arg;
+  size_t used = 0;
   if (!c) {
     finish(u, PXERR_UPGRADE_FAILED, "backend closed before answering the upgrade", NULL);
     return;
   }
-  u->head_bytes += c->len;
-  llhttp_errno_t e = llhttp_execute(&u->parser, buf_rd(c), c->len);
-  if (e == HPE_OK && u->res.status == 0) {
+  switch (ws_resp_feed(&u->resp, buf_rd(c), c->len, &used)) {
+  case WS_RESP_MORE:
     buf_put(&u->w->pool, c);
-    if (u->head_bytes > WS_MAX_HEAD) finish(u, PXERR_UPGRADE_FAILED, "backend response head too large", NULL);
     return;
-  }
-  if (e == HPE_PAUSED_UPGRADE && u->res.status == 101) {
-    if (strcmp(u->accept, u->accept_expected) != 0) {
-      buf_put(&u->w->pool, c);
-      finish(u, PXERR_UPGRADE_FAILED, "backend sent a wrong Sec-WebSocket-Accept", NULL);
-      return;
-    }
-    size_t used = (size_t)(llhttp_get_error_pos(&u->parser) - buf_rd(c));
+  case WS_RESP_DONE:
     c->off += (uint32_t)used;
     c->len -= (uint32_t)used;
-    if (c->len == 0) {
-      buf_put(&u->w->pool, c);
-      c = NULL;
-    }
-    finish(u, PXERR_NONE, NULL, c);
+    judge(u, c);
     return;
+  case WS_RESP_ERROR:
+    break;
   }
   buf_put(&u->w->pool, c);
-  if (u->res.status >= 200 && u->res.status != 101) {
-    finish(u, PXERR_NONE, "backend refused the upgrade", NULL);
-    return;
-  }
-  log_info("ws backend: bad upgrade response (%s, status %d)", llhttp_errno_name(e), u->res.status);
-  u->res.status = 0;
+  log_info("ws backend: bad upgrade response: %s", u->resp.error);
   finish(u, PXERR_UPGRADE_FAILED, "backend did not upgrade", NULL);
 }
 
@@ -186,18 +256,28 @@ static void on_dial(void *arg, struct tcp_ep *ep, enum pxerr err, const char *de
     return;
   }
   u->ep = ep;
-  u->dialed = 1;
+  u->state = WS_HANDSHAKE;
   struct tun_ep *e = tcp_ep_tun(ep);
   tcp_ep_set_pre_reader(ep, on_backend_read, u);
-  struct buf_chunk *c = buf_get(&u->w->pool);
-  memcpy(c->data, u->request, u->request_len);
-  c->len = (uint32_t)u->request_len;
-  e->ops->write(e, c);
+  /* The request is at most --max-header-bytes: it may take more than one chunk. */
+  for (size_t off = 0; off < u->request.len;) {
+    struct buf_chunk *c = buf_get(&u->w->pool);
+    size_t n = MIN(u->request.len - off, (size_t)c->cap);
+    memcpy(c->data, u->request.p + off, n);
+    c->len = (uint32_t)n;
+    off += n;
+    e->ops->write(e, c);
+  }
   e->ops->read_start(e);
 }
 
 static void on_timeout(uv_timer_t *h) {
   finish(h->data, PXERR_CONN_TIMEOUT, "backend did not answer the upgrade in time", NULL);
+}
+
+static void on_refused(struct worker_defer *d) {
+  struct ws_upgrade *u = container_of(d, struct ws_upgrade, defer);
+  finish(u, u->refused, u->refused_why, NULL);
 }
 
 struct ws_upgrade *ws_upgrade_start(struct worker *w, const struct authority *backend,
@@ -207,36 +287,38 @@ struct ws_upgrade *ws_upgrade_start(struct worker *w, const struct authority *ba
   u->w = w;
   u->cb = cb;
   u->arg = arg;
-  llhttp_init(&u->parser, HTTP_RESPONSE, &settings);
+  u->defer.cb = on_refused;
+  ws_resp_init(&u->resp, w->cfg->max_header_bytes);
   unsigned char nonce[16];
   CHECK(RAND_bytes(nonce, sizeof(nonce)) == 1);
   char key[32];
   EVP_EncodeBlock((unsigned char *)key, nonce, sizeof(nonce));
   ws_accept_for_key(key, u->accept_expected);
-  char buf[BUF_CHUNK_SIZE];
-  int n = snprintf(buf, sizeof(buf),
-                   "GET %s HTTP/1.1\r\nHost: %s\r\nUpgrade: websocket\r\nConnection: Upgrade\r\n"
-                   "Sec-WebSocket-Key: %s\r\nSec-WebSocket-Version: %s\r\n",
-                   req->path, req->host, key, req->version ? req->version : "13");
-  if (req->protocol) n += snprintf(buf + n, sizeof(buf) - (size_t)n, "Sec-WebSocket-Protocol: %s\r\n", req->protocol);
-  if (req->extensions)
-    n += snprintf(buf + n, sizeof(buf) - (size_t)n, "Sec-WebSocket-Extensions: %s\r\n", req->extensions);
-  if (req->origin) n += snprintf(buf + n, sizeof(buf) - (size_t)n, "Origin: %s\r\n", req->origin);
-  n += snprintf(buf + n, sizeof(buf) - (size_t)n, "\r\n");
-  if (n <= 0 || (size_t)n >= sizeof(buf)) n = 0;
-  u->request = xmalloc((size_t)n + 1);
-  memcpy(u->request, buf, (size_t)n);
-  u->request_len = (size_t)n;
   uv_timer_init(&w->loop, &u->timer);
   u->timer.data = u;
+  /* The request is built (and the client's fields checked) before anything is dialed: a refusal
+   * costs no connection and answers before the target policy would run. */
+  const char *why = NULL;
+  enum pxerr err = ws_upgrade_build_request(req, key, w->cfg->max_header_bytes, &u->request, &why);
+  if (err != PXERR_NONE) {
+    log_info("ws upgrade refused before dialing: %s", why);
+    u->state = WS_REFUSED;
+    u->refused = err;
+    u->refused_why = why;
+    worker_defer(w, &u->defer);
+    return u;
+  }
+  u->state = WS_DIALING;
   uv_timer_start(&u->timer, on_timeout, w->cfg->connect_timeout_ms + w->cfg->header_timeout_ms, 0);
   u->ep = tcp_ep_dial2(w, backend, opts, on_dial, u);
   return u;
 }
 
 void ws_upgrade_cancel(struct ws_upgrade *u) {
-  if (u->done) return;
-  u->done = 1;
-  drop_ep(u);
+  enum ws_state was = u->state;
+  if (was == WS_DONE) return;
+  u->state = WS_DONE;
+  worker_defer_cancel(&u->defer);
+  drop_ep(u, was);
   uv_close((uv_handle_t *)&u->timer, on_timer_closed);
 }

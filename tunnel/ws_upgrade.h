@@ -12,6 +12,7 @@
 
 struct worker;
 struct buf_chunk;
+struct strbuf;
 struct ws_upgrade;
 
 /* What the client asked for; strings are copied. NULL fields are not sent. */
@@ -37,12 +38,22 @@ struct ws_upgrade_result {
 typedef void (*ws_upgrade_cb)(void *arg, struct tcp_ep *ep, const struct ws_upgrade_result *res,
                               struct buf_chunk *leftover, enum pxerr err, const char *detail);
 
-/* Starts the upgrade. The callback always runs later from the loop. */
+/* Starts the upgrade. The callback always runs later from the loop. Fields that make no valid
+ * request (see ws_upgrade_build_request) end it with that error before anything is dialed. */
 struct ws_upgrade *ws_upgrade_start(struct worker *w, const struct authority *backend,
                                     const struct tcp_dial_opts *opts, const struct ws_upgrade_req *req,
                                     ws_upgrade_cb cb, void *arg);
 /* The callback will not run; the backend connection (if any) is reset. */
 void ws_upgrade_cancel(struct ws_upgrade *u);
+
+/* Pure: checks the client's fields and serializes the backend request with Sec-WebSocket-Key
+ * |key| into |out| (initialised here; the caller disposes of it on success). Returns PXERR_NONE;
+ * PXERR_BAD_REQUEST when :path is not origin-form, the host is empty, Sec-WebSocket-Version is
+ * not 0..255 in digits, or any field holds a control byte (CR, LF, NUL, ...); or
+ * PXERR_HEAD_TOO_LARGE when the request would pass |max| bytes. On error *|why| is a static
+ * reason and |out| holds nothing. */
+enum pxerr ws_upgrade_build_request(const struct ws_upgrade_req *req, const char *key, size_t max,
+                                    struct strbuf *out, const char **why);
 
 /* Pure: the Sec-WebSocket-Accept value for |key| (RFC 6455 §4.2.2) into |out| (>= 29 bytes). */
 void ws_accept_for_key(const char *key, char *out);

@@ -28,6 +28,7 @@ def accept_for(key):
 class FakeWSBackend(harness.TCPOrigin):
     """Reads the upgrade request head and answers according to `mode`:
     'status403' a plain 403; 'badaccept' a 101 with a wrong Sec-WebSocket-Accept;
+    'noupgrade' a 101 with the right Accept but no Upgrade field;
     'early' a correct 101 plus a text frame in the same write (XC-09), then echoes;
     'abort' a correct 101, then an abortive close (RST)."""
 
@@ -49,8 +50,9 @@ class FakeWSBackend(harness.TCPOrigin):
                       b"Connection: close\r\n\r\n" % len(body) + body)
             return
         acc = accept_for(key) if self.mode != "badaccept" else accept_for("not-the-key")
-        resp = ("HTTP/1.1 101 Switching Protocols\r\nUpgrade: websocket\r\nConnection: Upgrade\r\n"
-                "Sec-WebSocket-Accept: %s\r\n\r\n" % acc).encode()
+        upgrade = "" if self.mode == "noupgrade" else "Upgrade: websocket\r\n"
+        resp = ("HTTP/1.1 101 Switching Protocols\r\n%sConnection: Upgrade\r\n"
+                "Sec-WebSocket-Accept: %s\r\n\r\n" % (upgrade, acc)).encode()
         if self.mode == "early":
             c.sendall(resp + b"\x81\x05early")  # unmasked server text frame "early"
             c.settimeout(10)
@@ -233,15 +235,20 @@ class WebSocketOverH2(unittest.TestCase):
 class FakeBackendCases(unittest.TestCase):
     """python-h2 client against hand-written backends."""
 
-    def test_bad_accept_502(self):
-        """XC-07: a wrong Sec-WebSocket-Accept -> 502 proxy-status http_upgrade_failed."""
-        with FakeWSBackend("badaccept") as b, Proxy() as p, xcutil.H2Client(p.tls_port, ca=p.ca) as c:
-            sid = c.request(ws_headers(b.addr))
-            st = c.wait_response(sid)
-            self.assertEqual(st.status, 502, st.headers)
-            self.assertIn("error=http_upgrade_failed", st.headers.get("proxy-status", ""))
-            c.wait_closed(sid)
-            self.assertIn(st.reset, (None, 0))  # RST_STREAM(NO_ERROR) after a complete answer is allowed (RFC 9113 §8.1, H2C-18)
+    def test_bad_101_502(self):
+        """XC-07: a 101 with a wrong Sec-WebSocket-Accept, or without Upgrade: websocket, is not
+        an upgrade -> 502 proxy-status http_upgrade_failed naming the problem."""
+        for mode, detail in (("badaccept", "Sec-WebSocket-Accept"), ("noupgrade", "Upgrade")):
+            with self.subTest(mode=mode), FakeWSBackend(mode) as b, Proxy() as p, \
+                    xcutil.H2Client(p.tls_port, ca=p.ca) as c:
+                sid = c.request(ws_headers(b.addr))
+                st = c.wait_response(sid)
+                self.assertEqual(st.status, 502, st.headers)
+                ps = st.headers.get("proxy-status", "")
+                self.assertIn("error=http_upgrade_failed", ps)
+                self.assertIn(detail, ps)
+                c.wait_closed(sid)
+                self.assertIn(st.reset, (None, 0))  # RST_STREAM(NO_ERROR) after a complete answer is allowed (RFC 9113 §8.1, H2C-18)
 
     def test_frame_with_101_forwarded(self):
         """XC-09: bytes in the same read as the backend's 101 head reach the client; then
@@ -267,6 +274,83 @@ class FakeBackendCases(unittest.TestCase):
             c.wait_closed(sid)
             self.assertEqual(st.reset, 8, "expected RST_STREAM(CANCEL)")
             self.assertTrue(c.ping_ok())
+
+
+class RequestFieldChecks(unittest.TestCase):
+    """Issue 8 item 2 (XC-06): the backend Upgrade request is built from the client's fields
+    before the target policy runs, so any client controls them. Fields too large for the request
+    (--max-header-bytes) get 431, malformed ones 400, both with Proxy-Status and a log line,
+    before any backend connection; the proxy and the client's connection survive. On 0a1cfe5 the
+    first case overflowed a stack buffer (ASan report; SIGSEGV in a release build)."""
+
+    def request_with(self, path="/chat", **fields):
+        hdrs = ws_headers("127.0.0.1:1", path=path)
+        hdrs = [h for h in hdrs if h[0] != "sec-websocket-version" or "version" not in fields]
+        for k, v in fields.items():
+            hdrs.append(("sec-websocket-" + k, v))
+        return hdrs
+
+    def check(self, status, log_words, path="/chat", args=("--h2-max-header-list", "1m"),
+              **fields):
+        with FakeWSBackend("status403") as b, Proxy(list(args)) as p:
+            hdrs = [(k, v if k != ":authority" else b.addr)
+                    for k, v in self.request_with(path, **fields)]
+            with xcutil.H2Client(p.tls_port, ca=p.ca) as c:
+                sid = c.request(hdrs)
+                st = c.wait_response(sid, timeout=20)
+                self.assertEqual(st.status, status, st.headers)
+                self.assertIn("error=http_request_error", st.headers.get("proxy-status", ""))
+                c.wait_closed(sid)
+                self.assertTrue(c.ping_ok())
+            deadline = time.time() + 10
+            while not all(w in p.stderr() for w in log_words):
+                self.assertLess(time.time(), deadline, "no log line with %r:\n%s"
+                                % (log_words, p.stderr()[-3000:]))
+                time.sleep(0.05)
+            rec = p.wait_access_log(lambda x: x.get("proto") == "websocket")
+            self.assertEqual(rec["status"], status)
+            self.assertEqual(b.accepted, 0, "the backend was dialed")
+
+    def test_huge_path_and_version(self):
+        """The issue's reproduction: a 25 KB :path and a 40 KB sec-websocket-version."""
+        self.check(400, ["Sec-WebSocket-Version"], path="/" + "a" * 25000, version="1" * 40000)
+
+    def test_request_too_large_431(self):
+        """Valid fields whose request exceeds --max-header-bytes (default 32k) -> 431."""
+        self.check(431, ["larger than --max-header-bytes"], path="/" + "a" * 25000, extensions="x" * 40000)
+
+    def test_request_limit_is_max_header_bytes(self):
+        """A 20 KB path fits the default 32k but not --max-header-bytes 16k."""
+        self.check(431, ["larger than --max-header-bytes"], path="/" + "p" * 20000,
+                   args=("--max-header-bytes", "16k"))
+
+    def test_version_not_digits(self):
+        for v in ("13abc", "256", "013", ""):
+            with self.subTest(version=v):
+                self.check(400, ["Sec-WebSocket-Version"], version=v)
+
+    def test_path_not_origin_form(self):
+        for path in ("/a#frag", "/%zz", "/a\\b", "/a|b", "/%4"):
+            with self.subTest(path=path):
+                self.check(400, ["origin-form"], path=path)
+
+    def test_ctl_bytes_never_reach_the_backend(self):
+        """Whitespace or no leading '/' in :path, CR/LF/NUL in a value: nghttp2 resets the stream itself
+        (PROTOCOL_ERROR, RFC 9113 §8.2.1) before our own check; no backend connection either."""
+        cases = [{"path": "/a b"}, {"path": "chat"}, {"extensions": "a\r\nX-Injected: 1"}, {"protocol": "chat\x00x"}]
+        with FakeWSBackend("status403") as b, Proxy(["--h2-max-header-list", "1m"]) as p, \
+                xcutil.H2Client(p.tls_port, ca=p.ca) as c:
+            for case in cases:
+                with self.subTest(**case):
+                    path = case.pop("path", "/chat")
+                    hdrs = [(k, v if k != ":authority" else b.addr)
+                            for k, v in self.request_with(path, **case)]
+                    sid = c.request(hdrs)
+                    st = c.wait_closed(sid)
+                    self.assertIsNone(st.status)
+                    self.assertEqual(st.reset, 1)
+            self.assertTrue(c.ping_ok())
+            self.assertEqual(b.accepted, 0, "the backend was dialed")
 
 
 if __name__ == "__main__":

@@ -33,53 +33,103 @@ static const struct sockaddr *sa_of(const char *text, struct sockaddr_storage *s
 struct class_case {
   const char *addr;
   enum addr_class cls;
+  /* For an address that embeds IPv4 addresses: the class of the one that is not public (at most
+   * one per row), or ADDR_PUBLIC (0, the default) when all are public or there are none. */
+  enum addr_class emb;
 };
 
-/* H1C-13: each range with the addresses just outside and just inside both of its ends. */
+/* H1C-13, issue 8 item 7: every entry of the IANA IPv4 and IPv6 Special-Purpose Address
+ * Registries (and the other ranges we deny) with addresses inside, at both ends where they
+ * differ, and just outside; then the forms that embed an IPv4 address. */
+/* Rows give |emb| only where it is not ADDR_PUBLIC (0). */
+#pragma GCC diagnostic push
+#pragma GCC diagnostic ignored "-Wmissing-field-initializers"
 static const struct class_case class_cases[] = {
+    /* 0.0.0.0/32 "This host on this network" and 0.0.0.0/8 "This network" */
     {"0.0.0.0", ADDR_THIS_NET},
+    {"0.0.0.1", ADDR_THIS_NET},
     {"0.255.255.255", ADDR_THIS_NET},
     {"1.0.0.0", ADDR_PUBLIC},
     {"1.1.1.1", ADDR_PUBLIC},
     {"8.8.8.8", ADDR_PUBLIC},
+    /* 10.0.0.0/8 Private-Use */
     {"9.255.255.255", ADDR_PUBLIC},
     {"10.0.0.0", ADDR_PRIVATE},
     {"10.255.255.255", ADDR_PRIVATE},
     {"11.0.0.0", ADDR_PUBLIC},
+    /* 100.64.0.0/10 Shared Address Space */
     {"100.63.255.255", ADDR_PUBLIC},
     {"100.64.0.0", ADDR_CGNAT},
     {"100.127.255.255", ADDR_CGNAT},
     {"100.128.0.0", ADDR_PUBLIC},
+    /* 127.0.0.0/8 Loopback */
     {"126.255.255.255", ADDR_PUBLIC},
     {"127.0.0.0", ADDR_LOOPBACK},
     {"127.0.0.1", ADDR_LOOPBACK},
     {"127.255.255.255", ADDR_LOOPBACK},
     {"128.0.0.0", ADDR_PUBLIC},
+    /* 169.254.0.0/16 Link Local */
     {"169.253.255.255", ADDR_PUBLIC},
     {"169.254.0.0", ADDR_LINK_LOCAL},
     {"169.254.169.254", ADDR_LINK_LOCAL}, /* cloud metadata service */
     {"169.254.255.255", ADDR_LINK_LOCAL},
     {"169.255.0.0", ADDR_PUBLIC},
+    /* 172.16.0.0/12 Private-Use */
     {"172.15.255.255", ADDR_PUBLIC},
     {"172.16.0.0", ADDR_PRIVATE},
     {"172.31.255.255", ADDR_PRIVATE},
     {"172.32.0.0", ADDR_PUBLIC},
+    /* 192.0.0.0/24 IETF Protocol Assignments and the entries inside it */
     {"191.255.255.255", ADDR_PUBLIC},
-    {"192.0.0.0", ADDR_RESERVED},
+    {"192.0.0.0", ADDR_RESERVED},         /* /29 Service Continuity */
+    {"192.0.0.7", ADDR_RESERVED},
+    {"192.0.0.8", ADDR_RESERVED},         /* dummy address; just outside the /29 */
+    {"192.0.0.9", ADDR_GLOBAL_SPECIAL},   /* PCP anycast */
+    {"192.0.0.10", ADDR_GLOBAL_SPECIAL},  /* TURN anycast */
+    {"192.0.0.11", ADDR_RESERVED},        /* just outside: the /24 again */
+    {"192.0.0.169", ADDR_RESERVED},
+    {"192.0.0.170", ADDR_RESERVED},       /* NAT64/DNS64 discovery */
+    {"192.0.0.171", ADDR_RESERVED},
+    {"192.0.0.172", ADDR_RESERVED},
     {"192.0.0.255", ADDR_RESERVED},
     {"192.0.1.0", ADDR_PUBLIC},
     {"192.0.1.255", ADDR_PUBLIC},
+    /* 192.0.2.0/24 TEST-NET-1 */
     {"192.0.2.0", ADDR_RESERVED},
     {"192.0.2.255", ADDR_RESERVED},
     {"192.0.3.0", ADDR_PUBLIC},
+    /* 192.31.196.0/24 AS112-v4 */
+    {"192.31.195.255", ADDR_PUBLIC},
+    {"192.31.196.0", ADDR_GLOBAL_SPECIAL},
+    {"192.31.196.255", ADDR_GLOBAL_SPECIAL},
+    {"192.31.197.0", ADDR_PUBLIC},
+    /* 192.52.193.0/24 AMT */
+    {"192.52.192.255", ADDR_PUBLIC},
+    {"192.52.193.0", ADDR_GLOBAL_SPECIAL},
+    {"192.52.193.255", ADDR_GLOBAL_SPECIAL},
+    {"192.52.194.0", ADDR_PUBLIC},
+    /* 192.88.99.0/24 deprecated 6to4 relay anycast, 192.88.99.2/32 6a44 relay */
+    {"192.88.98.255", ADDR_PUBLIC},
+    {"192.88.99.0", ADDR_RESERVED},
+    {"192.88.99.2", ADDR_RESERVED},
+    {"192.88.99.255", ADDR_RESERVED},
+    {"192.88.100.0", ADDR_PUBLIC},
+    /* 192.168.0.0/16 Private-Use */
     {"192.167.255.255", ADDR_PUBLIC},
     {"192.168.0.0", ADDR_PRIVATE},
     {"192.168.255.255", ADDR_PRIVATE},
     {"192.169.0.0", ADDR_PUBLIC},
+    /* 192.175.48.0/24 Direct Delegation AS112 */
+    {"192.175.47.255", ADDR_PUBLIC},
+    {"192.175.48.0", ADDR_GLOBAL_SPECIAL},
+    {"192.175.48.255", ADDR_GLOBAL_SPECIAL},
+    {"192.175.49.0", ADDR_PUBLIC},
+    /* 198.18.0.0/15 Benchmarking */
     {"198.17.255.255", ADDR_PUBLIC},
     {"198.18.0.0", ADDR_RESERVED},
     {"198.19.255.255", ADDR_RESERVED},
     {"198.20.0.0", ADDR_PUBLIC},
+    /* 198.51.100.0/24 TEST-NET-2, 203.0.113.0/24 TEST-NET-3 */
     {"198.51.99.255", ADDR_PUBLIC},
     {"198.51.100.0", ADDR_RESERVED},
     {"198.51.100.255", ADDR_RESERVED},
@@ -88,53 +138,122 @@ static const struct class_case class_cases[] = {
     {"203.0.113.0", ADDR_RESERVED},
     {"203.0.113.255", ADDR_RESERVED},
     {"203.0.114.0", ADDR_PUBLIC},
+    /* 224.0.0.0/4 multicast, 240.0.0.0/4 reserved, 255.255.255.255/32 limited broadcast */
     {"223.255.255.255", ADDR_PUBLIC},
     {"224.0.0.0", ADDR_MULTICAST},
     {"239.255.255.255", ADDR_MULTICAST},
     {"240.0.0.0", ADDR_RESERVED},
     {"255.255.255.254", ADDR_RESERVED},
     {"255.255.255.255", ADDR_RESERVED},
-    /* IPv6 specials. */
+
+    /* IPv6: ::/128, ::1/128 and the deprecated IPv4-compatible ::/96 around them */
     {"::", ADDR_THIS_NET},
     {"::1", ADDR_LOOPBACK},
-    {"::2", ADDR_V4MAPPED},               /* IPv4-compatible ::/96 */
-    {"::127.0.0.1", ADDR_V4MAPPED},       /* IPv4-compatible */
-    {"::ffff:ffff", ADDR_V4MAPPED},
-    {"::1:0:0", ADDR_RESERVED},           /* just past ::/96, inside unassigned ::/8 */
-    {"::fffe:ffff:ffff", ADDR_RESERVED},  /* just below ::ffff:0:0/96 */
-    {"::ffff:0:0", ADDR_V4MAPPED},
-    {"::ffff:127.0.0.1", ADDR_V4MAPPED},  /* mapped whatever it embeds */
+    {"::2", ADDR_V4MAPPED, ADDR_THIS_NET},          /* compatible 0.0.0.2 */
+    {"::127.0.0.1", ADDR_V4MAPPED, ADDR_LOOPBACK},
+    {"::8.8.8.8", ADDR_V4MAPPED},
+    {"::ffff:ffff", ADDR_V4MAPPED, ADDR_RESERVED},  /* compatible 255.255.255.255 */
+    {"::1:0:0", ADDR_RESERVED},                     /* just past ::/96, inside unassigned ::/8 */
+    /* ::ffff:0:0/96 IPv4-mapped */
+    {"::fffe:ffff:ffff", ADDR_RESERVED},
+    {"::ffff:0:0", ADDR_V4MAPPED, ADDR_THIS_NET},
+    {"::ffff:127.0.0.1", ADDR_V4MAPPED, ADDR_LOOPBACK},
     {"::ffff:8.8.8.8", ADDR_V4MAPPED},
-    {"::ffff:255.255.255.255", ADDR_V4MAPPED},
-    {"::1:0:0:0", ADDR_RESERVED},         /* just past ::ffff:0:0/96 */
-    {"::ffff:0:127.0.0.1", ADDR_V4MAPPED}, /* SIIT IPv4-translated */
-    {"64:ff9b::", ADDR_V4MAPPED},
-    {"64:ff9b::7f00:1", ADDR_V4MAPPED},
-    {"64:ff9b::808:808", ADDR_V4MAPPED},
-    {"64:ff9b::1:0:0", ADDR_RESERVED},    /* just past 64:ff9b::/96 */
+    {"::ffff:169.254.169.254", ADDR_V4MAPPED, ADDR_LINK_LOCAL},
+    {"::ffff:255.255.255.255", ADDR_V4MAPPED, ADDR_RESERVED},
+    {"::1:0:0:0", ADDR_RESERVED},
+    {"::ffff:0:127.0.0.1", ADDR_V4MAPPED, ADDR_LOOPBACK}, /* SIIT IPv4-translated */
+    /* 64:ff9b::/96 well-known NAT64 */
     {"64:ff9a:ffff:ffff:ffff:ffff:ffff:ffff", ADDR_RESERVED},
-    {"64:ff9b:1::a00:1", ADDR_V4MAPPED},  /* local-use NAT64 */
-    {"100::1", ADDR_RESERVED},            /* discard-only */
+    {"64:ff9b::", ADDR_V4MAPPED, ADDR_THIS_NET},
+    {"64:ff9b::7f00:1", ADDR_V4MAPPED, ADDR_LOOPBACK},
+    {"64:ff9b::808:808", ADDR_V4MAPPED},
+    {"64:ff9b::a00:1", ADDR_V4MAPPED, ADDR_PRIVATE},
+    {"64:ff9b::1:0:0", ADDR_RESERVED},
+    {"64:ff9b:0:ffff::", ADDR_RESERVED},
+    /* 64:ff9b:1::/48 local-use NAT64: every RFC 6052 position holds 8.8.8.8 (or 10.0.0.1 at /96) */
+    {"64:ff9b:1:808:8:808:808:808", ADDR_V4MAPPED},
+    {"64:ff9b:1:808:8:808:a00:1", ADDR_V4MAPPED, ADDR_PRIVATE},
+    {"64:ff9b:2::", ADDR_RESERVED},
+    /* 100::/64 Discard-Only, 100:0:0:1::/64 Dummy Prefix (and unassigned space around them) */
+    {"100::", ADDR_RESERVED},
+    {"100::ffff:ffff:ffff:ffff", ADDR_RESERVED},
+    {"100:0:0:1::1", ADDR_RESERVED},
+    {"100:0:0:2::", ADDR_RESERVED},
     {"1fff:ffff:ffff:ffff:ffff:ffff:ffff:ffff", ADDR_RESERVED},
     {"2000::", ADDR_PUBLIC},
-    {"2001:2::", ADDR_RESERVED},          /* benchmarking */
-    {"2001:3::", ADDR_PUBLIC},
+    /* 2001::/23 IETF Protocol Assignments and the entries inside it */
+    {"2000:ffff:ffff:ffff:ffff:ffff:ffff:ffff", ADDR_PUBLIC},
+    {"2001:0:4136:e378:8000:63bf:f7f7:f7f7", ADDR_TEREDO},                   /* client 8.8.8.8 */
+    {"2001:0:4136:e378:8000:63bf:3fff:fdd2", ADDR_TEREDO, ADDR_RESERVED},    /* RFC 4380 §4: 192.0.2.45 */
+    {"2001:0:4136:e378:8000:63bf:f5ff:fffe", ADDR_TEREDO, ADDR_PRIVATE},     /* client 10.0.0.1 */
+    {"2001:0:a00:1:8000:63bf:f7f7:f7f7", ADDR_TEREDO, ADDR_PRIVATE},         /* server 10.0.0.1 */
+    {"2001:0:ffff:ffff:ffff:ffff:f7f7:f7f7", ADDR_TEREDO, ADDR_RESERVED},    /* server 255.255.255.255 */
+    {"2001:1::", ADDR_RESERVED},
+    {"2001:1::1", ADDR_GLOBAL_SPECIAL},  /* PCP anycast */
+    {"2001:1::2", ADDR_GLOBAL_SPECIAL},  /* TURN anycast */
+    {"2001:1::3", ADDR_GLOBAL_SPECIAL},  /* DNS-SD SRP anycast */
+    {"2001:1::4", ADDR_RESERVED},
+    {"2001:2::", ADDR_RESERVED},         /* benchmarking /48 */
+    {"2001:2:0:ffff:ffff:ffff:ffff:ffff", ADDR_RESERVED},
+    {"2001:2:1::", ADDR_RESERVED},
+    {"2001:3::", ADDR_GLOBAL_SPECIAL},   /* AMT /32 */
+    {"2001:3:ffff:ffff:ffff:ffff:ffff:ffff", ADDR_GLOBAL_SPECIAL},
+    {"2001:4::", ADDR_RESERVED},
+    {"2001:4:111:ffff:ffff:ffff:ffff:ffff", ADDR_RESERVED},
+    {"2001:4:112::", ADDR_GLOBAL_SPECIAL}, /* AS112-v6 /48 */
+    {"2001:4:112:ffff:ffff:ffff:ffff:ffff", ADDR_GLOBAL_SPECIAL},
+    {"2001:4:113::", ADDR_RESERVED},
+    {"2001:f:ffff:ffff:ffff:ffff:ffff:ffff", ADDR_RESERVED},
+    {"2001:10::", ADDR_RESERVED},        /* deprecated ORCHID /28 */
+    {"2001:1f:ffff:ffff:ffff:ffff:ffff:ffff", ADDR_RESERVED},
+    {"2001:20::", ADDR_GLOBAL_SPECIAL},  /* ORCHIDv2 /28 */
+    {"2001:2f:ffff:ffff:ffff:ffff:ffff:ffff", ADDR_GLOBAL_SPECIAL},
+    {"2001:30::", ADDR_GLOBAL_SPECIAL},  /* DETs /28 */
+    {"2001:3f:ffff:ffff:ffff:ffff:ffff:ffff", ADDR_GLOBAL_SPECIAL},
+    {"2001:40::", ADDR_RESERVED},
+    {"2001:1ff:ffff:ffff:ffff:ffff:ffff:ffff", ADDR_RESERVED},
+    {"2001:200::", ADDR_PUBLIC},
+    /* 2001:db8::/32 Documentation */
     {"2001:4860:4860::8888", ADDR_PUBLIC},
     {"2001:db7:ffff:ffff:ffff:ffff:ffff:ffff", ADDR_PUBLIC},
     {"2001:db8::", ADDR_RESERVED},
     {"2001:db8:ffff:ffff:ffff:ffff:ffff:ffff", ADDR_RESERVED},
     {"2001:db9::", ADDR_PUBLIC},
+    /* 2002::/16 6to4: the embedded IPv4 address is bytes 2..5 */
+    {"2001:ffff:ffff:ffff:ffff:ffff:ffff:ffff", ADDR_PUBLIC},
+    {"2002::", ADDR_SIX_TO_FOUR, ADDR_THIS_NET},
+    {"2002:7f00:1::", ADDR_SIX_TO_FOUR, ADDR_LOOPBACK},
+    {"2002:a00:1::1", ADDR_SIX_TO_FOUR, ADDR_PRIVATE},
+    {"2002:c0a8:101::", ADDR_SIX_TO_FOUR, ADDR_PRIVATE},
+    {"2002:a9fe:a9fe::", ADDR_SIX_TO_FOUR, ADDR_LINK_LOCAL},
+    {"2002:6440:1::", ADDR_SIX_TO_FOUR, ADDR_CGNAT},
+    {"2002:e000:1::", ADDR_SIX_TO_FOUR, ADDR_MULTICAST},
+    {"2002:ffff:ffff::", ADDR_SIX_TO_FOUR, ADDR_RESERVED},
+    {"2002:808:808::1", ADDR_SIX_TO_FOUR},
+    {"2003::", ADDR_PUBLIC},
+    /* 2620:4f:8000::/48 Direct Delegation AS112 */
     {"2606:4700:4700::1111", ADDR_PUBLIC},
+    {"2620:4f:7fff:ffff:ffff:ffff:ffff:ffff", ADDR_PUBLIC},
+    {"2620:4f:8000::", ADDR_GLOBAL_SPECIAL},
+    {"2620:4f:8000:ffff:ffff:ffff:ffff:ffff", ADDR_GLOBAL_SPECIAL},
+    {"2620:4f:8001::", ADDR_PUBLIC},
+    /* 3fff::/20 Documentation */
     {"3ffe:ffff:ffff:ffff:ffff:ffff:ffff:ffff", ADDR_PUBLIC},
     {"3fff::", ADDR_RESERVED},
     {"3fff:fff:ffff:ffff:ffff:ffff:ffff:ffff", ADDR_RESERVED},
     {"3fff:1000::", ADDR_PUBLIC},
-    {"4000::", ADDR_RESERVED},
+    {"4000::", ADDR_RESERVED},           /* outside 2000::/3 */
+    /* 5f00::/16 SRv6 SIDs (outside 2000::/3 too) */
+    {"5f00::", ADDR_RESERVED},
+    {"5f00:ffff:ffff:ffff:ffff:ffff:ffff:ffff", ADDR_RESERVED},
+    /* fc00::/7 Unique-Local */
     {"fbff:ffff:ffff:ffff:ffff:ffff:ffff:ffff", ADDR_RESERVED},
     {"fc00::", ADDR_ULA},
     {"fd00::1", ADDR_ULA},
     {"fdff:ffff:ffff:ffff:ffff:ffff:ffff:ffff", ADDR_ULA},
     {"fe00::", ADDR_RESERVED},
+    /* fe80::/10 Link-Local, fec0::/10 site-local, ff00::/8 multicast */
     {"fe7f:ffff:ffff:ffff:ffff:ffff:ffff:ffff", ADDR_RESERVED},
     {"fe80::", ADDR_LINK_LOCAL},
     {"fe80::1", ADDR_LINK_LOCAL},
@@ -144,30 +263,44 @@ static const struct class_case class_cases[] = {
     {"ff00::", ADDR_MULTICAST},
     {"ff02::1", ADDR_MULTICAST},
     {"ffff:ffff:ffff:ffff:ffff:ffff:ffff:ffff", ADDR_MULTICAST},
-    /* 6to4: a non-public embedded IPv4 decides the class. */
-    {"2002::", ADDR_THIS_NET},
-    {"2002:7f00:1::", ADDR_LOOPBACK},
-    {"2002:a00:1::1", ADDR_PRIVATE},
-    {"2002:c0a8:101::", ADDR_PRIVATE},
-    {"2002:a9fe:a9fe::", ADDR_LINK_LOCAL},
-    {"2002:6440:1::", ADDR_CGNAT},
-    {"2002:e000:1::", ADDR_MULTICAST},
-    {"2002:ffff:ffff::", ADDR_RESERVED},
-    {"2002:808:808::1", ADDR_PUBLIC},
-    {"2001:ffff:ffff:ffff:ffff:ffff:ffff:ffff", ADDR_PUBLIC},
-    {"2003::", ADDR_PUBLIC},
+    /* ISATAP interface identifiers (RFC 5214 §6.1) embed an IPv4 address in any prefix. */
+    {"2001:4860::5efe:808:808", ADDR_PUBLIC},
+    {"2001:4860::5efe:a00:1", ADDR_PUBLIC, ADDR_PRIVATE},
+    {"2001:4860::200:5efe:7f00:1", ADDR_PUBLIC, ADDR_LOOPBACK},
+    {"2001:4860::100:5efe:7f00:1", ADDR_PUBLIC},  /* byte 8 is 0x01: not the ISATAP form */
+    {"2001:4860::5eff:7f00:1", ADDR_PUBLIC},
+    {"fe80::5efe:a00:1", ADDR_LINK_LOCAL, ADDR_PRIVATE},
 };
+#pragma GCC diagnostic pop
 
+/* Each row's class, and the default policy's answer: allowed only for a public address whose
+ * embedded IPv4 addresses are public too; the reason names the class, or the embedded class. */
 static void test_classify_table(void **state) {
+  struct policy *p = policy_new();
   (void)state;
   for (size_t i = 0; i < ARRAY_SIZE(class_cases); i++) {
+    const struct class_case *c = &class_cases[i];
     struct sockaddr_storage ss;
-    enum addr_class got = addr_classify(sa_of(class_cases[i].addr, &ss));
-    if (got != class_cases[i].cls) {
-      fail_msg("%s: class %s, want %s", class_cases[i].addr, addr_class_name(got),
-               addr_class_name(class_cases[i].cls));
+    char want_why[64];
+    const char *why = NULL;
+    enum addr_class got = addr_classify(sa_of(c->addr, &ss));
+    if (got != c->cls) {
+      fail_msg("%s: class %s, want %s", c->addr, addr_class_name(got), addr_class_name(c->cls));
+    }
+    int rv = policy_check_addr(p, sa_of(c->addr, &ss), &why);
+    if (c->cls == ADDR_PUBLIC && c->emb == ADDR_PUBLIC) {
+      if (rv != 0) fail_msg("%s: denied by default (%s)", c->addr, why);
+      continue;
+    }
+    if (c->cls != ADDR_PUBLIC)
+      snprintf(want_why, sizeof(want_why), "%s", addr_class_name(c->cls));
+    else
+      snprintf(want_why, sizeof(want_why), "embedded %s", addr_class_name(c->emb));
+    if (rv != -EACCES || strcmp(why, want_why) != 0) {
+      fail_msg("%s: rv %d why \"%s\", want \"%s\"", c->addr, rv, why ? why : "", want_why);
     }
   }
+  policy_free(p);
 }
 
 static void test_classify_other_family(void **state) {
@@ -189,8 +322,8 @@ static void test_classify_other_family(void **state) {
 
 static void test_class_names(void **state) {
   static const char *const want[ADDR_CLASS_COUNT] = {
-      "public", "loopback", "private", "link-local", "cgnat", "this-network",
-      "multicast", "reserved", "ula", "v4-mapped", "site-local",
+      "public", "loopback", "private", "link-local", "cgnat", "this-network", "multicast",
+      "reserved", "ula", "v4-mapped", "site-local", "teredo", "6to4", "global-special",
   };
   (void)state;
   for (int c = 0; c < ADDR_CLASS_COUNT; c++) {
@@ -311,6 +444,9 @@ static const struct net_spec_case net_spec_cases[] = {
     {"public", 0},
     {"v4-mapped", 0},
     {"site-local", 0},
+    {"teredo", 0},
+    {"6to4", 0},
+    {"global-special", 0},
     {"", -EINVAL},
     {"/8", -EINVAL},
     {"10.0.0.0/", -EINVAL},
@@ -407,7 +543,13 @@ static const struct decision_case decision_cases[] = {
     {"default", {{0, NULL}}, "::ffff:127.0.0.1", -EACCES, "v4-mapped"},
     {"default", {{0, NULL}}, "::ffff:8.8.8.8", -EACCES, "v4-mapped"},
     {"default", {{0, NULL}}, "64:ff9b::7f00:1", -EACCES, "v4-mapped"},
-    {"default", {{0, NULL}}, "2002:7f00:1::", -EACCES, "loopback"},
+    {"default", {{0, NULL}}, "2002:7f00:1::", -EACCES, "6to4"},
+    {"default", {{0, NULL}}, "2002:808:808::1", -EACCES, "6to4"},
+    {"default", {{0, NULL}}, "2001:0:4136:e378:8000:63bf:f7f7:f7f7", -EACCES, "teredo"},
+    {"default", {{0, NULL}}, "192.0.0.9", -EACCES, "global-special"},
+    {"default", {{0, NULL}}, "2001:1::1", -EACCES, "global-special"},
+    {"default", {{0, NULL}}, "2001:4860::5efe:a00:1", -EACCES, "embedded private"},
+    {"default", {{0, NULL}}, "2001:4860::5efe:808:808", 0, NULL},
     /* Allowing a class allows all of its ranges, and nothing else. */
     {"allow loopback", {{'a', "loopback"}}, "127.0.0.1", 0, NULL},
     {"allow loopback", {{'a', "loopback"}}, "127.255.255.254", 0, NULL},
@@ -416,8 +558,46 @@ static const struct decision_case decision_cases[] = {
     {"allow loopback", {{'a', "loopback"}}, "10.0.0.1", -EACCES, "private"},
     {"allow link-local", {{'a', "link-local"}}, "169.254.169.254", 0, NULL},
     {"allow link-local", {{'a', "link-local"}}, "fe80::1", 0, NULL},
-    {"allow v4-mapped", {{'a', "v4-mapped"}}, "::ffff:127.0.0.1", 0, NULL},
+    /* An embedded IPv4 address must be allowed too (issue 8 item 7). */
+    {"allow v4-mapped", {{'a', "v4-mapped"}}, "::ffff:8.8.8.8", 0, NULL},
+    {"allow v4-mapped", {{'a', "v4-mapped"}}, "64:ff9b::808:808", 0, NULL},
+    {"allow v4-mapped", {{'a', "v4-mapped"}}, "::ffff:127.0.0.1", -EACCES, "embedded loopback"},
+    {"allow v4-mapped", {{'a', "v4-mapped"}}, "::127.0.0.1", -EACCES, "embedded loopback"},
+    {"allow v4-mapped", {{'a', "v4-mapped"}}, "64:ff9b::a00:1", -EACCES, "embedded private"},
+    {"allow v4-mapped", {{'a', "v4-mapped"}}, "64:ff9b::a9fe:a9fe", -EACCES, "embedded link-local"},
+    {"allow v4-mapped", {{'a', "v4-mapped"}}, "64:ff9b:1:808:8:808:808:808", 0, NULL},
+    {"allow v4-mapped", {{'a', "v4-mapped"}}, "64:ff9b:1:808:8:808:a00:1", -EACCES, "embedded private"},
+    /* 64:ff9b:1::/48: 10.8.8.8 at only one RFC 6052 position (/48, /56, /64), 8.8.8.8 elsewhere. */
+    {"allow v4-mapped", {{'a', "v4-mapped"}}, "64:ff9b:1:a08:8:808:808:808", -EACCES, "embedded private"},
+    {"allow v4-mapped", {{'a', "v4-mapped"}}, "64:ff9b:1:80a:8:808:808:808", -EACCES, "embedded private"},
+    {"allow v4-mapped", {{'a', "v4-mapped"}}, "64:ff9b:1:808:a:808:808:808", -EACCES, "embedded private"},
+    {"allow v4-mapped", {{'a', "v4-mapped"}}, "64:ff9b:1::7f00:1", -EACCES, "embedded loopback"},
+    {"allow v4-mapped", {{'a', "v4-mapped"}}, "64:ff9b:1:7f00:1::", -EACCES, "embedded this-network"},
     {"allow v4-mapped", {{'a', "v4-mapped"}}, "127.0.0.1", -EACCES, "loopback"},
+    {"allow v4-mapped+loopback", {{'a', "v4-mapped"}, {'a', "loopback"}}, "::ffff:127.0.0.1", 0, NULL},
+    {"allow v4-mapped+loopback", {{'a', "v4-mapped"}, {'a', "loopback"}}, "::ffff:10.0.0.1", -EACCES,
+     "embedded private"},
+    {"allow v4-mapped+10.1/16", {{'a', "v4-mapped"}, {'a', "10.1.0.0/16"}}, "::ffff:10.1.2.3", 0, NULL},
+    {"allow v4-mapped+10.1/16", {{'a', "v4-mapped"}, {'a', "10.1.0.0/16"}}, "::ffff:10.2.0.1", -EACCES,
+     "embedded private"},
+    {"allow v4-mapped, deny 8.8.8/24", {{'a', "v4-mapped"}, {'d', "8.8.8.0/24"}}, "::ffff:8.8.8.8", -EACCES,
+     "embedded denied range"},
+    {"allow v4-mapped, deny 8.8.8/24", {{'a', "v4-mapped"}, {'d', "8.8.8.0/24"}}, "::ffff:8.8.9.8", 0, NULL},
+    {"allow v4-mapped, deny public", {{'a', "v4-mapped"}, {'d', "public"}}, "::ffff:8.8.8.8", -EACCES,
+     "embedded denied range"},
+    {"allow 6to4", {{'a', "6to4"}}, "2002:808:808::1", 0, NULL},
+    {"allow 6to4", {{'a', "6to4"}}, "2002:7f00:1::", -EACCES, "embedded loopback"},
+    {"allow 6to4", {{'a', "6to4"}}, "2002:a9fe:a9fe::", -EACCES, "embedded link-local"},
+    {"allow teredo", {{'a', "teredo"}}, "2001:0:4136:e378:8000:63bf:f7f7:f7f7", 0, NULL},
+    {"allow teredo", {{'a', "teredo"}}, "2001:0:4136:e378:8000:63bf:f5ff:fffe", -EACCES, "embedded private"},
+    {"allow teredo", {{'a', "teredo"}}, "2001:0:a00:1:8000:63bf:f7f7:f7f7", -EACCES, "embedded private"},
+    {"allow teredo", {{'a', "teredo"}}, "2001:0:4136:e378:8000:63bf:3fff:fdd2", -EACCES, "embedded reserved"},
+    {"allow teredo", {{'a', "teredo"}}, "2001:0:4136:e378:8000:63bf:80ff:fffe", -EACCES, "embedded loopback"},
+    {"allow global-special", {{'a', "global-special"}}, "192.0.0.10", 0, NULL},
+    {"allow global-special", {{'a', "global-special"}}, "2001:20::1", 0, NULL},
+    {"allow global-special", {{'a', "global-special"}}, "192.0.0.8", -EACCES, "reserved"},
+    {"allow private", {{'a', "private"}}, "2001:4860::5efe:a00:1", 0, NULL},
+    {"allow link-local", {{'a', "link-local"}}, "fe80::5efe:a00:1", -EACCES, "embedded private"},
     /* CIDRs match only their own family. */
     {"allow 127/8", {{'a', "127.0.0.0/8"}}, "127.0.0.1", 0, NULL},
     {"allow 127/8", {{'a', "127.0.0.0/8"}}, "127.1.2.3", 0, NULL},
@@ -425,7 +605,9 @@ static const struct decision_case decision_cases[] = {
     {"allow 127/8", {{'a', "127.0.0.0/8"}}, "::1", -EACCES, "loopback"},
     {"allow 127/8", {{'a', "127.0.0.0/8"}}, "128.0.0.1", 0, NULL},
     {"allow 127/8", {{'a', "127.0.0.0/8"}}, "10.0.0.1", -EACCES, "private"},
-    {"allow mapped 127/104", {{'a', "::ffff:127.0.0.0/104"}}, "::ffff:127.0.0.1", 0, NULL},
+    /* An explicit IPv6 range does not lift the embedded check either. */
+    {"allow mapped 127/104", {{'a', "::ffff:127.0.0.0/104"}}, "::ffff:127.0.0.1", -EACCES, "embedded loopback"},
+    {"allow mapped 127/104+lo", {{'a', "::ffff:127.0.0.0/104"}, {'a', "loopback"}}, "::ffff:127.0.0.1", 0, NULL},
     {"allow mapped 127/104", {{'a', "::ffff:127.0.0.0/104"}}, "::ffff:10.0.0.1", -EACCES,
      "v4-mapped"},
     {"allow mapped 127/104", {{'a', "::ffff:127.0.0.0/104"}}, "127.0.0.1", -EACCES, "loopback"},
@@ -443,7 +625,9 @@ static const struct decision_case decision_cases[] = {
     {"allow all v4", {{'a', "0.0.0.0/0"}}, "127.0.0.1", 0, NULL},
     {"allow all v4", {{'a', "0.0.0.0/0"}}, "224.0.0.1", 0, NULL},
     {"allow all v4", {{'a', "0.0.0.0/0"}}, "::1", -EACCES, "loopback"},
-    {"allow all v6", {{'a', "::/0"}}, "::ffff:127.0.0.1", 0, NULL},
+    {"allow all v6", {{'a', "::/0"}}, "::ffff:127.0.0.1", -EACCES, "embedded loopback"},
+    {"allow all v6", {{'a', "::/0"}}, "::ffff:8.8.8.8", 0, NULL},
+    {"allow all v6", {{'a', "::/0"}}, "fe80::1", 0, NULL},
     {"allow all v6", {{'a', "::/0"}}, "10.0.0.1", -EACCES, "private"},
     /* Deny ranges apply to public addresses. */
     {"deny 8.8.8/24", {{'d', "8.8.8.0/24"}}, "8.8.8.8", -EACCES, "denied range"},
@@ -499,7 +683,8 @@ static void test_decision_table(void **state) {
   }
 }
 
-/* Every class can be allowed by name, and allowing one class admits only that class. */
+/* Every class can be allowed by name, and allowing one class admits only that class (an address
+ * embedding a non-public IPv4 address also needs that address's class). */
 static void test_allow_each_class(void **state) {
   (void)state;
   for (int allowed = 0; allowed < ADDR_CLASS_COUNT; allowed++) {
@@ -507,8 +692,10 @@ static void test_allow_each_class(void **state) {
     assert_int_equal(policy_allow_net(p, addr_class_name((enum addr_class)allowed)), 0);
     for (size_t i = 0; i < ARRAY_SIZE(class_cases); i++) {
       struct sockaddr_storage ss;
-      enum addr_class cls = class_cases[i].cls;
-      int want = (cls == ADDR_PUBLIC || (int)cls == allowed) ? 0 : -EACCES;
+      enum addr_class cls = class_cases[i].cls, emb = class_cases[i].emb;
+      int want = ((cls == ADDR_PUBLIC || (int)cls == allowed) && (emb == ADDR_PUBLIC || (int)emb == allowed))
+                     ? 0
+                     : -EACCES;
       int rv = policy_check_addr(p, sa_of(class_cases[i].addr, &ss), NULL);
       if (rv != want) {
         fail_msg("allow %s: %s rv %d, want %d", addr_class_name((enum addr_class)allowed),
