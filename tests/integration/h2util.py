@@ -131,7 +131,8 @@ def send_fully(sock, data, rx, timeout=60):
 
 class RawConn:
     """A raw-frame HTTP/2 client connection (TLS+ALPN h2, or cleartext prior knowledge).
-    `frames` collects every frame received; `eof` says the proxy closed the connection."""
+    `frames` collects every frame received; `eof` says the proxy closed the connection. Without
+    `send_preface` it sends nothing by itself (not even SETTINGS ACKs)."""
 
     def __init__(self, port, tls_ca=None, timeout=10, send_preface=True):
         self.sock = open_socket(port, tls_ca, timeout)
@@ -141,6 +142,7 @@ class RawConn:
         self.eof = False
         self.reset = False
         self.decoder = hpack.Decoder()
+        self.auto_ack = send_preface
         if send_preface:
             self.send(PREFACE + settings_frame())
 
@@ -163,7 +165,7 @@ class RawConn:
             self.sock.settimeout(timeout)
             try:
                 b = self.sock.recv(1 << 16)
-            except (socket.timeout, ssl.SSLWantReadError):
+            except (socket.timeout, BlockingIOError, ssl.SSLWantReadError):
                 return False
             except (ConnectionResetError, ssl.SSLError, OSError):
                 self.eof = self.reset = True
@@ -175,7 +177,7 @@ class RawConn:
         fr, self.buf = parse_frames(self.buf)
         for f in fr:
             self.frames.append(f)
-            if f[0] == SETTINGS and not (f[1] & FLAG_ACK):
+            if f[0] == SETTINGS and not (f[1] & FLAG_ACK) and self.auto_ack:
                 self.try_send(settings_frame(ack=True))
         return True
 
@@ -200,6 +202,11 @@ class RawConn:
 
     def goaways(self):
         return [goaway_fields(p) for t, _f, _s, p in self.frames if t == GOAWAY]
+
+    def window_updates(self, sid):
+        """The sum of the WINDOW_UPDATE increments received for `sid` (0: the connection)."""
+        return sum(struct.unpack(">I", p[:4])[0] & 0x7FFFFFFF for t, _f, s, p in self.frames
+                   if t == WINDOW_UPDATE and s == sid)
 
     def of_type(self, t, sid=None):
         return [f for f in self.frames if f[0] == t and (sid is None or f[2] == sid)]
@@ -580,6 +587,22 @@ class WatchOrigin(TCPOrigin):
             res["end"] = "timeout"
         res["received"] = n
         res["t_end"] = time.monotonic()
+
+
+def wait_log(proxy, needles, timeout=10):
+    """Waits (bounded) until a line of the proxy's stderr holds `needles` (a string, or a tuple
+    of which any will do); returns the first such line."""
+    if isinstance(needles, str):
+        needles = (needles,)
+    deadline = time.monotonic() + timeout
+    while True:
+        for ln in proxy.stderr().splitlines():
+            if any(n in ln for n in needles):
+                return ln
+        if time.monotonic() > deadline:
+            raise AssertionError("no log line with %r within %ss; stderr tail:\n%s"
+                                 % (needles, timeout, proxy.stderr()[-3000:]))
+        time.sleep(0.05)
 
 
 def metric(m, name, labels=None):
