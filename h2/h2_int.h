@@ -22,7 +22,6 @@ struct ws_upgrade;
  * streams still open, then a graceful close), H2_FIN_CLOSE (the client closed: graceful close
  * only) or H2_FIN_ABORT (the socket failed: nothing can be sent). */
 #define H2_END_MAP(XX)                                                                          \
-  XX(NONE, "none", LOG_DEBUG, CLIENT_ERROR, ABORT)                                               \
   XX(CLIENT_CLOSED, "client_closed", LOG_DEBUG, CLIENT_GONE, CLOSE)  /* TCP FIN, close_notify */ \
   XX(CLIENT_GOAWAY, "client_goaway", LOG_DEBUG, CLIENT_GONE, GOAWAY) /* and no stream left */    \
   XX(CLIENT_RESET, "client_reset", LOG_INFO, CLIENT_RST, ABORT)      /* ECONNRESET */            \
@@ -66,7 +65,7 @@ struct h2_session {
   struct buf_chunk *stage;     /* owned: serialized frames not yet handed to the conn */
   struct worker_defer send;    /* end-of-turn send */
   enum h2_sess_state state;
-  enum h2_end drain_cause;     /* why DRAINING began */
+  enum h2_end drain_cause;     /* why DRAINING began (set with it) */
   char why[160];               /* what DRAINING's cause said (nghttp2's reason), for the log */
   /* Deadlines (uv_now milliseconds; DOS-06). The conn's one timer is armed for the earliest. */
   uint64_t since_ms;           /* attach: the preface and SETTINGS are due by --header-timeout */
