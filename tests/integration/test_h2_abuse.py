@@ -283,6 +283,7 @@ class AbuseTest(unittest.TestCase):
                 rc_exit = p.proc.wait(timeout=10)
                 self.assertEqual(rc_exit, 0)
                 self.assertEqual(echo.accepted, 1, "the refused stream reached the origin")
+                self.assertIn("session ended: shutdown", p.stderr())
             finally:
                 p.stop()
 
