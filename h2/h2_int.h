@@ -6,6 +6,7 @@
 
 #include "src/authority.h"
 #include "src/buf.h"
+#include "src/log.h"
 #include "src/util.h"
 #include "src/worker.h"
 #include "tunnel/endpoint.h"
@@ -16,6 +17,44 @@ struct tcp_ep;
 struct udp_ep;
 struct ws_upgrade;
 
+/* Why a session ended: the log word, the log level, the access-log close reason of tunnels
+ * still open, and how the connection ends: H2_FIN_GOAWAY (GOAWAY, RST_STREAM(CANCEL) for the
+ * streams still open, then a graceful close), H2_FIN_CLOSE (the client closed: graceful close
+ * only) or H2_FIN_ABORT (the socket failed: nothing can be sent). */
+#define H2_END_MAP(XX)                                                                          \
+  XX(CLIENT_CLOSED, "client_closed", LOG_DEBUG, CLIENT_GONE, CLOSE)  /* TCP FIN, close_notify */ \
+  XX(CLIENT_GOAWAY, "client_goaway", LOG_DEBUG, CLIENT_GONE, GOAWAY) /* and no stream left */    \
+  XX(CLIENT_RESET, "client_reset", LOG_INFO, CLIENT_RST, ABORT)      /* ECONNRESET */            \
+  XX(IO_ERROR, "io_error", LOG_INFO, CLIENT_ERROR, ABORT)            /* a read or write failed */\
+  XX(CONN_CLOSED, "conn_closed", LOG_INFO, CLIENT_ERROR, ABORT)      /* by the conn layer */     \
+  XX(SHUTDOWN, "shutdown", LOG_INFO, SHUTDOWN, GOAWAY)               /* stop, no stream left */  \
+  XX(DRAIN_DEADLINE, "drain_deadline", LOG_INFO, SHUTDOWN, GOAWAY)                               \
+  XX(IDLE_TIMEOUT, "idle_timeout", LOG_INFO, IDLE_TIMEOUT, GOAWAY)                               \
+  XX(PREFACE_TIMEOUT, "preface_timeout", LOG_INFO, PROTOCOL_ERROR, GOAWAY)                       \
+  XX(HEADER_TIMEOUT, "header_timeout", LOG_INFO, PROTOCOL_ERROR, GOAWAY)                         \
+  XX(DISCARD_LIMIT, "discard_limit", LOG_WARN, PROTOCOL_ERROR, GOAWAY)                           \
+  XX(ABUSE_LIMIT, "abuse_limit", LOG_WARN, PROTOCOL_ERROR, GOAWAY)   /* nghttp2's flood limits */\
+  XX(PROTOCOL_ERROR, "protocol_error", LOG_WARN, PROTOCOL_ERROR, GOAWAY)                         \
+  XX(INTERNAL_ERROR, "internal_error", LOG_ERROR, CLIENT_ERROR, GOAWAY)
+
+enum h2_fin { H2_FIN_GOAWAY, H2_FIN_CLOSE, H2_FIN_ABORT };
+
+enum h2_end {
+#define XX(n, s, level, tun, fin) H2_END_##n,
+  H2_END_MAP(XX)
+#undef XX
+};
+
+/* Where a session is in its life; h2_session.c opens with the transitions. */
+enum h2_sess_state {
+  H2_SESS_PREFACE,  /* attached: the client's preface and first SETTINGS are due */
+  H2_SESS_OPEN,     /* serving streams */
+  H2_SESS_DRAINING, /* a GOAWAY announced the end (ours on stop, nghttp2's own, or the client's):
+                       no new streams; the live ones finish */
+  H2_SESS_CLOSED,   /* ended (h2_session.c end_session): the conn is closing; no more nghttp2
+                       calls from stream code */
+};
+
 /* One HTTP/2 connection. Owned by its conn (fe_data); owns its nghttp2 session and streams. */
 struct h2_session {
   struct conn *c;              /* back-pointer: the owning connection */
@@ -25,11 +64,30 @@ struct h2_session {
   size_t nstreams;
   struct buf_chunk *stage;     /* owned: serialized frames not yet handed to the conn */
   struct worker_defer send;    /* end-of-turn send */
-  unsigned goaway : 1;         /* GOAWAY submitted or sent (stop, idle, or error) */
-  unsigned goaway_ours : 1;    /* we chose to send it (stop, idle), not nghttp2 */
-  unsigned dying : 1;          /* the conn is being freed: no more nghttp2 calls */
+  enum h2_sess_state state;
+  enum h2_end drain_cause;     /* why DRAINING began (set with it) */
+  char why[160];               /* what DRAINING's cause said (nghttp2's reason), for the log */
+  /* Deadlines (uv_now milliseconds; DOS-06). The conn's one timer is armed for the earliest. */
+  uint64_t since_ms;           /* attach: the preface and SETTINGS are due by --header-timeout */
+  uint64_t idle_since_ms;      /* the last stream went away (or attach): --conn-idle-timeout */
+  int32_t hdr_sid;             /* the stream whose header block is arriving, 0 if none */
+  uint64_t hdr_since_ms;       /* when that block began: --header-timeout */
+  uint64_t drain_at_ms;        /* on stop: when the session ends at the latest, 0 if never */
+  /* DATA on closed or reset streams (--h2-max-discard): a bucket refilled per minute. */
+  int64_t conn_credited;       /* connection WINDOW_UPDATE increments sent for received DATA */
+  uint64_t data_used;          /* DATA payload (and padding) received for live streams */
+  int64_t discard_seen;        /* DATA discarded so far, as last charged */
+  uint64_t discard_left;
+  uint64_t discard_ms;
+  uint32_t goaway_code;        /* the last GOAWAY that went out, if goaway_sent */
+  char ng_error[160];          /* nghttp2's last error message (error callback), for the log */
+  unsigned goaway_sent : 1;
+  unsigned goaway_wanted : 1;  /* end_session queued a GOAWAY that has not gone out yet */
   unsigned in_send : 1;
 };
+
+/* Stream code must not call nghttp2 once the session has ended. */
+static inline int h2_session_ended(const struct h2_session *s) { return s->state == H2_SESS_CLOSED; }
 
 enum h2s_state { H2S_HEADERS, H2S_DIALING, H2S_TUNNEL, H2S_RESPONDED };
 
@@ -63,7 +121,8 @@ struct h2_stream {
   unsigned data_deferred : 1;  /* the data provider returned DEFERRED */
   unsigned responded : 1;      /* response HEADERS submitted */
   unsigned closed : 1;         /* on_stream_close ran */
-  unsigned reset_sent : 1;
+  unsigned reset_sent : 1;     /* we submitted RST_STREAM */
+  unsigned peer_reset : 1;     /* the client sent RST_STREAM */
   unsigned has_tunnel : 1;     /* ep attached to a tunnel at some point */
   unsigned drain_pending : 1;  /* outq fell to low water inside mem_send: tell the tunnel */
 };
@@ -80,8 +139,12 @@ void h2_stream_on_end(struct h2_stream *st);
 void h2_stream_on_close(struct h2_stream *st, uint32_t error_code);
 /* A trailer HEADERS or other protocol error on an established tunnel (H2C-13). */
 void h2_stream_protocol_error(struct h2_stream *st);
-/* The session is going away: kill the tunnel (recording |why|) or dial and free the stream now. */
-void h2_stream_destroy(struct h2_stream *st, enum tun_close_reason why);
+/* The session is ending: cancel the upstream being opened and kill the tunnel (recording |why|).
+ * The stream stays (nghttp2 may still send its RST_STREAM) until nghttp2 closes it or
+ * h2_stream_destroy. */
+void h2_stream_abandon(struct h2_stream *st, enum tun_close_reason why);
+/* Frees an abandoned stream now. */
+void h2_stream_destroy(struct h2_stream *st);
 /* Stores a request header; returns 0 or an nghttp2 callback error code. */
 int h2_stream_on_header(struct h2_stream *st, const uint8_t *name, size_t namelen,
                         const uint8_t *value, size_t valuelen);

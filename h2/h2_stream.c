@@ -42,7 +42,8 @@ struct h2_stream *h2_stream_new(struct h2_session *s, int32_t id) {
 static void stream_free(struct h2_stream *st) {
   struct h2_session *s = st->s;
   list_remove(&st->link);
-  s->nstreams--;
+  /* Only streams count as activity: with the last one gone the idle clock starts (DOS-06). */
+  if (--s->nstreams == 0) s->idle_since_ms = uv_now(&s->w->loop);
   bufq_clear(&st->inq, &s->w->pool);
   bufq_clear(&st->outq, &s->w->pool);
   free(st->method);
@@ -72,7 +73,7 @@ static void credit(struct h2_stream *st, size_t n) {
   n = MIN(n, st->uncredited);
   if (n == 0) return;
   st->uncredited -= n;
-  if (!st->closed && !st->s->dying) nghttp2_session_consume(st->s->ng, st->id, n);
+  if (!st->closed && !h2_session_ended(st->s)) nghttp2_session_consume(st->s->ng, st->id, n);
   h2_session_schedule(st->s);
 }
 
@@ -165,7 +166,7 @@ static void respond_error(struct h2_stream *st, enum pxerr e, const char *detail
 }
 
 static void rst(struct h2_stream *st, uint32_t code) {
-  if (st->closed || st->reset_sent || st->s->dying) return;
+  if (st->closed || st->reset_sent || h2_session_ended(st->s)) return;
   st->reset_sent = 1;
   nghttp2_submit_rst_stream(st->s->ng, NGHTTP2_FLAG_NONE, st->id, code);
   h2_session_schedule(st->s);
@@ -221,7 +222,7 @@ int h2_stream_send_data(nghttp2_session *ng, nghttp2_frame *frame, const uint8_t
 }
 
 static void resume(struct h2_stream *st) {
-  if (st->data_deferred && !st->closed && !st->s->dying) {
+  if (st->data_deferred && !st->closed && !h2_session_ended(st->s)) {
     st->data_deferred = 0;
     nghttp2_session_resume_data(st->s->ng, st->id);
   }
@@ -285,12 +286,14 @@ static void cancel_upstream(struct h2_stream *st) {
 
 void h2_stream_on_close(struct h2_stream *st, uint32_t error_code) {
   /* Bytes never credited would shrink the connection window for good (checklist NG-05). */
-  if (st->uncredited && !st->s->dying) nghttp2_session_consume_connection(st->s->ng, st->uncredited);
+  if (st->uncredited && !h2_session_ended(st->s)) nghttp2_session_consume_connection(st->s->ng, st->uncredited);
   st->uncredited = 0;
   cancel_upstream(st);
-  if (st->ep.tun && (error_code != NGHTTP2_NO_ERROR || st->reset_sent)) {
-    /* The client reset the stream (or the connection failed): reset the upstream (H2C-12). */
-    tunnel_on_error(&st->ep, st->reset_sent ? TUN_CLOSE_PROTOCOL_ERROR : TUN_CLOSE_CLIENT_RST);
+  if (st->ep.tun && (error_code != NGHTTP2_NO_ERROR || st->reset_sent || st->peer_reset)) {
+    /* A reset ends the tunnel and resets the upstream (H2C-12). The client's own RST_STREAM
+     * is client_reset; one sent by us or by nghttp2 (a flow-control violation, a malformed
+     * frame) means the client broke the protocol. */
+    tunnel_on_error(&st->ep, st->peer_reset ? TUN_CLOSE_CLIENT_RST : TUN_CLOSE_PROTOCOL_ERROR);
   }
   st->closed = 1;
   /* With both END_STREAMs exchanged the tunnel may still be delivering inq upstream: the stream
@@ -303,7 +306,7 @@ void h2_stream_on_end_sent(struct h2_stream *st) {
    * RST_STREAM(NO_ERROR) tells it to stop (RFC 9113 §8.1, checklist H2C-18); otherwise the stream
    * stays half-closed and holds a MAX_CONCURRENT_STREAMS slot until the client ends it. Tunnels
    * are not concerned: their END_STREAM is the upstream FIN and the client may go on sending. */
-  if (st->state == H2S_RESPONDED && !st->s->dying && nghttp2_session_get_stream_remote_close(st->s->ng, st->id) == 0)
+  if (st->state == H2S_RESPONDED && !h2_session_ended(st->s) && nghttp2_session_get_stream_remote_close(st->s->ng, st->id) == 0)
     rst(st, NGHTTP2_NO_ERROR);
 }
 
@@ -313,11 +316,17 @@ void h2_stream_after_send(struct h2_stream *st) {
   if (st->ep.tun) tunnel_on_drain(&st->ep);
 }
 
-void h2_stream_destroy(struct h2_stream *st, enum tun_close_reason why) {
+void h2_stream_abandon(struct h2_stream *st, enum tun_close_reason why) {
   cancel_upstream(st);
-  /* Kill the tunnel while the stream still counts as open, so its close does not free it. */
+  /* Kill the tunnel while the stream counts as open, so that its close does not free it. */
+  unsigned closed = st->closed;
   st->closed = 0;
   if (st->ep.tun) tunnel_kill(st->ep.tun, why);
+  st->closed = closed;
+}
+
+void h2_stream_destroy(struct h2_stream *st) {
+  cancel_upstream(st);
   stream_free(st);
 }
 

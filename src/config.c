@@ -42,6 +42,7 @@ void config_init(struct config *cfg) {
   cfg->h2_max_continuations = 8;
   cfg->h2_max_settings = 32;
   cfg->h2_max_outbound_ack = 1000;
+  cfg->h2_max_discard = 0; /* 0: twice h2_conn_window (h2_session.c) */
   snprintf(cfg->udp_template, sizeof(cfg->udp_template), "%s", UDP_TMPL_DEFAULT);
   cfg->policy = policy_new();
   CHECK(cfg->policy != NULL);
@@ -205,14 +206,18 @@ void config_print_help(const char *argv0) {
       "\n"
       "Timeouts (\"30\", \"1.5s\", \"250ms\", \"5m\", \"1h\"):\n"
       "  --handshake-timeout T    TLS handshake (default 10s)\n"
-      "  --header-timeout T       complete HTTP/1.1 request head (default 10s)\n"
+      "  --header-timeout T       complete request head: HTTP/1.1 head, HTTP/2 header block, and\n"
+      "                           an HTTP/2 connection's preface and SETTINGS (default 10s)\n"
       "  --dns-timeout T          name resolution, per try (default 5s)\n"
       "  --connect-timeout T      upstream TCP connect -> 504 (default 30s)\n"
       "  --idle-timeout T         tunnel with no bytes either way (default 300s)\n"
       "  --udp-idle-timeout T     connect-udp tunnel with no datagram either way (default 120s)\n"
       "  --max-duration T         any tunnel's lifetime (default 3600s)\n"
-      "  --conn-idle-timeout T    client connection with nothing open (default 120s)\n"
-      "  --drain-timeout T        on SIGTERM/SIGINT, how long live tunnels may finish (default 30s)\n"
+      "  --conn-idle-timeout T    client connection with nothing open; HTTP/2 PING, SETTINGS and\n"
+      "                           WINDOW_UPDATE do not count as activity (default 120s)\n"
+      "  --drain-timeout T        on SIGTERM/SIGINT, how long live tunnels may finish; HTTP/2\n"
+      "                           connections end with a GOAWAY a tenth earlier, at most 1s\n"
+      "                           (default 30s)\n"
       "\n"
       "Limits (sizes: \"65536\", \"64k\", \"1m\"):\n"
       "  --max-header-bytes N     HTTP/1.1 request head size -> 431 (default 32k); also the\n"
@@ -234,6 +239,9 @@ void config_print_help(const char *argv0) {
       "  --h2-max-continuations N CONTINUATION frames per header block (default 8)\n"
       "  --h2-max-settings N      entries per SETTINGS frame (default 32)\n"
       "  --h2-max-outbound-ack N  queued SETTINGS/PING ACKs before GOAWAY (default 1000)\n"
+      "  --h2-max-discard N       DATA bytes a client may send on streams already closed or reset\n"
+      "                           (refilled at N per minute) before GOAWAY ENHANCE_YOUR_CALM\n"
+      "                           (default twice --h2-conn-window)\n"
       "\n"
       "Logging:\n"
       "  --log-level LEVEL        error, warn, info, debug (default info); errors go to stderr\n"
@@ -247,7 +255,7 @@ enum {
   OPT_ALLOW_NET, OPT_DENY_NET, OPT_DNS_SERVER, OPT_HS_TO, OPT_HDR_TO, OPT_DNS_TO, OPT_CONN_TO,
   OPT_IDLE_TO, OPT_MAX_DUR, OPT_CIDLE_TO, OPT_DRAIN_TO, OPT_MAX_HDR_BYTES, OPT_MAX_HDRS, OPT_HIGH,
   OPT_LOW, OPT_H2_STREAMS, OPT_H2_SWIN, OPT_H2_CWIN, OPT_H2_HLIST, OPT_NO_XC, OPT_H2_RBURST,
-  OPT_H2_RRATE, OPT_H2_CONT, OPT_H2_SETTINGS, OPT_H2_ACK, OPT_LOG_LEVEL, OPT_ACCESS_LOG, OPT_HELP,
+  OPT_H2_RRATE, OPT_H2_CONT, OPT_H2_SETTINGS, OPT_H2_ACK, OPT_H2_DISCARD, OPT_LOG_LEVEL, OPT_ACCESS_LOG, OPT_HELP,
   OPT_VERSION, OPT_UDP_IDLE_TO, OPT_UDP_TMPL, OPT_UPSTREAM_CA, OPT_WS_ROUTE, OPT_WS_ROUTES_ONLY
 };
 
@@ -284,6 +292,7 @@ static const struct option long_opts[] = {
     {"h2-max-continuations", required_argument, NULL, OPT_H2_CONT},
     {"h2-max-settings", required_argument, NULL, OPT_H2_SETTINGS},
     {"h2-max-outbound-ack", required_argument, NULL, OPT_H2_ACK},
+    {"h2-max-discard", required_argument, NULL, OPT_H2_DISCARD},
     {"log-level", required_argument, NULL, OPT_LOG_LEVEL},
     {"access-log", required_argument, NULL, OPT_ACCESS_LOG},
     {"udp-idle-timeout", required_argument, NULL, OPT_UDP_IDLE_TO},
@@ -395,6 +404,7 @@ int config_parse(struct config *cfg, int argc, char **argv) {
     case OPT_H2_CONT: r = set_size(&cfg->h2_max_continuations, name, v, 0, 100000); break;
     case OPT_H2_SETTINGS: r = set_size(&cfg->h2_max_settings, name, v, 1, 100000); break;
     case OPT_H2_ACK: r = set_size(&cfg->h2_max_outbound_ack, name, v, 1, 1000000); break;
+    case OPT_H2_DISCARD: r = set_u64(&cfg->h2_max_discard, name, v, 65536, 1ULL << 40); break;
     case OPT_LOG_LEVEL:
       if (log_set_level_name(v)) return bad(name, v);
       cfg->log_level = (int)log_get_level();

@@ -58,6 +58,8 @@ struct config {
   size_t h2_max_continuations;
   size_t h2_max_settings;
   size_t h2_max_outbound_ack;
+  uint64_t h2_max_discard;       /* DATA bytes on closed or reset streams, refilled per minute;
+                                    0: twice h2_conn_window */
 
   char dns_servers[256];     /* empty: /etc/resolv.conf */
   char udp_template[256];    /* connect-udp URI template path */

@@ -8,6 +8,7 @@ frame builders are here for the malformed and abuse cases python-h2 refuses to p
 
 import hashlib
 import os
+import select
 import socket
 import ssl
 import struct
@@ -85,48 +86,98 @@ def goaway_fields(payload):
     return last & 0x7FFFFFFF, code, payload[8:]
 
 
+def send_fully(sock, data, rx, timeout=60):
+    """Writes all of `data` to `sock` (plain or TLS) and returns True, or False when the proxy
+    closed the connection. Whatever the proxy sends meanwhile is appended to the bytearray `rx`
+    (for the caller's next read), so neither side can block the other.
+
+    Why not sock.sendall: the socket keeps the short timeout of the last poll, and on a busy
+    machine the proxy may take longer than that to read a large write; sendall then raises
+    socket.timeout (an OSError) after an unknown part went out, which looked like "the proxy
+    closed the connection" and cut a frame in half (the NG-05 failure under CPU contention).
+    Only a proxy that takes nothing for `timeout` seconds fails the test."""
+    view = memoryview(data)
+    off = 0
+    deadline = time.monotonic() + timeout
+    sock.setblocking(False)
+    try:
+        while off < len(view):
+            try:
+                # A TLS write that wanted to wait is retried with the same bytes (OpenSSL's rule).
+                off += sock.send(view[off:off + 256 * KiB])
+                deadline = time.monotonic() + timeout
+                continue
+            except (BlockingIOError, InterruptedError, ssl.SSLWantWriteError, ssl.SSLWantReadError):
+                pass
+            except (BrokenPipeError, ConnectionResetError, ssl.SSLError):
+                return False
+            if time.monotonic() > deadline:
+                raise AssertionError("the proxy took none of %d bytes for %ss" % (len(view) - off, timeout))
+            readable, _w, _x = select.select([sock], [sock], [], 0.5)
+            if readable:
+                try:
+                    b = sock.recv(1 << 18)
+                except (BlockingIOError, InterruptedError, ssl.SSLWantReadError, ssl.SSLWantWriteError):
+                    continue
+                except (ConnectionResetError, ssl.SSLError):
+                    return False
+                if not b:
+                    return False
+                rx += b
+        return True
+    finally:
+        sock.setblocking(True)
+
+
 class RawConn:
     """A raw-frame HTTP/2 client connection (TLS+ALPN h2, or cleartext prior knowledge).
-    `frames` collects every frame received; `eof` says the proxy closed the connection."""
+    `frames` collects every frame received; `eof` says the proxy closed the connection. Without
+    `send_preface` it sends nothing by itself (not even SETTINGS ACKs)."""
 
     def __init__(self, port, tls_ca=None, timeout=10, send_preface=True):
         self.sock = open_socket(port, tls_ca, timeout)
         self.buf = b""
+        self.rx = bytearray()       # read while sending, not yet parsed
         self.frames = []
         self.eof = False
         self.reset = False
         self.decoder = hpack.Decoder()
+        self.auto_ack = send_preface
         if send_preface:
-            self.sock.sendall(PREFACE + settings_frame())
+            self.send(PREFACE + settings_frame())
 
     def send(self, data):
-        self.sock.sendall(data)
+        if not send_fully(self.sock, data, self.rx):
+            raise BrokenPipeError("the proxy closed the connection")
 
     def try_send(self, data):
-        """sendall that reports False when the proxy already closed the connection."""
+        """send that reports False when the proxy already closed the connection."""
         try:
-            self.sock.sendall(data)
-            return True
-        except (BrokenPipeError, ConnectionResetError, ssl.SSLError, OSError):
+            return send_fully(self.sock, data, self.rx)
+        except OSError:
             return False
 
     def pump(self, timeout=0.05):
-        self.sock.settimeout(timeout)
-        try:
-            b = self.sock.recv(1 << 16)
-        except (socket.timeout, ssl.SSLWantReadError):
-            return False
-        except (ConnectionResetError, ssl.SSLError, OSError):
-            self.eof = self.reset = True
-            return False
-        if not b:
-            self.eof = True
-            return False
+        if self.rx:
+            b = bytes(self.rx)
+            self.rx.clear()
+        else:
+            self.sock.settimeout(timeout)
+            try:
+                b = self.sock.recv(1 << 16)
+            except (socket.timeout, BlockingIOError, ssl.SSLWantReadError):
+                return False
+            except (ConnectionResetError, ssl.SSLError, OSError):
+                self.eof = self.reset = True
+                return False
+            if not b:
+                self.eof = True
+                return False
         self.buf += b
         fr, self.buf = parse_frames(self.buf)
         for f in fr:
             self.frames.append(f)
-            if f[0] == SETTINGS and not (f[1] & FLAG_ACK):
+            if f[0] == SETTINGS and not (f[1] & FLAG_ACK) and self.auto_ack:
                 self.try_send(settings_frame(ack=True))
         return True
 
@@ -151,6 +202,11 @@ class RawConn:
 
     def goaways(self):
         return [goaway_fields(p) for t, _f, _s, p in self.frames if t == GOAWAY]
+
+    def window_updates(self, sid):
+        """The sum of the WINDOW_UPDATE increments received for `sid` (0: the connection)."""
+        return sum(struct.unpack(">I", p[:4])[0] & 0x7FFFFFFF for t, _f, s, p in self.frames
+                   if t == WINDOW_UPDATE and s == sid)
 
     def of_type(self, t, sid=None):
         return [f for f in self.frames if f[0] == t and (sid is None or f[2] == sid)]
@@ -250,33 +306,35 @@ class H2Client:
         self.goaway = None          # (error_code, last_stream_id, additional_data)
         self.eof = False
         self.events = 0
+        self.rx = bytearray()       # read while sending, not yet handled
         self.flush()
 
     # -- I/O
     def flush(self):
         d = self.c.data_to_send()
-        if d:
-            try:
-                self.sock.sendall(d)
-            except (BrokenPipeError, ConnectionResetError, ssl.SSLError, OSError):
-                self.eof = True
+        if d and not self.eof and not send_fully(self.sock, d, self.rx):
+            self.eof = True
 
     def pump(self, timeout=0.02):
         """Reads once (waiting up to `timeout`), handles the events, sends what h2 queued."""
-        if self.eof:
+        if self.rx:
+            b = bytes(self.rx)
+            self.rx.clear()
+        elif self.eof:
             return False
-        self.sock.settimeout(timeout)
-        try:
-            b = self.sock.recv(1 << 18)
-        except (socket.timeout, ssl.SSLWantReadError):
-            self.flush()
-            return False
-        except (ConnectionResetError, ssl.SSLError, OSError):
-            self.eof = True
-            return False
-        if not b:
-            self.eof = True
-            return False
+        else:
+            self.sock.settimeout(timeout)
+            try:
+                b = self.sock.recv(1 << 18)
+            except (socket.timeout, ssl.SSLWantReadError):
+                self.flush()
+                return False
+            except (ConnectionResetError, ssl.SSLError, OSError):
+                self.eof = True
+                return False
+            if not b:
+                self.eof = True
+                return False
         try:
             evs = self.c.receive_data(b)
         except h2.exceptions.ProtocolError as e:
@@ -324,7 +382,7 @@ class H2Client:
                 raise AssertionError("timed out (%ss) waiting for %s; streams: %r goaway=%r eof=%s"
                                      % (timeout, what, list(self.streams.values())[-8:], self.goaway,
                                         self.eof))
-            if self.eof:
+            if self.eof and not self.rx:
                 if pred():
                     break
                 raise AssertionError("connection closed while waiting for %s; streams: %r goaway=%r"
@@ -529,6 +587,22 @@ class WatchOrigin(TCPOrigin):
             res["end"] = "timeout"
         res["received"] = n
         res["t_end"] = time.monotonic()
+
+
+def wait_log(proxy, needles, timeout=10):
+    """Waits (bounded) until a line of the proxy's stderr holds `needles` (a string, or a tuple
+    of which any will do); returns the first such line."""
+    if isinstance(needles, str):
+        needles = (needles,)
+    deadline = time.monotonic() + timeout
+    while True:
+        for ln in proxy.stderr().splitlines():
+            if any(n in ln for n in needles):
+                return ln
+        if time.monotonic() > deadline:
+            raise AssertionError("no log line with %r within %ss; stderr tail:\n%s"
+                                 % (needles, timeout, proxy.stderr()[-3000:]))
+        time.sleep(0.05)
 
 
 def metric(m, name, labels=None):

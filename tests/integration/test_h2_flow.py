@@ -17,6 +17,7 @@ from h2util import (CANCEL, H2Client, StallOrigin, echo_roundtrip, memory_env)  
 import h2.settings  # noqa: E402
 
 STREAM_WINDOW = 1 * MiB     # proxy default --h2-stream-window
+CONN_WINDOW = 64 * MiB      # proxy default --h2-conn-window
 HIGH_WATER = 512 * KiB      # proxy default --high-water
 BIG_WINDOW = {h2.settings.SettingCodes.INITIAL_WINDOW_SIZE: 16 * MiB}
 
@@ -108,9 +109,12 @@ class FlowTest(unittest.TestCase):
                 self.assertEqual(stall.results[0]["received"], B.sent)
 
     def test_ng05_reset_streams_do_not_leak_connection_window(self):
-        """NG-05: 50 tunnels whose upstreams never read are filled until they stall (about 50 MiB
-        uncredited on a 64 MiB connection window), then all reset. A new tunnel on the same
-        connection still uploads 64 MiB intact, and all 50 upstreams saw a TCP RST (H2C-12)."""
+        """NG-05: 50 tunnels whose upstreams never read are filled until they stall (one stream
+        window each, about 50 MiB, held uncredited on the 64 MiB connection window), then all
+        reset. The proxy gives every uncredited byte back: the client's connection window returns
+        over 32 MiB (a leak would leave it under 14 MiB, where a new tunnel still works, so the
+        upload below alone would not show it). A new tunnel on the same connection still
+        uploads 64 MiB intact, and all 50 upstreams saw a TCP RST (H2C-12)."""
         n = 50
         with memory_env(), Proxy() as p, StallOrigin(rcvbuf=32 * KiB) as stall, \
                 StreamOrigin(send_bytes=0, seed=5) as sink:
@@ -129,9 +133,13 @@ class FlowTest(unittest.TestCase):
                 sent = sum(cli.streams[s].sent for s in sids)
                 self.assertGreaterEqual(sent, n * STREAM_WINDOW)
                 sys.stderr.write("\n  [ng05] %d stalled tunnels hold %.1f MiB\n" % (n, sent / MiB))
+                self.assertLess(cli.c.outbound_flow_control_window, CONN_WINDOW - 40 * MiB)
                 for s in sids:
                     cli.reset(s, CANCEL)
-                cli.pump(0.1)
+                # nghttp2 sends the connection WINDOW_UPDATE once half the window is consumed,
+                # so at least half comes back (a leak of 50 MiB would keep it under 14 MiB).
+                cli.wait(lambda: cli.c.outbound_flow_control_window >= CONN_WINDOW // 2, 30,
+                         "the connection window back over %d" % (CONN_WINDOW // 2))
 
                 t = cli.open_tunnel(sink.addr, keep=False)
                 total = 64 * MiB

@@ -238,12 +238,15 @@ static void test_defaults(void **state) {
   assert_true(c->low_water < c->high_water);
   assert_int_equal(c->max_header_bytes, 32 * 1024);
   assert_int_equal(c->h2_enable_connect_protocol, 1);
+  assert_int_equal(c->h2_max_discard, 0); /* twice --h2-conn-window, in h2_session.c */
   assert_int_equal(c->workers, 0);
   assert_string_equal(c->cert_file, "");
   assert_non_null(c->policy);
   assert_int_equal(policy_check_port(c->policy, 443), 0);
   assert_int_equal(policy_check_port(c->policy, 80), 0);
   assert_int_not_equal(policy_check_port(c->policy, 22), 0);
+  assert_int_equal(parse(c, "--h2-max-discard", "3m", NULL), 0);
+  assert_int_equal(c->h2_max_discard, 3 * 1024 * 1024);
 }
 
 static void test_parse_values(void **state) {
@@ -361,6 +364,7 @@ static const char *const bad_argvs[][4] = {
     {"--h2-conn-window", "4g", NULL},
     {"--h2-reset-burst", "0", NULL},
     {"--h2-max-settings", "0", NULL},
+    {"--h2-max-discard", "0", NULL},              /* below 64k: 0 is the derived default */
     {"--cert", "/x/cert.pem", NULL},              /* without --key */
     {"--key", "/x/key.pem", NULL},                /* without --cert */
     {"--allow-ports", "0", NULL},
