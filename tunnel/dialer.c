@@ -81,6 +81,10 @@ struct dialer {
 static void start_attempts(struct dialer *d);
 static void on_timer(uv_timer_t *h);
 
+static const struct sockaddr *addr_of(const struct dialer *d, const struct dial_attempt *a) {
+  return (const struct sockaddr *)&d->addrs.addrs[a->idx];
+}
+
 /* ---- closing and freeing ------------------------------------------------------------------- */
 
 static void release(struct dialer *d) {
@@ -130,7 +134,7 @@ static void on_deliver(struct worker_defer *df) {
   if (a) {
     d->winner = NULL;
     d->handles--; /* the socket is the owner's now; |d| lives on until its timer has closed */
-    const struct sockaddr *peer = (const struct sockaddr *)&d->addrs.addrs[a->idx];
+    const struct sockaddr *peer = addr_of(d, a);
     finish(d);
     cb(arg, &a->tcp, peer, PXERR_NONE, NULL);
   } else {
@@ -185,7 +189,7 @@ static void attempt_failed(struct dialer *d, struct dial_attempt *a, int status)
   const char *detail;
   enum pxerr e = map_connect_error(status, &detail);
   log_debug("dial %s: %s: %s", d->host,
-            net_format_addr((const struct sockaddr *)&d->addrs.addrs[a->idx], where, sizeof(where)),
+            net_format_addr(addr_of(d, a), where, sizeof(where)),
             uv_strerror(status));
   if (d->err == PXERR_NONE || rank(e) > d->err_rank) {
     d->err = e;
@@ -216,13 +220,17 @@ static void on_connect(uv_connect_t *req, int status) {
  * once (the attempt is then already closed). */
 static int attempt_start(struct dialer *d) {
   struct dial_attempt *a = xcalloc(1, sizeof(*a));
+  char where[64];
   a->d = d;
   a->idx = d->next++;
+  if (a->idx > 0)
+    log_debug("dial %s: also trying %s", d->host,
+              net_format_addr(addr_of(d, a), where, sizeof(where)));
   a->creq.data = a;
   CHECK(uv_tcp_init(&d->w->loop, &a->tcp) == 0);
   d->handles++;
   list_insert_tail(&d->attempts, &a->link);
-  int r = uv_tcp_connect(&a->creq, &a->tcp, (const struct sockaddr *)&d->addrs.addrs[a->idx], on_connect);
+  int r = uv_tcp_connect(&a->creq, &a->tcp, addr_of(d, a), on_connect);
   if (r < 0) attempt_failed(d, a, r); /* no route, say: the callback will not run */
   return r;
 }
