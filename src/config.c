@@ -21,6 +21,7 @@ void config_init(struct config *cfg) {
   cfg->handshake_timeout_ms = 10000;
   cfg->header_timeout_ms = 10000;
   cfg->connect_timeout_ms = 30000;
+  cfg->happy_eyeballs_delay_ms = 250;
   cfg->idle_timeout_ms = 300000;
   cfg->udp_idle_timeout_ms = 120000;
   cfg->max_duration_ms = 3600000;
@@ -210,6 +211,8 @@ void config_print_help(const char *argv0) {
       "                           an HTTP/2 connection's preface and SETTINGS (default 10s)\n"
       "  --dns-timeout T          name resolution, per try (default 5s)\n"
       "  --connect-timeout T      upstream TCP connect -> 504 (default 30s)\n"
+      "  --happy-eyeballs-delay T start the next address of a name this long after the previous\n"
+      "                           one if it has not connected yet (RFC 8305; default 250ms, min 10ms)\n"
       "  --idle-timeout T         tunnel with no bytes either way (default 300s)\n"
       "  --udp-idle-timeout T     connect-udp tunnel with no datagram either way (default 120s)\n"
       "  --max-duration T         any tunnel's lifetime (default 3600s)\n"
@@ -256,7 +259,7 @@ enum {
   OPT_IDLE_TO, OPT_MAX_DUR, OPT_CIDLE_TO, OPT_DRAIN_TO, OPT_MAX_HDR_BYTES, OPT_MAX_HDRS, OPT_HIGH,
   OPT_LOW, OPT_H2_STREAMS, OPT_H2_SWIN, OPT_H2_CWIN, OPT_H2_HLIST, OPT_NO_XC, OPT_H2_RBURST,
   OPT_H2_RRATE, OPT_H2_CONT, OPT_H2_SETTINGS, OPT_H2_ACK, OPT_H2_DISCARD, OPT_LOG_LEVEL, OPT_ACCESS_LOG, OPT_HELP,
-  OPT_VERSION, OPT_UDP_IDLE_TO, OPT_UDP_TMPL, OPT_UPSTREAM_CA, OPT_WS_ROUTE, OPT_WS_ROUTES_ONLY
+  OPT_VERSION, OPT_UDP_IDLE_TO, OPT_UDP_TMPL, OPT_UPSTREAM_CA, OPT_WS_ROUTE, OPT_WS_ROUTES_ONLY, OPT_HE_DELAY
 };
 
 static const struct option long_opts[] = {
@@ -274,6 +277,7 @@ static const struct option long_opts[] = {
     {"header-timeout", required_argument, NULL, OPT_HDR_TO},
     {"dns-timeout", required_argument, NULL, OPT_DNS_TO},
     {"connect-timeout", required_argument, NULL, OPT_CONN_TO},
+    {"happy-eyeballs-delay", required_argument, NULL, OPT_HE_DELAY},
     {"idle-timeout", required_argument, NULL, OPT_IDLE_TO},
     {"max-duration", required_argument, NULL, OPT_MAX_DUR},
     {"conn-idle-timeout", required_argument, NULL, OPT_CIDLE_TO},
@@ -376,6 +380,10 @@ int config_parse(struct config *cfg, int argc, char **argv) {
     case OPT_HDR_TO: r = set_duration(&cfg->header_timeout_ms, name, v); break;
     case OPT_DNS_TO: r = set_duration(&cfg->dns_timeout_ms, name, v); break;
     case OPT_CONN_TO: r = set_duration(&cfg->connect_timeout_ms, name, v); break;
+    case OPT_HE_DELAY: /* RFC 8305 section 5: never below 10 ms */
+      r = set_duration(&cfg->happy_eyeballs_delay_ms, name, v);
+      if (r == 0 && cfg->happy_eyeballs_delay_ms < 10) r = bad(name, v);
+      break;
     case OPT_IDLE_TO: r = set_duration(&cfg->idle_timeout_ms, name, v); break;
     case OPT_UDP_IDLE_TO: r = set_duration(&cfg->udp_idle_timeout_ms, name, v); break;
     case OPT_UDP_TMPL:

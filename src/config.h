@@ -33,6 +33,7 @@ struct config {
   uint64_t handshake_timeout_ms;
   uint64_t header_timeout_ms;
   uint64_t connect_timeout_ms;
+  uint64_t happy_eyeballs_delay_ms; /* RFC 8305 connection attempt delay */
   uint64_t idle_timeout_ms;
   uint64_t udp_idle_timeout_ms;  /* connect-udp tunnels */
   uint64_t max_duration_ms;

@@ -1,227 +1,206 @@
-/* Upstream TCP endpoint. Dial: [port policy] -> DNS (c-ares) -> [address policy on each result]
- * -> connect to each allowed address in turn, all under one connect deadline. Then a tun_ep:
- * reads go straight into pooled chunks handed to the tunnel; writes are queued and flushed once
- * per loop turn; shutdown is a FIN after the queue drains; abort is an RST (SO_LINGER 0). */
+/* Upstream TCP endpoint. The dialer (tunnel/dialer.c) resolves the target under policy and hands
+ * over one connected socket; with TLS the endpoint then runs the client handshake. After that it
+ * is a tun_ep: reads go straight into pooled chunks handed to the tunnel; writes are queued and
+ * flushed once per loop turn; shutdown is a FIN after the queue drains; abort is an RST
+ * (SO_LINGER 0).
+ *
+ * Lifecycle (|state|):
+ *
+ *   from        event                                     to          what happens
+ *   (start)     tcp_ep_dial2                              DIALING     dialer_start
+ *   DIALING     dialer: connected, no TLS                 OPEN        owner's callback with |t|
+ *   DIALING     dialer: connected, TLS                    HANDSHAKE   the rest of the connect
+ *                                                                     deadline on |timer|
+ *   DIALING     dialer: failed                            CLOSING     owner's callback with NULL
+ *   HANDSHAKE   verified / failed / deadline / EOF        DELIVERING  result deferred to the loop
+ *   DELIVERING  deferred delivery: success                OPEN        owner's callback with |t|
+ *   DELIVERING  deferred delivery: failure                CLOSING     owner's callback with NULL
+ *   OPEN        ops->close, bytes or FIN left to send     DRAINING    close deadline on |timer|
+ *   OPEN        ops->close, nothing left / ops->abort     CLOSING     (abort: RST)
+ *   DRAINING    queue flushed and FIN done, or deadline   CLOSING     (deadline: RST)
+ *   any but CLOSING  tcp_ep_cancel                        CLOSING     cancel the dialer or the
+ *                                                                     delivery; RST a socket
+ *   CLOSING     tcp_ep_cancel, ops->close                 CLOSING     nothing
+ *   CLOSING     last handle closed                        (freed)
+ *
+ * Upcalls (tunnel or pre-reader) happen only in OPEN. Apart from |state|, two facts stay on
+ * their own because they move independently of it and of each other: the write side |wr| (FIN
+ * and close_notify progress, or a failed write) and the read side (|reading|, |eof_seen|). An
+ * endpoint can be OPEN with its write side shut and its read side still at work, or DRAINING
+ * with the peer's EOF seen or not. */
 #include "tunnel/tcp_ep.h"
 
-#include <errno.h>
-#include <netinet/in.h>
 #include <string.h>
 
 #include <openssl/err.h>
 #include <openssl/x509v3.h>
 
 #include "src/buf.h"
-#include "src/tls.h"
 #include "src/log.h"
 #include "src/net.h"
 #include "src/sockout.h"
+#include "src/tls.h"
 #include "src/worker.h"
-#include "tunnel/resolve.h"
+#include "tunnel/dialer.h"
 #include "tunnel/tunnel.h"
+
+enum tcp_ep_state {
+  TCP_EP_DIALING,    /* |dialer| runs; no socket yet */
+  TCP_EP_HANDSHAKE,  /* TLS client handshake on |tcp| */
+  TCP_EP_DELIVERING, /* handshake outcome in |err|; the owner's callback waits in |defer| */
+  TCP_EP_OPEN,       /* the owner's: tun_ep ops and upcalls */
+  TCP_EP_DRAINING,   /* closed by the tunnel: flushing what it wrote, no upcalls */
+  TCP_EP_CLOSING,    /* handles closing; freed in the last close callback */
+};
+
+/* The write side, in the order it moves (a failure can come at any point). */
+enum tcp_ep_wr {
+  TCP_WR_OPEN,        /* writing; after ep.wr_shut, flushing toward the FIN */
+  TCP_WR_NOTIFY_SENT, /* TLS close_notify queued; the FIN follows it */
+  TCP_WR_FIN_SENT,    /* uv_shutdown issued (|sreq| busy until its callback) */
+  TCP_WR_FAILED,      /* a write failed; the queue was dropped */
+};
 
 struct tcp_ep {
   struct tun_ep ep;              /* the tunnel's view of this side */
   struct worker *w;              /* back-pointer: the owning worker */
-  uv_tcp_t tcp;
-  uv_timer_t timer;              /* dial deadline, then the close deadline */
-  int handles;                   /* open libuv handles; freed at 0 */
-  uv_shutdown_t sreq;
+  enum tcp_ep_state state;
+  enum tcp_ep_wr wr;
+  uv_tcp_t *tcp;                 /* owned once the dialer hands it over (its own allocation, freed
+                                    in its close callback); NULL while dialing */
+  uv_timer_t timer;              /* TLS handshake deadline, then the close (drain) deadline */
+  int handles;                   /* open libuv handles (|timer|, |tcp|); freed at 0 */
+  uv_shutdown_t sreq;            /* sreq.handle != NULL while a shutdown is in flight */
   struct sockout so;
-  struct worker_defer defer;     /* flush, or the async dial result */
-  struct resolve *res;           /* owned: the resolution in progress, or NULL */
-  struct tcp_dial_state *dial;   /* owned while dialing: the addresses to try; freed once
-                                    connected or failed, so a live tunnel does not carry it */
+  struct worker_defer defer;     /* flush, or the deferred handshake outcome */
+  struct dialer *dialer;         /* owned while DIALING */
   tcp_dial_cb cb;
   void *cb_arg;
-  enum pxerr err;                /* dial result waiting for delivery */
+  uint64_t deadline;             /* loop time the dial (with TLS: the handshake) must end by */
+  enum pxerr err;                /* DELIVERING: the handshake outcome */
   const char *err_detail;
-  int last_connect_err;
   char peer[64];
-  SSL *ssl;                      /* owned: TLS to the upstream, or NULL */
+  SSL *ssl;                      /* owned: TLS to the upstream (set up at dial time), or NULL */
   struct tls_io tio;             /* ciphertext in; out goes to |so| */
   tcp_pre_read_cb pre_cb;        /* reads before a tunnel attaches, or NULL */
   void *pre_arg;
-  unsigned tls : 1;
-  unsigned pump_pending : 1;     /* TLS plaintext may wait inside OpenSSL */
-  unsigned close_notify_sent : 1;
-  unsigned eof_seen : 1;
-  unsigned dialing : 1;
-  unsigned connecting : 1;       /* dial->creq is in flight */
-  unsigned in_dns : 1;
-  unsigned connected : 1;
-  unsigned reading : 1;
-  unsigned shut_sent : 1;
-  unsigned detached : 1;         /* closed by the tunnel or cancelled */
-  unsigned write_failed : 1;
-  unsigned handles_closing : 1;
-};
-
-/* What a dial needs and a connected endpoint does not. */
-struct tcp_dial_state {
-  uv_connect_t creq;
-  struct dns_result addrs;                 /* policy-allowed addresses */
-  size_t next_addr;
-  char host[AUTHORITY_HOST_MAX + 1];        /* for logs */
-  char verify_name[AUTHORITY_HOST_MAX + 1]; /* TLS: SNI and the name to verify */
+  unsigned reading : 1;          /* the tunnel (or pre-reader) wants on_read */
+  unsigned eof_seen : 1;         /* TLS: the socket hit EOF; plaintext may still be buffered */
+  unsigned pump_pending : 1;     /* TLS plaintext may wait inside OpenSSL: |defer| pumps it */
 };
 
 static const struct tun_ep_ops tcp_ep_ops;
-static void connect_next(struct tcp_ep *t);
 static void flush(struct tcp_ep *t);
 
 struct tun_ep *tcp_ep_tun(struct tcp_ep *t) { return &t->ep; }
 const char *tcp_ep_peer(const struct tcp_ep *t) { return t->peer; }
 
-static void on_handle_closed(uv_handle_t *h) {
-  struct tcp_ep *t = h->data;
+/* ---- lifetime -------------------------------------------------------------------------------- */
+
+/* A handle of |t| has closed: frees |t| after the last one. */
+static void handle_closed(struct tcp_ep *t) {
   if (--t->handles > 0) return;
   worker_defer_cancel(&t->defer);
   sockout_done(&t->so);
   sockout_clear(&t->so);
   bufq_clear(&t->tio.in, &t->w->pool);
   if (t->ssl) SSL_free(t->ssl);
-  free(t->dial);
   free(t);
 }
 
-static void close_handles(struct tcp_ep *t, int reset) {
-  if (t->handles_closing) return;
-  t->handles_closing = 1;
-  if (t->res) {
-    resolve_cancel(t->res);
-    t->res = NULL;
-  }
-  if (reset && t->connected && !t->shut_sent && uv_tcp_close_reset(&t->tcp, on_handle_closed) == 0) {
-    /* RST sent */
-  } else {
-    uv_close((uv_handle_t *)&t->tcp, on_handle_closed);
-  }
-  uv_close((uv_handle_t *)&t->timer, on_handle_closed);
+static void on_ep_timer_closed(uv_handle_t *h) { handle_closed(h->data); }
+
+static void on_tcp_closed(uv_handle_t *h) {
+  struct tcp_ep *t = h->data;
+  free(h); /* the dialer's allocation, ours since the hand-over */
+  t->tcp = NULL;
+  handle_closed(t);
 }
 
-/* Delivers the dial result from the loop (the deferred callback). */
-static void deliver_result(struct worker_defer *d) {
+/* Enters CLOSING (once): stops the dialer or a pending delivery and closes every handle, with an
+ * RST when |reset| and the FIN was not sent. */
+static void close_handles(struct tcp_ep *t, int reset) {
+  if (t->state == TCP_EP_CLOSING) return;
+  t->state = TCP_EP_CLOSING;
+  worker_defer_cancel(&t->defer);
+  if (t->dialer) {
+    dialer_cancel(t->dialer);
+    t->dialer = NULL;
+  }
+  if (t->tcp) {
+    if (!reset || t->wr == TCP_WR_FIN_SENT || uv_tcp_close_reset(t->tcp, on_tcp_closed) != 0)
+      uv_close((uv_handle_t *)t->tcp, on_tcp_closed);
+  }
+  uv_close((uv_handle_t *)&t->timer, on_ep_timer_closed);
+}
+
+/* ---- dialing --------------------------------------------------------------------------------- */
+
+static void tls_start(struct tcp_ep *t);
+
+static void on_handshake_result(struct worker_defer *d) {
   struct tcp_ep *t = container_of(d, struct tcp_ep, defer);
   d->cb = NULL;
-  t->dialing = 0;
-  if (!t->connecting) { /* a timed-out connect still owns dial->creq until it is cancelled */
-    free(t->dial);
-    t->dial = NULL;
-  }
-  if (t->detached) return;
   if (t->err == PXERR_NONE) {
+    t->state = TCP_EP_OPEN;
     t->cb(t->cb_arg, t, PXERR_NONE, NULL);
   } else {
-    t->detached = 1;
-    t->cb(t->cb_arg, NULL, t->err, t->err_detail);
     close_handles(t, 0);
+    t->cb(t->cb_arg, NULL, t->err, t->err_detail);
   }
 }
 
-static void dial_done(struct tcp_ep *t, enum pxerr err, const char *detail) {
-  if (!t->dialing) return;
+/* HANDSHAKE -> DELIVERING: the outcome reaches the owner from the loop's deferred queue, never
+ * from inside the read callback that finished the handshake. */
+static void handshake_done(struct tcp_ep *t, enum pxerr err, const char *detail) {
+  if (t->state != TCP_EP_HANDSHAKE) return;
+  t->state = TCP_EP_DELIVERING;
   uv_timer_stop(&t->timer);
   t->err = err;
   t->err_detail = detail;
-  t->defer.cb = deliver_result;
+  t->defer.cb = on_handshake_result;
   worker_defer(t->w, &t->defer);
 }
 
-static enum pxerr map_connect_error(int err, const char **detail) {
-  switch (err) {
-  case UV_ECONNREFUSED: *detail = "connection refused"; return PXERR_CONN_REFUSED;
-  case UV_ETIMEDOUT: *detail = "connect timed out"; return PXERR_CONN_TIMEOUT;
-  case UV_ENETUNREACH:
-  case UV_EHOSTUNREACH:
-  case UV_EADDRNOTAVAIL:
-  case UV_EAFNOSUPPORT: *detail = "destination unreachable"; return PXERR_UNREACHABLE;
-  default: *detail = "connect failed"; return PXERR_CONN_ERROR;
-  }
-}
+static void on_handshake_timer(uv_timer_t *h) { handshake_done(h->data, PXERR_CONN_TIMEOUT, "connect timed out"); }
 
-static void tls_start(struct tcp_ep *t);
-static void on_read(uv_stream_t *s, ssize_t nread, const uv_buf_t *buf);
-static void on_alloc(uv_handle_t *h, size_t hint, uv_buf_t *buf);
-
-static void on_tcp_reinit_closed(uv_handle_t *h) {
-  struct tcp_ep *t = h->data;
-  t->handles--;
-  if (t->detached) {
-    if (t->handles == 1) close_handles(t, 0);
-    return;
-  }
-  uv_tcp_init(&t->w->loop, &t->tcp);
-  t->tcp.data = t;
-  t->handles++;
-  connect_next(t);
-}
-
-static void on_connect(uv_connect_t *req, int status) {
-  struct tcp_ep *t = req->data;
-  t->connecting = 0;
-  if (status == UV_ECANCELED || t->detached) return;
-  if (status < 0) {
-    t->last_connect_err = status;
-    log_debug("dial %s: %s: %s", t->dial->host, t->peer, uv_strerror(status));
-    if (t->dial->next_addr < t->dial->addrs.n) {
-      /* A failed connect leaves the handle unusable: close it and try the next address. */
-      uv_close((uv_handle_t *)&t->tcp, on_tcp_reinit_closed);
-      return;
-    }
-    const char *detail;
-    enum pxerr e = map_connect_error(status, &detail);
-    dial_done(t, e, detail);
-    return;
-  }
-  t->connected = 1;
-  uv_tcp_nodelay(&t->tcp, 1);
-  if (t->tls)
-    tls_start(t);
-  else
-    dial_done(t, PXERR_NONE, NULL);
-}
-
-static void connect_next(struct tcp_ep *t) {
-  const struct sockaddr *sa = (const struct sockaddr *)&t->dial->addrs.addrs[t->dial->next_addr++];
-  net_format_addr(sa, t->peer, sizeof(t->peer));
-  t->dial->creq.data = t;
-  int r = uv_tcp_connect(&t->dial->creq, &t->tcp, sa, on_connect);
-  if (r == 0) t->connecting = 1;
-  if (r < 0) {
-    /* Synchronous failure (e.g. no route): the callback will not run; report from the loop. */
-    t->last_connect_err = r;
-    if (t->dial->next_addr < t->dial->addrs.n) {
-      uv_close((uv_handle_t *)&t->tcp, on_tcp_reinit_closed);
-      return;
-    }
-    const char *detail;
-    enum pxerr e = map_connect_error(r, &detail);
-    dial_done(t, e, detail);
-  }
-}
-
-static void on_resolved(void *arg, enum pxerr err, const char *detail, const struct dns_result *allowed) {
+static void on_dialed(void *arg, uv_tcp_t *tcp, const struct sockaddr *peer, enum pxerr err, const char *detail) {
   struct tcp_ep *t = arg;
-  t->res = NULL;
-  t->in_dns = 0;
+  t->dialer = NULL;
   if (err != PXERR_NONE) {
-    dial_done(t, err, detail);
+    close_handles(t, 0);
+    t->cb(t->cb_arg, NULL, err, detail);
     return;
   }
-  t->dial->addrs = *allowed;
-  connect_next(t);
+  t->tcp = tcp;
+  tcp->data = t;
+  t->handles++;
+  net_format_addr(peer, t->peer, sizeof(t->peer));
+  uv_tcp_nodelay(tcp, 1);
+  if (!t->ssl) {
+    t->state = TCP_EP_OPEN;
+    t->cb(t->cb_arg, t, PXERR_NONE, NULL);
+    return;
+  }
+  t->state = TCP_EP_HANDSHAKE;
+  uint64_t now = uv_now(&t->w->loop);
+  uv_timer_start(&t->timer, on_handshake_timer, t->deadline > now ? t->deadline - now : 0, 0);
+  tls_start(t);
 }
 
-static void on_dial_timer(uv_timer_t *h) {
-  struct tcp_ep *t = h->data;
-  if (!t->dialing) return;
-  if (t->in_dns) {
-    if (t->res) resolve_cancel(t->res);
-    t->res = NULL;
-    dial_done(t, PXERR_DNS_TIMEOUT, "dns timeout");
+/* The TLS client, set up before the dial so that the names are kept by OpenSSL (SNI and the
+ * name to verify: |name| is a host name or an IP literal). */
+static void tls_setup(struct tcp_ep *t, const char *name) {
+  struct authority tmp;
+  t->ssl = SSL_new(t->w->client_ssl_ctx);
+  CHECK(t->ssl != NULL);
+  SSL_set_connect_state(t->ssl);
+  SSL_set_verify(t->ssl, SSL_VERIFY_PEER, NULL);
+  if (authority_from_host(name, 1, &tmp) == 0 && tmp.kind != AUTHORITY_NAME) {
+    X509_VERIFY_PARAM_set1_ip_asc(SSL_get0_param(t->ssl), name);
   } else {
-    dial_done(t, PXERR_CONN_TIMEOUT, "connect timed out");
+    SSL_set_tlsext_host_name(t->ssl, name);
+    SSL_set1_host(t->ssl, name);
   }
 }
 
@@ -232,39 +211,25 @@ struct tcp_ep *tcp_ep_dial(struct worker *w, const struct authority *target, tcp
 struct tcp_ep *tcp_ep_dial2(struct worker *w, const struct authority *target,
                             const struct tcp_dial_opts *opts, tcp_dial_cb cb, void *arg) {
   struct tcp_ep *t = xcalloc(1, sizeof(*t));
-  t->dial = xcalloc(1, sizeof(*t->dial));
-  snprintf(t->dial->host, sizeof(t->dial->host), "%s", target->host);
-  if (opts && opts->tls) {
-    t->tls = 1;
-    snprintf(t->dial->verify_name, sizeof(t->dial->verify_name), "%s",
-             opts->verify_name ? opts->verify_name : target->host);
-  }
   t->w = w;
+  t->state = TCP_EP_DIALING;
   t->ep.ops = &tcp_ep_ops;
   t->cb = cb;
   t->cb_arg = arg;
-  t->dialing = 1;
   sockout_init(&t->so, &w->pool);
   t->tio.pool = &w->pool;
   t->tio.out = &t->so.q;
   list_init(&t->defer.link);
-  uv_tcp_init(&w->loop, &t->tcp);
   uv_timer_init(&w->loop, &t->timer);
-  t->tcp.data = t;
   t->timer.data = t;
-  t->handles = 2;
-  uv_timer_start(&t->timer, on_dial_timer, w->cfg->connect_timeout_ms, 0);
-  t->in_dns = 1;
-  t->res = (opts && opts->trusted) ? resolve_start_trusted(w, target, on_resolved, t)
-                                    : resolve_start(w, target, on_resolved, t);
+  t->handles = 1;
+  t->deadline = uv_now(&w->loop) + w->cfg->connect_timeout_ms;
+  if (opts && opts->tls) tls_setup(t, opts->verify_name ? opts->verify_name : target->host);
+  t->dialer = dialer_start(w, target, opts && opts->trusted, on_dialed, t);
   return t;
 }
 
-void tcp_ep_cancel(struct tcp_ep *t) {
-  t->detached = 1;
-  worker_defer_cancel(&t->defer);
-  close_handles(t, 1);
-}
+void tcp_ep_cancel(struct tcp_ep *t) { close_handles(t, 1); }
 
 /* ---- the tun_ep side ---- */
 
@@ -303,13 +268,13 @@ static void dispatch_end(struct tcp_ep *t, int err) {
 
 static void stop_reading(struct tcp_ep *t) {
   if (!t->reading) return;
-  uv_read_stop((uv_stream_t *)&t->tcp);
+  uv_read_stop((uv_stream_t *)t->tcp);
   t->reading = 0;
 }
 
 /* TLS: decrypts what has arrived while someone reads; reports EOF after the last byte. */
 static void tls_pump(struct tcp_ep *t) {
-  while (t->ssl && t->reading && !t->detached) {
+  while (t->ssl && t->reading && t->state == TCP_EP_OPEN) {
     /* Without ciphertext SSL_read would only allocate its record buffer (see conn.c). */
     if (t->tio.in.bytes == 0 && !SSL_has_pending(t->ssl) && !t->eof_seen) {
       SSL_free_buffers(t->ssl);
@@ -348,65 +313,61 @@ static void tls_handshake(struct tcp_ep *t) {
   int r = SSL_do_handshake(t->ssl);
   if (r == 1) {
     stop_reading(t);
-    dial_done(t, PXERR_NONE, NULL);
+    handshake_done(t, PXERR_NONE, NULL);
   } else if (SSL_get_error(t->ssl, r) != SSL_ERROR_WANT_READ || t->eof_seen) {
     enum pxerr e;
     const char *why = tls_failure(t, &e);
-    log_info("dial %s: %s: %s", t->dial->host, t->peer, why);
+    const char *name = SSL_get_servername(t->ssl, TLSEXT_NAMETYPE_host_name); /* NULL for an IP */
+    if (name)
+      log_info("dial %s: %s: %s", name, t->peer, why);
+    else
+      log_info("dial %s: %s", t->peer, why);
     stop_reading(t);
-    dial_done(t, e, why);
+    handshake_done(t, e, why);
   }
   flush(t);
 }
 
+static void on_read(uv_stream_t *s, ssize_t nread, const uv_buf_t *buf);
+
 static void tls_start(struct tcp_ep *t) {
-  t->ssl = SSL_new(t->w->client_ssl_ctx);
-  CHECK(t->ssl != NULL);
   BIO *b = tls_bio_new(&t->tio);
   SSL_set_bio(t->ssl, b, b);
-  SSL_set_connect_state(t->ssl);
-  SSL_set_verify(t->ssl, SSL_VERIFY_PEER, NULL);
-  struct authority tmp;
-  if (authority_from_host(t->dial->verify_name, 1, &tmp) == 0 && tmp.kind != AUTHORITY_NAME) {
-    X509_VERIFY_PARAM_set1_ip_asc(SSL_get0_param(t->ssl), t->dial->verify_name);
-  } else {
-    SSL_set_tlsext_host_name(t->ssl, t->dial->verify_name);
-    SSL_set1_host(t->ssl, t->dial->verify_name);
-  }
-  if (uv_read_start((uv_stream_t *)&t->tcp, on_alloc, on_read) == 0) t->reading = 1;
+  if (uv_read_start((uv_stream_t *)t->tcp, on_alloc, on_read) == 0) t->reading = 1;
   tls_handshake(t);
 }
 
 static void on_read(uv_stream_t *s, ssize_t nread, const uv_buf_t *buf) {
   struct tcp_ep *t = s->data;
   struct buf_chunk *c = buf->base ? container_of(buf->base, struct buf_chunk, data) : NULL;
-  if (nread > 0 && !t->detached) {
+  int handshake = t->state == TCP_EP_HANDSHAKE;
+  int live = handshake || t->state == TCP_EP_OPEN;
+  if (nread > 0 && live) {
     c->len = (uint32_t)nread;
     if (!t->ssl) {
       dispatch(t, c);
       return;
     }
     bufq_push(&t->tio.in, &t->w->pool, c);
-    if (t->dialing)
+    if (handshake)
       tls_handshake(t);
     else
       tls_pump(t);
     return;
   }
   buf_put(&t->w->pool, c);
-  if (nread == 0 || t->detached) return;
+  if (nread == 0 || !live) return;
   if (t->ssl && nread == UV_EOF) {
     t->eof_seen = 1;
-    if (t->dialing)
+    if (handshake)
       tls_handshake(t);
     else
       tls_pump(t); /* delivers what is left, then EOF */
     return;
   }
   stop_reading(t);
-  if (t->dialing) {
-    enum pxerr e = PXERR_TLS_PROTOCOL;
-    dial_done(t, e, "upstream closed during the TLS handshake");
+  if (handshake) {
+    handshake_done(t, PXERR_TLS_PROTOCOL, "upstream closed during the TLS handshake");
     return;
   }
   dispatch_end(t, (int)nread);
@@ -416,8 +377,8 @@ static void on_pump(struct worker_defer *d);
 
 static void ep_read_start(struct tun_ep *self) {
   struct tcp_ep *t = container_of(self, struct tcp_ep, ep);
-  if (t->reading || t->detached) return;
-  if (!t->eof_seen && uv_read_start((uv_stream_t *)&t->tcp, on_alloc, on_read) == 0) t->reading = 1;
+  if (t->reading || t->state != TCP_EP_OPEN) return;
+  if (!t->eof_seen && uv_read_start((uv_stream_t *)t->tcp, on_alloc, on_read) == 0) t->reading = 1;
   if (t->eof_seen) t->reading = 1; /* only buffered TLS plaintext and the EOF are left */
   if (t->ssl && (t->tio.in.bytes || SSL_pending(t->ssl) || t->eof_seen)) {
     t->pump_pending = 1;
@@ -428,9 +389,10 @@ static void ep_read_start(struct tun_ep *self) {
 
 static void ep_read_stop(struct tun_ep *self) { stop_reading(container_of(self, struct tcp_ep, ep)); }
 
+/* DRAINING -> CLOSING once everything the tunnel wrote (and the FIN it asked for) is out. */
 static void maybe_release(struct tcp_ep *t) {
-  if (t->detached && !sockout_busy(&t->so) && t->so.q.bytes == 0 &&
-      (t->shut_sent || !t->ep.wr_shut || t->write_failed) && !t->sreq.handle)
+  if (t->state == TCP_EP_DRAINING && !sockout_busy(&t->so) && t->so.q.bytes == 0 &&
+      (t->wr >= TCP_WR_FIN_SENT || !t->ep.wr_shut) && !t->sreq.handle)
     close_handles(t, 0);
 }
 
@@ -440,19 +402,20 @@ static void on_shutdown(uv_shutdown_t *req, int status) {
   maybe_release(t);
 }
 
+static void write_failed(struct tcp_ep *t, enum tun_close_reason why) {
+  t->wr = TCP_WR_FAILED;
+  sockout_clear(&t->so);
+  t->ep.queued = 0;
+  if (t->state == TCP_EP_OPEN && t->ep.tun) tunnel_on_error(&t->ep, why);
+  maybe_release(t);
+}
+
 static void on_write(uv_write_t *req, int status) {
   struct tcp_ep *t = req->data;
   sockout_done(&t->so);
   t->ep.queued = sockout_queued(&t->so);
   if (status < 0) {
-    t->write_failed = 1;
-    sockout_clear(&t->so);
-    t->ep.queued = 0;
-    if (!t->detached && t->ep.tun) {
-      tunnel_on_error(&t->ep, status == UV_ECONNRESET || status == UV_EPIPE ? TUN_CLOSE_UPSTREAM_RST
-                                                                            : TUN_CLOSE_UPSTREAM_ERROR);
-    }
-    maybe_release(t);
+    write_failed(t, status == UV_ECONNRESET || status == UV_EPIPE ? TUN_CLOSE_UPSTREAM_RST : TUN_CLOSE_UPSTREAM_ERROR);
     return;
   }
   flush(t);
@@ -461,20 +424,18 @@ static void on_write(uv_write_t *req, int status) {
 }
 
 static void flush(struct tcp_ep *t) {
-  if (t->handles_closing || t->write_failed) return;
+  if (t->state == TCP_EP_CLOSING || t->wr == TCP_WR_FAILED) return;
   if (t->so.q.bytes) {
     t->so.wreq.data = t;
-    int r = sockout_flush(&t->so, (uv_stream_t *)&t->tcp, on_write);
-    if (r < 0) {
-      t->write_failed = 1;
-      t->ep.queued = 0;
-      if (t->ep.tun) tunnel_on_error(&t->ep, TUN_CLOSE_UPSTREAM_ERROR);
-      maybe_release(t);
-    }
+    if (sockout_flush(&t->so, (uv_stream_t *)t->tcp, on_write) < 0) write_failed(t, TUN_CLOSE_UPSTREAM_ERROR);
     return;
   }
-  if (t->ssl && t->ep.wr_shut && !t->close_notify_sent && !t->dialing) {
-    t->close_notify_sent = 1;
+  if (!t->ep.wr_shut) {
+    maybe_release(t);
+    return;
+  }
+  if (t->ssl && t->wr == TCP_WR_OPEN) {
+    t->wr = TCP_WR_NOTIFY_SENT;
     SSL_shutdown(t->ssl);
     ERR_clear_error();
     if (t->so.q.bytes) {
@@ -482,10 +443,10 @@ static void flush(struct tcp_ep *t) {
       return;
     }
   }
-  if (!sockout_busy(&t->so) && t->ep.wr_shut && !t->shut_sent) {
-    t->shut_sent = 1;
+  if (!sockout_busy(&t->so) && t->wr < TCP_WR_FIN_SENT) {
+    t->wr = TCP_WR_FIN_SENT;
     t->sreq.data = t;
-    if (uv_shutdown(&t->sreq, (uv_stream_t *)&t->tcp, on_shutdown) != 0) t->sreq.handle = NULL;
+    if (uv_shutdown(&t->sreq, (uv_stream_t *)t->tcp, on_shutdown) != 0) t->sreq.handle = NULL;
   }
   maybe_release(t);
 }
@@ -503,14 +464,14 @@ static void on_pump(struct worker_defer *d) { on_flush(d); }
 
 static void ep_write(struct tun_ep *self, struct buf_chunk *c) {
   struct tcp_ep *t = container_of(self, struct tcp_ep, ep);
-  if (t->write_failed || t->handles_closing) {
+  if (t->wr == TCP_WR_FAILED || t->state == TCP_EP_CLOSING) {
     buf_put(&t->w->pool, c);
     return;
   }
   if (t->ssl) {
     if (c->len && tls_write_all(t->ssl, buf_rd(c), c->len) != 0) {
       ERR_clear_error();
-      t->write_failed = 1;
+      t->wr = TCP_WR_FAILED;
     }
     buf_put(&t->w->pool, c);
   } else {
@@ -524,6 +485,7 @@ static void ep_write(struct tun_ep *self, struct buf_chunk *c) {
 static void ep_shutdown(struct tun_ep *self) {
   struct tcp_ep *t = container_of(self, struct tcp_ep, ep);
   self->wr_shut = 1;
+  if (t->state == TCP_EP_CLOSING) return;
   t->defer.cb = on_flush;
   worker_defer(t->w, &t->defer);
 }
@@ -540,14 +502,15 @@ static void on_close_timer(uv_timer_t *h) { close_handles(h->data, 1); }
 
 static void ep_close(struct tun_ep *self) {
   struct tcp_ep *t = container_of(self, struct tcp_ep, ep);
-  t->detached = 1;
-  ep_read_stop(self);
-  if (self->aborted || t->write_failed) {
+  if (t->state != TCP_EP_OPEN) return; /* aborted (CLOSING) already */
+  stop_reading(t);
+  if (self->aborted || t->wr == TCP_WR_FAILED) {
     close_handles(t, self->aborted);
     return;
   }
   /* Finish writing what the tunnel gave us, bounded by the idle timeout. */
-  if (!t->handles_closing) uv_timer_start(&t->timer, on_close_timer, t->w->cfg->idle_timeout_ms, 0);
+  t->state = TCP_EP_DRAINING;
+  uv_timer_start(&t->timer, on_close_timer, t->w->cfg->idle_timeout_ms, 0);
   flush(t);
 }
 

@@ -1,10 +1,10 @@
-/* The upstream TCP endpoint: resolves the target, applies the address policy to every resolved
- * address, connects (trying the allowed addresses in order within the connect timeout), and then
- * serves as a tunnel side.
+/* The upstream TCP endpoint: dials the target through tunnel/dialer.h (port policy, DNS, address
+ * policy, addresses raced as RFC 8305 describes, all within the connect timeout), optionally runs
+ * a TLS client handshake, and then serves as a tunnel side.
  *
- * Ownership: a tcp_ep owns itself. Before the dial callback it is cancelled with tcp_ep_cancel;
- * after a successful dial the tunnel drives it through its ops, and once closed it frees itself
- * when its handles are closed (after flushing, unless aborted). */
+ * Ownership: a tcp_ep owns itself. Before the dial callback its owner may abandon it with
+ * tcp_ep_cancel; after a successful dial the tunnel drives it through its ops, and once closed it
+ * frees itself when its handles are closed (after flushing, unless aborted). */
 #ifndef H2T_TCP_EP_H
 #define H2T_TCP_EP_H
 
@@ -42,7 +42,9 @@ struct tcp_ep *tcp_ep_dial2(struct worker *w, const struct authority *target,
 typedef void (*tcp_pre_read_cb)(void *arg, struct buf_chunk *chunk, int err);
 void tcp_ep_set_pre_reader(struct tcp_ep *ep, tcp_pre_read_cb cb, void *arg);
 
-/* Abandons a dial in progress; the callback will not run. */
+/* Abandons the endpoint, in any state: a dial in progress stops and its callback will not run;
+ * a connected socket is reset; nothing calls back afterwards. A second call before the loop runs
+ * again is a no-op. The memory goes once the handles have closed. */
 void tcp_ep_cancel(struct tcp_ep *ep);
 /* The endpoint interface of a connected tcp_ep. */
 struct tun_ep *tcp_ep_tun(struct tcp_ep *ep);

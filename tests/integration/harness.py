@@ -804,11 +804,13 @@ class Blackhole:
 
     listen(0) plus one filler connection fills the accept queue; Linux then drops further SYNs.
     `works` says whether a probe connect actually hung; when it did not, tests fall back to a
-    never-answering DNS server (dns_timeout 504)."""
+    never-answering DNS server (dns_timeout 504). `host`/`port` choose the address (any of
+    127.0.0.0/8; port 0: a free one)."""
 
-    def __init__(self, probe_timeout=1.0):
+    def __init__(self, probe_timeout=1.0, host="127.0.0.1", port=0):
+        self.host = host
         self.sock = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
-        self.sock.bind(("127.0.0.1", 0))
+        self.sock.bind((host, port))
         self.sock.listen(0)
         self.port = self.sock.getsockname()[1]
         self.fillers = []
@@ -816,7 +818,7 @@ class Blackhole:
             f = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
             f.setblocking(False)
             try:
-                f.connect(("127.0.0.1", self.port))
+                f.connect((host, self.port))
             except (BlockingIOError, InterruptedError):
                 pass
             self.fillers.append(f)
@@ -824,7 +826,7 @@ class Blackhole:
         probe = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
         probe.settimeout(probe_timeout)
         try:
-            probe.connect(("127.0.0.1", self.port))
+            probe.connect((host, self.port))
             self.works = False
         except socket.timeout:
             self.works = True
@@ -835,7 +837,7 @@ class Blackhole:
 
     @property
     def addr(self):
-        return "127.0.0.1:%d" % self.port
+        return "%s:%d" % (self.host, self.port)
 
     def close(self):
         for f in self.fillers:
@@ -852,12 +854,15 @@ class Blackhole:
 class FakeDNS:
     """A UDP DNS server on 127.0.0.1 answering A/AAAA queries from `records`
     ({name: ["1.2.3.4", "::1"]}); other names get NXDOMAIN. silent=True never answers
-    (for dns_timeout). Pass `--dns-server 127.0.0.1:<port>` to the proxy."""
+    (for dns_timeout). Pass `--dns-server 127.0.0.1:<port>` to the proxy. hold() keeps the
+    answers back until release() sends them all in one burst (to time them against the client)."""
 
     def __init__(self, records=None, silent=False):
         self.records = {k.lower().rstrip("."): v for k, v in (records or {}).items()}
         self.silent = silent
         self.queries = []
+        self.held = None  # answers kept back while holding: [(resp, peer)]
+        self.lock = threading.Lock()
         self.sock = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
         self.sock.bind(("127.0.0.1", 0))
         self.port = self.sock.getsockname()[1]
@@ -882,11 +887,29 @@ class FakeDNS:
                 resp = self._answer(pkt)
             except Exception:  # noqa: BLE001  (malformed query: ignore)
                 continue
-            if resp is not None and not self.silent:
-                try:
-                    self.sock.sendto(resp, peer)
-                except OSError:
-                    pass
+            if resp is None or self.silent:
+                continue
+            with self.lock:
+                if self.held is not None:
+                    self.held.append((resp, peer))
+                    continue
+            try:
+                self.sock.sendto(resp, peer)
+            except OSError:
+                pass
+
+    def hold(self):
+        with self.lock:
+            self.held = []
+
+    def release(self):
+        with self.lock:
+            held, self.held = self.held or [], None
+        for resp, peer in held:
+            try:
+                self.sock.sendto(resp, peer)
+            except OSError:
+                pass
 
     def _answer(self, pkt):
         qid, flags, qd, _an, _ns, _ar = struct.unpack("!HHHHHH", pkt[:12])
