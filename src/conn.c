@@ -107,15 +107,6 @@ static void hold(struct conn *c, struct bufq *q, struct buf_chunk *chunk) {
   bufq_push(q, &c->w->pool, chunk);
 }
 
-/* Lines about single clients go through the worker's per-kind rate limit. */
-#define LOG_LIMITED(c, kind, level, fmt, ...)                                                     \
-  do {                                                                                          \
-    uint64_t held_back_;                                                                        \
-    if (worker_log_pass((c)->w, (kind), &held_back_))                                           \
-      log_msg((level), "conn %s: " fmt " (%llu similar lines held back)", (c)->peer, __VA_ARGS__, \
-              (unsigned long long)held_back_);                                                  \
-  } while (0)
-
 /* Leaves w->handshakes: a front end took over, or the conn is closing. */
 static void hs_leave(struct conn *c) {
   if (list_empty(&c->hs_link)) return;
@@ -223,12 +214,14 @@ static void tls_progress(struct conn *c) {
       METRIC_ADD(&c->w->metrics, tls_handshake_failures, 1);
       if (ERR_GET_REASON(ERR_peek_error()) == SSL_R_NO_APPLICATION_PROTOCOL) {
         ERR_clear_error();
-        LOG_LIMITED(c, WLOG_TLS_FAILED, LOG_INFO, "%s",
-                    "TLS client offered no ALPN protocol we speak (h2, http/1.1): sent the "
-                    "no_application_protocol alert (RFC 7301)");
+        worker_log(c->w, WLOG_TLS_FAILED, LOG_INFO,
+                   "conn %s: TLS client offered no ALPN protocol we speak (h2, http/1.1): sent the "
+                   "no_application_protocol alert (RFC 7301)",
+                   c->peer);
       } else {
         char buf[160];
-        LOG_LIMITED(c, WLOG_TLS_FAILED, LOG_INFO, "TLS handshake failed: %s", tls_error_string(buf, sizeof(buf)));
+        worker_log(c->w, WLOG_TLS_FAILED, LOG_INFO, "conn %s: TLS handshake failed: %s", c->peer,
+                   tls_error_string(buf, sizeof(buf)));
       }
       conn_close(c); /* sends the alert OpenSSL queued */
       return;
@@ -270,8 +263,8 @@ static void answer_plaintext_on_tls(struct conn *c) {
                    "Connection: close\r\n\r\n",
                    sizeof(body) - 1, pxerr_token(PXERR_BAD_REQUEST));
   CHECK(n > 0 && (size_t)n < sizeof(head));
-  LOG_LIMITED(c, WLOG_PLAIN_ON_TLS, LOG_INFO, "%s",
-              "plaintext HTTP on a TLS listener: answered 400 \"this port expects TLS\"");
+  worker_log(c->w, WLOG_PLAIN_ON_TLS, LOG_INFO,
+             "conn %s: plaintext HTTP on a TLS listener: answered 400 \"this port expects TLS\"", c->peer);
   METRIC_ADD(&c->w->metrics, errors[PXERR_BAD_REQUEST], 1);
   conn_write_copy(c, head, (size_t)n);
   conn_write_copy(c, body, sizeof(body) - 1);
@@ -283,14 +276,15 @@ static int peek(struct conn *c, struct buf_chunk *chunk) {
   unsigned char first = (unsigned char)buf_rd(chunk)[0];
   if (first == TLS_RECORD_HANDSHAKE) {
     if (!c->w->ssl_ctx) {
-      LOG_LIMITED(c, WLOG_TLS_ON_CLEAR, LOG_INFO, "%s",
-                  "TLS on a cleartext listener, and no tls:// listener loaded a certificate: closing");
+      worker_log(c->w, WLOG_TLS_ON_CLEAR, LOG_INFO,
+                 "conn %s: TLS on a cleartext listener, and no tls:// listener loaded a certificate: closing",
+                 c->peer);
       buf_put(&c->w->pool, chunk);
       conn_abort(c);
       return 0;
     }
     if (!c->tls_listener)
-      LOG_LIMITED(c, WLOG_TLS_ON_CLEAR, LOG_INFO, "%s", "TLS on a cleartext listener: serving TLS");
+      worker_log(c->w, WLOG_TLS_ON_CLEAR, LOG_INFO, "conn %s: TLS on a cleartext listener: serving TLS", c->peer);
     c->phase = CONN_TLS_HELLO;
     hold(c, &c->tio.in, chunk);
     collect_hello(c);
@@ -304,8 +298,8 @@ static int peek(struct conn *c, struct buf_chunk *chunk) {
   if (first >= 'A' && first <= 'Z') { /* the first letter of an HTTP method */
     answer_plaintext_on_tls(c);
   } else {
-    LOG_LIMITED(c, WLOG_NOT_TLS, LOG_INFO, "neither TLS nor HTTP on a TLS listener (first byte 0x%02x): closing",
-                first);
+    worker_log(c->w, WLOG_NOT_TLS, LOG_INFO,
+               "conn %s: neither TLS nor HTTP on a TLS listener (first byte 0x%02x): closing", c->peer, first);
     conn_abort(c);
   }
   return 0;
@@ -617,8 +611,8 @@ static int evict_oldest_handshake(struct worker *w, const char *limit, size_t ma
   if (list_empty(&w->handshakes)) return 0;
   struct conn *old = container_of(w->handshakes.next, struct conn, hs_link);
   METRIC_ADD(&w->metrics, handshakes_evicted, 1);
-  LOG_LIMITED(old, WLOG_EVICTED, LOG_WARN, "%s (%zu per worker) reached: closing the oldest handshake (%llu ms old)",
-              limit, max, (unsigned long long)(uv_now(&w->loop) - old->accepted_ms));
+  worker_log(w, WLOG_EVICTED, LOG_WARN, "conn %s: %s (%zu per worker) reached: closing the oldest handshake (%llu ms old)",
+             old->peer, limit, max, (unsigned long long)(uv_now(&w->loop) - old->accepted_ms));
   conn_abort(old);
   return 1;
 }
@@ -629,11 +623,8 @@ static void refuse(struct worker *w, uv_os_sock_t fd) {
   socklen_t len = sizeof(ss);
   if (getpeername(fd, (struct sockaddr *)&ss, &len) == 0) net_format_addr((struct sockaddr *)&ss, peer, sizeof(peer));
   METRIC_ADD(&w->metrics, conns_refused, 1);
-  uint64_t held_back;
-  if (worker_log_pass(w, WLOG_REFUSED, &held_back))
-    log_warn("conn %s: over --max-connections (%zu per worker) with no handshake to close: refused "
-             "(%llu similar lines held back)",
-             peer, w->cfg->max_connections, (unsigned long long)held_back);
+  worker_log(w, WLOG_REFUSED, LOG_WARN, "conn %s: over --max-connections (%zu per worker) with no handshake to close: refused",
+             peer, w->cfg->max_connections);
   struct linger lg = {1, 0}; /* RST: nothing was said on it */
   setsockopt(fd, SOL_SOCKET, SO_LINGER, &lg, sizeof(lg));
   close(fd);

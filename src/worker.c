@@ -4,6 +4,7 @@
 
 #include <errno.h>
 #include <malloc.h>
+#include <stdarg.h>
 #include <netinet/in.h>
 #include <string.h>
 #include <sys/socket.h>
@@ -17,7 +18,7 @@
 
 static void on_defer_check(uv_check_t *h) {
   struct worker *w = h->data;
-  w->turn++; /* once per loop iteration, after the poll phase */
+  w->turn++; /* between poll phases: the reads of one poll phase share a turn (conn.c) */
   /* Callbacks may defer more work; run until the list is empty (bounded by what they add). */
   for (int rounds = 0; rounds < 8 && !list_empty(&w->deferred); rounds++) {
     struct list todo;
@@ -55,10 +56,22 @@ void worker_defer_cancel(struct worker_defer *d) {
   d->queued = 0;
 }
 
-int worker_log_pass(struct worker *w, enum worker_log kind, uint64_t *suppressed) {
+void worker_log(struct worker *w, enum worker_log kind, enum log_level level, const char *fmt, ...) {
   /* Warnings about limits: one line per 10 s; lines about single clients: ten. */
   uint32_t burst = kind == WLOG_EVICTED || kind == WLOG_REFUSED ? 1 : 10;
-  return log_limit_pass(&w->loglimit[kind], uv_now(&w->loop), 10000, burst, suppressed);
+  uint64_t held_back;
+  if (level > log_get_level() || !log_limit_pass(&w->loglimit[kind], uv_now(&w->loop), 10000, burst, &held_back))
+    return;
+  char line[512];
+  va_list ap;
+  va_start(ap, fmt);
+  int n = vsnprintf(line, sizeof(line), fmt, ap);
+  va_end(ap);
+  if (n < 0) return;
+  if (held_back)
+    log_msg(level, "%s (and %llu similar lines held back)", line, (unsigned long long)held_back);
+  else
+    log_msg(level, "%s", line);
 }
 
 /* Connections accepted per wake-up: a burst of connections must not hold the loop either

@@ -39,7 +39,7 @@ struct listener {
 };
 
 /* Log lines about single clients that a flood could repeat once per connection: each kind is
- * rate-limited per worker (worker_log_pass). */
+ * rate-limited per worker (worker_log). */
 enum worker_log {
   WLOG_EVICTED,       /* a handshake closed to make room */
   WLOG_REFUSED,       /* over --max-connections */
@@ -91,9 +91,10 @@ void worker_run(struct worker *w);
 void worker_request_stop(struct worker *w);
 void worker_dispose(struct worker *w);
 
-/* Returns 1 when a line of |kind| may be logged now; *|suppressed| is then the number of lines
- * of that kind held back before it (for "N more" in the line). */
-int worker_log_pass(struct worker *w, enum worker_log kind, uint64_t *suppressed);
+/* Logs one line of |kind| unless its rate limit holds it back (then it is counted, and the next
+ * line of that kind written says how many were held back). */
+void worker_log(struct worker *w, enum worker_log kind, enum log_level level, const char *fmt, ...)
+    __attribute__((format(printf, 4, 5)));
 
 void worker_defer(struct worker *w, struct worker_defer *d);
 void worker_defer_cancel(struct worker_defer *d);
