@@ -235,10 +235,7 @@ static void tls_progress(struct conn *c) {
 
 /* The first TLS record is complete (or OpenSSL will refuse it anyway): only now the SSL object. */
 static void start_tls(struct conn *c) {
-  c->ssl = SSL_new(c->w->ssl_ctx);
-  CHECK(c->ssl != NULL);
-  BIO *b = tls_bio_new(&c->tio);
-  SSL_set_bio(c->ssl, b, b);
+  c->ssl = tls_ssl_new(c->w->ssl_ctx, &c->tio);
   SSL_set_accept_state(c->ssl);
   c->phase = CONN_TLS_HANDSHAKE;
   tls_progress(c);

@@ -187,3 +187,11 @@ BIO *tls_bio_new(struct tls_io *io) {
   BIO_set_data(b, io);
   return b;
 }
+
+SSL *tls_ssl_new(SSL_CTX *ctx, struct tls_io *io) {
+  SSL *ssl = SSL_new(ctx);
+  CHECK(ssl != NULL);
+  BIO *b = tls_bio_new(io);
+  SSL_set_bio(ssl, b, b);
+  return ssl;
+}

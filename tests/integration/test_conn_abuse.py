@@ -381,14 +381,8 @@ class AcceptEmfile(unittest.TestCase):
 class ProtocolMismatch(unittest.TestCase):
     @classmethod
     def setUpClass(cls):
-        cls.proxy = H.Proxy()
-        cls.proxy.start()
-        cls.echo = H.EchoOrigin()
-
-    @classmethod
-    def tearDownClass(cls):
-        cls.echo.close()
-        cls.proxy.stop()
+        cls.proxy = cls.enterClassContext(H.Proxy())
+        cls.echo = cls.enterClassContext(H.EchoOrigin())
 
     # -- ALPN (RFC 7301 §3.2)
 
