@@ -8,6 +8,8 @@
 #include <stdlib.h>
 #include <string.h>
 #include <strings.h>
+#include <sys/resource.h>
+#include <uv.h>
 
 #include "src/log.h"
 #include "src/policy.h"
@@ -32,7 +34,9 @@ void config_init(struct config *cfg) {
   cfg->max_headers = 100;
   cfg->high_water = 512 * 1024;
   cfg->low_water = 128 * 1024;
-  cfg->max_connections = 0;
+  cfg->max_connections = CONFIG_AUTO;
+  cfg->max_handshakes = 1000;
+  cfg->read_budget = 128 * 1024;
   cfg->h2_max_concurrent_streams = 256;
   cfg->h2_stream_window = 1024 * 1024;
   cfg->h2_conn_window = 64 * 1024 * 1024;
@@ -175,12 +179,20 @@ void config_print_help(const char *argv0) {
       "\n"
       "Listeners and TLS:\n"
       "  --listen URL             tls://ADDR:PORT or tcp://ADDR:PORT; IPv6 as [ADDR]. Repeatable.\n"
-      "                           On tcp:// the HTTP/2 preface selects HTTP/2 (h2c prior knowledge).\n"
+      "                           On tcp:// the HTTP/2 preface selects HTTP/2 (h2c prior knowledge)\n"
+      "                           and a TLS ClientHello is served TLS, as on tls://. On tls:// a\n"
+      "                           plaintext HTTP request gets a plaintext 400 saying so.\n"
       "  --cert FILE              server certificate chain (PEM); default: the dev certificate\n"
       "  --key FILE               private key (PEM) for --cert\n"
       "  --state-dir DIR          where the dev CA/certificate live (default $HOME/.local/state/h2tunnel)\n"
       "  --workers N              worker threads, each with its own loop (default: one per core)\n"
-      "  --max-connections N      client connections per worker, 0 = unlimited (default 0)\n"
+      "  --max-connections N      client connections per worker, 0 = unlimited (default:\n"
+      "                           (RLIMIT_NOFILE - 100) / 2 shared by the workers, at least 16;\n"
+      "                           the other half is for upstream sockets). At the limit the oldest\n"
+      "                           handshake is closed to make room, or else the new one is refused.\n"
+      "  --max-handshakes N       connections per worker in their TLS handshake (or, on tcp://,\n"
+      "                           before their first bytes); at the limit the oldest is closed to\n"
+      "                           make room for the new one; 0 = unlimited (default 1000)\n"
       "\n"
       "Target policy (checked on the resolved address):\n"
       "  --allow-ports SPEC       allowed CONNECT ports: \"443,80,8000-8100\" or \"*\" (default 443,80)\n"
@@ -230,6 +242,8 @@ void config_print_help(const char *argv0) {
       "  --high-water N           stop reading a tunnel side when the other has N bytes queued\n"
       "                           (default 512k)\n"
       "  --low-water N            resume reading below N bytes queued (default 128k)\n"
+      "  --read-budget N          bytes read from one client connection per event-loop turn before\n"
+      "                           the other connections get theirs (default 128k)\n"
       "\n"
       "HTTP/2:\n"
       "  --h2-max-streams N       SETTINGS_MAX_CONCURRENT_STREAMS (default 256)\n"
@@ -259,7 +273,8 @@ enum {
   OPT_IDLE_TO, OPT_MAX_DUR, OPT_CIDLE_TO, OPT_DRAIN_TO, OPT_MAX_HDR_BYTES, OPT_MAX_HDRS, OPT_HIGH,
   OPT_LOW, OPT_H2_STREAMS, OPT_H2_SWIN, OPT_H2_CWIN, OPT_H2_HLIST, OPT_NO_XC, OPT_H2_RBURST,
   OPT_H2_RRATE, OPT_H2_CONT, OPT_H2_SETTINGS, OPT_H2_ACK, OPT_H2_DISCARD, OPT_LOG_LEVEL, OPT_ACCESS_LOG, OPT_HELP,
-  OPT_VERSION, OPT_UDP_IDLE_TO, OPT_UDP_TMPL, OPT_UPSTREAM_CA, OPT_WS_ROUTE, OPT_WS_ROUTES_ONLY, OPT_HE_DELAY
+  OPT_VERSION, OPT_UDP_IDLE_TO, OPT_UDP_TMPL, OPT_UPSTREAM_CA, OPT_WS_ROUTE, OPT_WS_ROUTES_ONLY, OPT_HE_DELAY,
+  OPT_MAX_HS, OPT_READ_BUDGET
 };
 
 static const struct option long_opts[] = {
@@ -269,6 +284,8 @@ static const struct option long_opts[] = {
     {"state-dir", required_argument, NULL, OPT_STATE_DIR},
     {"workers", required_argument, NULL, OPT_WORKERS},
     {"max-connections", required_argument, NULL, OPT_MAX_CONNS},
+    {"max-handshakes", required_argument, NULL, OPT_MAX_HS},
+    {"read-budget", required_argument, NULL, OPT_READ_BUDGET},
     {"allow-ports", required_argument, NULL, OPT_ALLOW_PORTS},
     {"allow-net", required_argument, NULL, OPT_ALLOW_NET},
     {"deny-net", required_argument, NULL, OPT_DENY_NET},
@@ -373,6 +390,8 @@ int config_parse(struct config *cfg, int argc, char **argv) {
       break;
     }
     case OPT_MAX_CONNS: r = set_size(&cfg->max_connections, name, v, 0, 10000000); break;
+    case OPT_MAX_HS: r = set_size(&cfg->max_handshakes, name, v, 0, 10000000); break;
+    case OPT_READ_BUDGET: r = set_size(&cfg->read_budget, name, v, 4096, 1ULL << 30); break;
     case OPT_ALLOW_PORTS: r = policy_set_ports(cfg->policy, v) ? bad(name, v) : 0; break;
     case OPT_ALLOW_NET: r = policy_allow_net(cfg->policy, v) ? bad(name, v) : 0; break;
     case OPT_DENY_NET: r = policy_deny_net(cfg->policy, v) ? bad(name, v) : 0; break;
@@ -445,7 +464,25 @@ int config_parse(struct config *cfg, int argc, char **argv) {
   return 0;
 }
 
+/* Each client connection may need a second descriptor for its upstream (more on h2), and the
+ * process needs some of its own (listeners, resolver, logs): half of what is left after 100 goes
+ * to client connections, so that an upstream dial does not fail with EMFILE on a full proxy --
+ * refusing a new client is kinder than 502s for the ones already served. */
+static size_t derived_max_connections(int workers) {
+  struct rlimit rl;
+  uint64_t nofile = 1024;
+  if (getrlimit(RLIMIT_NOFILE, &rl) == 0) nofile = rl.rlim_cur == RLIM_INFINITY ? (1u << 20) : rl.rlim_cur;
+  uint64_t per_worker = nofile > 100 ? (nofile - 100) / 2 / (uint64_t)workers : 0;
+  size_t n = (size_t)MAX(per_worker, 16);
+  log_info("--max-connections: %zu per worker (from RLIMIT_NOFILE %llu and %d worker(s))", n,
+           (unsigned long long)nofile, workers);
+  return n;
+}
+
 void config_finish(struct config *cfg) {
+  if (cfg->workers <= 0) cfg->workers = (int)uv_available_parallelism();
+  if (cfg->workers <= 0) cfg->workers = 1;
+  if (cfg->max_connections == CONFIG_AUTO) cfg->max_connections = derived_max_connections(cfg->workers);
   if (!cfg->listeners_given) {
     CHECK(config_parse_listener("tls://127.0.0.1:8443", &cfg->listeners[0]) == 0);
     CHECK(config_parse_listener("tcp://127.0.0.1:8080", &cfg->listeners[1]) == 0);

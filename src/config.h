@@ -9,6 +9,8 @@
 #include <sys/socket.h>
 
 #define CONFIG_MAX_LISTENERS 16
+/* A limit whose default config_finish derives from the machine (see there). */
+#define CONFIG_AUTO SIZE_MAX
 
 struct policy;
 
@@ -46,7 +48,9 @@ struct config {
   size_t max_headers;        /* HTTP/1.1 header field count */
   size_t high_water;         /* tunnel backpressure, bytes queued on the writer */
   size_t low_water;
-  size_t max_connections;    /* per worker; 0 = unlimited */
+  size_t max_connections;    /* per worker; 0 = unlimited; CONFIG_AUTO until config_finish */
+  size_t max_handshakes;     /* per worker: conns with no front end yet; 0 = unlimited */
+  size_t read_budget;        /* bytes one client conn may read per loop turn (fairness) */
 
   /* HTTP/2. */
   uint32_t h2_max_concurrent_streams;
@@ -82,7 +86,8 @@ void config_init(struct config *cfg);
 /* Parses argv into |cfg| (after config_init). Returns 0 to run, 1 when --help/--version printed
  * something and the process should exit 0, or -EINVAL after printing the reason to stderr. */
 int config_parse(struct config *cfg, int argc, char **argv);
-/* Fills in the embedded default listeners when none were given, and the state dir. */
+/* Fills in the embedded default listeners when none were given, the state dir, the worker count
+ * (one per core when 0) and the --max-connections default (derived from RLIMIT_NOFILE). */
 void config_finish(struct config *cfg);
 void config_dispose(struct config *cfg);
 void config_print_help(const char *argv0);

@@ -1,15 +1,43 @@
 /* Client connection: read path  socket -> [TLS] -> pending -> front end,
  *                     write path front end -> [TLS] -> so (sockout) -> socket (flushed once per turn).
  *
- * States: handshake (TLS only) -> sniff (cleartext only: until the front end is chosen) -> open ->
- * closing (flush, FIN, linger) -> handles closed -> freed. Flags, not a state number, say which
- * side has ended, because both directions end independently. */
+ * Opening phases (enum conn_phase), until a front end owns the connection:
+ *
+ *   phase          | holds                      | on bytes
+ *   ---------------+----------------------------+-----------------------------------------------
+ *   PEEK           | nothing                    | 0x16 (a TLS handshake record) -> TLS_HELLO, on
+ *                  |                            |   any listener (logged on a cleartext one)
+ *                  |                            | TLS listener, an HTTP method's first letter ->
+ *                  |                            |   plaintext 400 "this port expects TLS", close
+ *                  |                            | TLS listener, anything else -> close (logged)
+ *                  |                            | cleartext listener -> SNIFF
+ *   TLS_HELLO      | the first record, in small | record complete (or one OpenSSL will refuse)
+ *                  | blocks; no SSL object      |   -> SSL_new, TLS_HANDSHAKE
+ *   TLS_HANDSHAKE  | OpenSSL's handshake state  | done -> OPEN with the front end ALPN chose;
+ *                  |                            | failed (incl. no ALPN we speak) -> close
+ *   SNIFF          | pending plaintext          | h2 preface -> OPEN (h2), anything else -> OPEN (h1)
+ *   OPEN           | what the front end keeps   |
+ *
+ * A stalled handshake is what a flood holds open, so it is kept cheap: no SSL object (about
+ * 9 KiB) and none of OpenSSL's 16 KiB buffers until the client has sent a whole ClientHello
+ * record, reads into 2 KiB blocks, and at most --max-handshakes of them per worker, the oldest
+ * closed to make room (a real client finishes within a round trip or two, a flood's connections
+ * are the old ones).
+ *
+ * Closing: closing (flush, FIN, linger) -> handles closed -> freed. Flags, not a state number,
+ * say which side has ended, because both directions end independently.
+ *
+ * Fairness: one connection reads at most --read-budget bytes per loop turn (on_alloc), so a
+ * client that floods cannot hold the worker for the 32 x 64 KiB libuv would read, and decrypt
+ * and deliver, in one callback while the other connections wait. */
 #include "src/conn.h"
 
 #include <errno.h>
 #include <netinet/in.h>
 #include <netinet/tcp.h>
 #include <string.h>
+#include <sys/socket.h>
+#include <unistd.h>
 
 #include <openssl/err.h>
 
@@ -17,10 +45,15 @@
 #include "h2/h2_session.h"
 #include "src/log.h"
 #include "src/net.h"
+#include "src/pxerr.h"
 
 #define H2_PREFACE "PRI * HTTP/2.0\r\n\r\nSM\r\n\r\n"
 #define H2_PREFACE_LEN 24
 #define LINGER_MS 2000
+/* A TLS record starts with its type (22 = handshake), version (3, x) and a 16-bit length. */
+#define TLS_RECORD_HANDSHAKE 0x16
+#define TLS_RECORD_HEADER 5
+#define TLS_MAX_PLAINTEXT_RECORD 16384 /* RFC 8446 §5.1: 2^14 */
 
 static void flush(struct conn *c);
 static void pump(struct conn *c);
@@ -42,9 +75,44 @@ static void schedule(struct conn *c) { worker_defer(c->w, &c->flush); }
 
 static void on_alloc(uv_handle_t *h, size_t hint, uv_buf_t *buf) {
   struct conn *c = h->data;
-  struct buf_chunk *chunk = buf_get(&c->w->pool);
+  struct worker *w = c->w;
+  if (c->turn != w->turn) {
+    c->turn = w->turn;
+    c->turn_bytes = 0;
+  }
+  if (c->turn_bytes >= w->cfg->read_budget) {
+    /* This turn's budget is spent: an empty buffer ends libuv's read loop with UV_ENOBUFS. The
+     * socket stays readable (level-triggered), so the next turn reads on, after the others. */
+    buf->base = NULL;
+    buf->len = 0;
+    return;
+  }
+  /* Before a front end owns the connection, small blocks: a stalled handshake holds 2 KiB. */
+  struct buf_chunk *chunk = c->phase == CONN_OPEN ? buf_get(&w->pool) : buf_get_small(&w->pool);
   buf->base = chunk->data;
-  buf->len = BUF_CHUNK_SIZE;
+  buf->len = chunk->cap;
+}
+
+/* Appends |chunk| (taken) to |q|, copied into the tail block when it fits: a client sending its
+ * handshake a byte at a time must not hold a block per byte. */
+static void hold(struct conn *c, struct bufq *q, struct buf_chunk *chunk) {
+  struct buf_chunk *t = q->tail;
+  if (t && buf_room(t) >= chunk->len) {
+    memcpy(t->data + t->off + t->len, buf_rd(chunk), chunk->len);
+    t->len += chunk->len;
+    q->bytes += chunk->len;
+    buf_put(&c->w->pool, chunk);
+    return;
+  }
+  bufq_push(q, &c->w->pool, chunk);
+}
+
+/* Leaves w->handshakes: a front end took over, or the conn is closing. */
+static void hs_leave(struct conn *c) {
+  if (list_empty(&c->hs_link)) return;
+  list_remove(&c->hs_link);
+  c->w->nhandshakes--;
+  METRIC_SUB(&c->w->metrics, handshakes_active, 1);
 }
 
 static void release_read_buf(struct conn *c, const uv_buf_t *buf) {
@@ -61,6 +129,8 @@ static void fail(struct conn *c, int err) {
 
 /* Chooses the front end; pending bytes are delivered by the pump. */
 static void attach(struct conn *c, int h2) {
+  c->phase = CONN_OPEN;
+  hs_leave(c);
   c->proto = h2 ? "h2" : "http/1.1";
   conn_set_timer(c, 0); /* the handshake is over; the front end arms its own timers */
   if (h2) {
@@ -95,7 +165,7 @@ static void deliver_eof(struct conn *c) {
 static void pump(struct conn *c) {
   while (!c->closing && c->fe && c->reading) {
     struct buf_chunk *chunk = bufq_pop(&c->pending);
-    if (!chunk && c->ssl && c->handshake_done) {
+    if (!chunk && c->ssl && c->phase == CONN_OPEN) {
       /* With nothing to decrypt, SSL_read would allocate its 16 KiB record buffer only to
        * report WANT_READ -- and keep it, on every idle connection. */
       if (c->tio.in.bytes == 0 && !SSL_has_pending(c->ssl)) break;
@@ -125,27 +195,37 @@ static void pump(struct conn *c) {
   }
   deliver_eof(c);
   /* An idle TLS connection keeps no 16 KiB record buffers (fails harmlessly if data waits). */
-  if (c->ssl && c->handshake_done && c->tio.in.bytes == 0) SSL_free_buffers(c->ssl);
+  if (c->ssl && c->phase == CONN_OPEN && c->tio.in.bytes == 0) SSL_free_buffers(c->ssl);
   if (c->ssl && c->so.q.bytes) schedule(c); /* alerts, tickets, key updates */
 }
 
 static void tls_progress(struct conn *c) {
-  if (!c->handshake_done) {
+  if (c->phase == CONN_TLS_HANDSHAKE) {
     int r = SSL_do_handshake(c->ssl);
     if (r != 1) {
       int e = SSL_get_error(c->ssl, r);
       if (e == SSL_ERROR_WANT_READ) {
+        /* Waiting for the client's next flight: keep no empty 16 KiB record buffers meanwhile. */
+        if (c->tio.in.bytes == 0) SSL_free_buffers(c->ssl);
         flush(c);
         if (c->eof) conn_abort(c); /* the client hung up mid-handshake */
         return;
       }
-      char buf[160];
-      log_debug("conn %s: TLS handshake failed: %s", c->peer, tls_error_string(buf, sizeof(buf)));
       METRIC_ADD(&c->w->metrics, tls_handshake_failures, 1);
+      if (ERR_GET_REASON(ERR_peek_error()) == SSL_R_NO_APPLICATION_PROTOCOL) {
+        ERR_clear_error();
+        worker_log(c->w, WLOG_TLS_FAILED, LOG_INFO,
+                   "conn %s: TLS client offered no ALPN protocol we speak (h2, http/1.1): sent the "
+                   "no_application_protocol alert (RFC 7301)",
+                   c->peer);
+      } else {
+        char buf[160];
+        worker_log(c->w, WLOG_TLS_FAILED, LOG_INFO, "conn %s: TLS handshake failed: %s", c->peer,
+                   tls_error_string(buf, sizeof(buf)));
+      }
       conn_close(c); /* sends the alert OpenSSL queued */
       return;
     }
-    c->handshake_done = 1;
     const char *alpn = tls_alpn(c->ssl);
     attach(c, alpn && strcmp(alpn, "h2") == 0);
   }
@@ -153,8 +233,78 @@ static void tls_progress(struct conn *c) {
   flush(c);
 }
 
+/* The first TLS record is complete (or OpenSSL will refuse it anyway): only now the SSL object. */
+static void start_tls(struct conn *c) {
+  c->ssl = tls_ssl_new(c->w->ssl_ctx, &c->tio);
+  SSL_set_accept_state(c->ssl);
+  c->phase = CONN_TLS_HANDSHAKE;
+  tls_progress(c);
+}
+
+static void collect_hello(struct conn *c) {
+  unsigned char h[TLS_RECORD_HEADER];
+  if (bufq_peek(&c->tio.in, h, sizeof(h)) < sizeof(h)) return;
+  size_t len = ((size_t)h[3] << 8) | h[4];
+  if (h[1] == 3 && len <= TLS_MAX_PLAINTEXT_RECORD && c->tio.in.bytes < TLS_RECORD_HEADER + len) return;
+  start_tls(c);
+}
+
+/* A plaintext request on a TLS listener: say so in plaintext, so that curl, wget and urllib
+ * users read why instead of "Remote end closed connection". */
+static void answer_plaintext_on_tls(struct conn *c) {
+  static const char body[] = "this port expects TLS: use an https:// proxy URL\n";
+  char head[320];
+  int n = snprintf(head, sizeof(head),
+                   "HTTP/1.1 400 Bad Request\r\nContent-Type: text/plain\r\nContent-Length: %zu\r\n"
+                   "Proxy-Status: h2tunnel; error=%s; details=\"this port expects TLS\"\r\n"
+                   "Connection: close\r\n\r\n",
+                   sizeof(body) - 1, pxerr_token(PXERR_BAD_REQUEST));
+  CHECK(n > 0 && (size_t)n < sizeof(head));
+  worker_log(c->w, WLOG_PLAIN_ON_TLS, LOG_INFO,
+             "conn %s: plaintext HTTP on a TLS listener: answered 400 \"this port expects TLS\"", c->peer);
+  METRIC_ADD(&c->w->metrics, errors[PXERR_BAD_REQUEST], 1);
+  conn_write_copy(c, head, (size_t)n);
+  conn_write_copy(c, body, sizeof(body) - 1);
+  conn_close(c);
+}
+
+/* The first byte decides; returns 1 when |chunk| (taken) still needs the cleartext path. */
+static int peek(struct conn *c, struct buf_chunk *chunk) {
+  unsigned char first = (unsigned char)buf_rd(chunk)[0];
+  if (first == TLS_RECORD_HANDSHAKE) {
+    if (!c->w->ssl_ctx) {
+      worker_log(c->w, WLOG_TLS_ON_CLEAR, LOG_INFO,
+                 "conn %s: TLS on a cleartext listener, and no tls:// listener loaded a certificate: closing",
+                 c->peer);
+      buf_put(&c->w->pool, chunk);
+      conn_abort(c);
+      return 0;
+    }
+    if (!c->tls_listener)
+      worker_log(c->w, WLOG_TLS_ON_CLEAR, LOG_INFO, "conn %s: TLS on a cleartext listener: serving TLS", c->peer);
+    c->phase = CONN_TLS_HELLO;
+    hold(c, &c->tio.in, chunk);
+    collect_hello(c);
+    return 0;
+  }
+  if (!c->tls_listener) {
+    c->phase = CONN_SNIFF;
+    return 1;
+  }
+  buf_put(&c->w->pool, chunk);
+  if (first >= 'A' && first <= 'Z') { /* the first letter of an HTTP method */
+    answer_plaintext_on_tls(c);
+  } else {
+    worker_log(c->w, WLOG_NOT_TLS, LOG_INFO,
+               "conn %s: neither TLS nor HTTP on a TLS listener (first byte 0x%02x): closing", c->peer, first);
+    conn_abort(c);
+  }
+  return 0;
+}
+
 static void on_read(uv_stream_t *s, ssize_t nread, const uv_buf_t *buf) {
   struct conn *c = s->data;
+  if (nread == UV_ENOBUFS) return; /* the turn's read budget is spent (on_alloc) */
   if (nread <= 0) {
     release_read_buf(c, buf);
     if (nread == 0) return;
@@ -170,9 +320,9 @@ static void on_read(uv_stream_t *s, ssize_t nread, const uv_buf_t *buf) {
       c->eof = 1;
       uv_read_stop(s);
       c->uv_reading = 0;
-      if (!c->fe) {
-        if (c->ssl || c->pending.bytes == 0) {
-          conn_abort(c);
+      if (c->phase != CONN_OPEN) {
+        if (c->phase != CONN_SNIFF || c->pending.bytes == 0) {
+          conn_abort(c); /* the client hung up before a front end had anything to answer */
           return;
         }
         attach(c, 0);
@@ -186,17 +336,39 @@ static void on_read(uv_stream_t *s, ssize_t nread, const uv_buf_t *buf) {
   }
   struct buf_chunk *chunk = container_of(buf->base, struct buf_chunk, data);
   chunk->len = (uint32_t)nread;
+  c->turn_bytes += (size_t)nread;
   if (c->lingering || c->closing) {
     buf_put(&c->w->pool, chunk);
     return;
   }
-  if (c->ssl) {
+  switch (c->phase) {
+  case CONN_PEEK:
+    if (!peek(c, chunk)) return;
+    break;
+  case CONN_TLS_HELLO:
+    hold(c, &c->tio.in, chunk);
+    collect_hello(c);
+    return;
+  case CONN_TLS_HANDSHAKE:
     bufq_push(&c->tio.in, &c->w->pool, chunk);
     tls_progress(c);
     return;
+  case CONN_SNIFF:
+    break;
+  case CONN_OPEN:
+    if (c->ssl) {
+      bufq_push(&c->tio.in, &c->w->pool, chunk);
+      tls_progress(c);
+      return;
+    }
+    break;
   }
-  bufq_push(&c->pending, &c->w->pool, chunk);
-  if (!c->fe) sniff(c);
+  if (c->phase == CONN_SNIFF) {
+    hold(c, &c->pending, chunk);
+    sniff(c);
+  } else {
+    bufq_push(&c->pending, &c->w->pool, chunk);
+  }
   pump(c);
   /* The front end stopped reading with bytes left over: stop the socket too. */
   if (!c->closing && !c->reading && c->uv_reading) {
@@ -330,7 +502,7 @@ void conn_read_stop(struct conn *c) {
 void conn_shutdown(struct conn *c) {
   if (c->want_shutdown || c->closing) return;
   c->want_shutdown = 1;
-  if (c->ssl && c->handshake_done && !c->write_failed) {
+  if (c->ssl && c->phase == CONN_OPEN && !c->write_failed) {
     SSL_shutdown(c->ssl); /* queues close_notify; we do not wait for the client's */
     ERR_clear_error();
   }
@@ -339,6 +511,7 @@ void conn_shutdown(struct conn *c) {
 
 void conn_close(struct conn *c) {
   if (c->closing) return;
+  hs_leave(c);
   conn_read_stop(c);
   conn_shutdown(c);
   c->closing = 1;
@@ -357,6 +530,7 @@ void conn_abort(struct conn *c) {
   if (c->aborted || c->handles_closing) return;
   c->closing = 1;
   c->aborted = 1;
+  hs_leave(c);
   conn_read_stop(c);
   bufq_clear(&c->pending, &c->w->pool);
   sockout_clear(&c->so);
@@ -390,7 +564,9 @@ static void free_conn(struct conn *c) {
   bufq_clear(&c->pending, &w->pool);
   bufq_clear(&c->tio.in, &w->pool);
   if (c->ssl) SSL_free(c->ssl);
+  hs_leave(c);
   list_remove(&c->link);
+  w->nconns--;
   METRIC_SUB(&w->metrics, conns_active, 1);
   free(c);
   worker_maybe_finish(w);
@@ -419,15 +595,49 @@ static void on_timer(uv_timer_t *t) {
   if (c->closing) {
     close_handles(c);
   } else if (!c->fe) {
-    log_debug("conn %s: handshake timeout", c->peer);
+    log_debug("conn %s: handshake timeout (%s)", c->peer, c->ssl ? "TLS" : "no complete first flight");
     conn_abort(c);
   } else {
     c->fe->on_timeout(c);
   }
 }
 
-void conn_accept(struct listener *lst) {
+/* Closes the connection that has been in its handshake longest, to make room under |limit|.
+ * Returns 0 when no connection is in its handshake. */
+static int evict_oldest_handshake(struct worker *w, const char *limit, size_t max) {
+  if (list_empty(&w->handshakes)) return 0;
+  struct conn *old = container_of(w->handshakes.next, struct conn, hs_link);
+  METRIC_ADD(&w->metrics, handshakes_evicted, 1);
+  worker_log(w, WLOG_EVICTED, LOG_WARN, "conn %s: %s (%zu per worker) reached: closing the oldest handshake (%llu ms old)",
+             old->peer, limit, max, (unsigned long long)(uv_now(&w->loop) - old->accepted_ms));
+  conn_abort(old);
+  return 1;
+}
+
+static void refuse(struct worker *w, uv_os_sock_t fd) {
+  char peer[64] = "?";
+  struct sockaddr_storage ss;
+  socklen_t len = sizeof(ss);
+  if (getpeername(fd, (struct sockaddr *)&ss, &len) == 0) net_format_addr((struct sockaddr *)&ss, peer, sizeof(peer));
+  METRIC_ADD(&w->metrics, conns_refused, 1);
+  worker_log(w, WLOG_REFUSED, LOG_WARN, "conn %s: over --max-connections (%zu per worker) with no handshake to close: refused",
+             peer, w->cfg->max_connections);
+  struct linger lg = {1, 0}; /* RST: nothing was said on it */
+  setsockopt(fd, SOL_SOCKET, SO_LINGER, &lg, sizeof(lg));
+  close(fd);
+}
+
+void conn_accept(struct listener *lst, uv_os_sock_t fd) {
   struct worker *w = lst->w;
+  const struct config *cfg = w->cfg;
+  /* Oldest-first: the handshakes a flood holds are the old ones, so a real client gets in. */
+  if (cfg->max_connections && w->nconns >= cfg->max_connections &&
+      !evict_oldest_handshake(w, "--max-connections", cfg->max_connections)) {
+    refuse(w, fd);
+    return;
+  }
+  if (cfg->max_handshakes && w->nhandshakes >= cfg->max_handshakes)
+    evict_oldest_handshake(w, "--max-handshakes", cfg->max_handshakes);
   struct conn *c = xcalloc(1, sizeof(*c));
   c->w = w;
   uv_tcp_init(&w->loop, &c->tcp);
@@ -440,9 +650,17 @@ void conn_accept(struct listener *lst) {
   c->tio.pool = &w->pool;
   sockout_init(&c->so, &w->pool);
   c->tio.out = &c->so.q;
+  c->phase = CONN_PEEK;
+  c->tls_listener = lst->cfg->tls ? 1 : 0;
+  c->accepted_ms = uv_now(&w->loop);
   list_insert_tail(&w->conns, &c->link);
+  w->nconns++;
+  list_insert_tail(&w->handshakes, &c->hs_link);
+  w->nhandshakes++;
+  METRIC_ADD(&w->metrics, handshakes_active, 1);
   METRIC_ADD(&w->metrics, conns_active, 1);
-  if (uv_accept((uv_stream_t *)&lst->tcp, (uv_stream_t *)&c->tcp) != 0) {
+  if (uv_tcp_open(&c->tcp, fd) != 0) {
+    close(fd);
     conn_abort(c);
     return;
   }
@@ -452,22 +670,7 @@ void conn_accept(struct listener *lst) {
   int len = sizeof(ss);
   if (uv_tcp_getpeername(&c->tcp, (struct sockaddr *)&ss, &len) == 0)
     net_format_addr((struct sockaddr *)&ss, c->peer, sizeof(c->peer));
-  if (w->cfg->max_connections &&
-      atomic_load_explicit(&w->metrics.conns_active, memory_order_relaxed) > w->cfg->max_connections) {
-    log_warn("conn %s: over --max-connections (%zu per worker), closing", c->peer,
-             w->cfg->max_connections);
-    conn_abort(c);
-    return;
-  }
-  if (lst->cfg->tls) {
-    c->tls = 1;
-    c->ssl = SSL_new(w->ssl_ctx);
-    CHECK(c->ssl != NULL);
-    BIO *b = tls_bio_new(&c->tio);
-    SSL_set_bio(c->ssl, b, b);
-    SSL_set_accept_state(c->ssl);
-  }
-  uv_timer_start(&c->timer, on_timer, w->cfg->handshake_timeout_ms, 0);
+  uv_timer_start(&c->timer, on_timer, cfg->handshake_timeout_ms, 0);
   c->reading = 1;
   if (uv_read_start((uv_stream_t *)&c->tcp, on_alloc, on_read) == 0) c->uv_reading = 1;
 }

@@ -1,5 +1,7 @@
 /* An accepted client connection: the TCP handle, TLS (or not), and the front end chosen once by
- * ALPN or, on cleartext listeners, by sniffing the HTTP/2 preface.
+ * ALPN or, on cleartext, by sniffing the HTTP/2 preface. The first byte says whether the client
+ * speaks TLS (0x16) whatever the listener: TLS is served on cleartext listeners too, and plaintext
+ * HTTP on a TLS listener gets a plaintext 400 that says so.
  *
  * Layers: the conn delivers plaintext chunks up to its front end (h1 or h2) through conn_fe_ops
  * and takes plaintext down through conn_write. Ownership: the worker owns every conn (w->conns);
@@ -17,6 +19,15 @@
 #include "src/worker.h"
 
 struct conn;
+
+/* How far a connection has got before a front end owns it; the transitions are in conn.c. */
+enum conn_phase {
+  CONN_PEEK,          /* nothing read yet: the first byte tells TLS from plaintext */
+  CONN_TLS_HELLO,     /* TLS: collecting the first record (the ClientHello); no SSL object yet */
+  CONN_TLS_HANDSHAKE, /* TLS: OpenSSL is handshaking */
+  CONN_SNIFF,         /* cleartext: not yet enough bytes to tell the h2 preface from h1 */
+  CONN_OPEN,          /* a front end owns the connection */
+};
 
 /* The front end's side of the contract. Every op is non-NULL. Upcalls are made from loop
  * callbacks with the conn referenced, so a front end may call conn_close/conn_abort from inside. */
@@ -40,12 +51,19 @@ struct conn_fe_ops {
 struct conn {
   struct worker *w;               /* back-pointer: the owning worker */
   struct list link;               /* in w->conns */
+  struct list hs_link;            /* in w->handshakes while phase < CONN_OPEN and not closing */
+  enum conn_phase phase;
+  uint64_t accepted_ms;           /* loop time of the accept (the age of a handshake) */
+  uint64_t turn;                  /* w->turn when turn_bytes was last reset */
+  size_t turn_bytes;              /* bytes read in that turn, against cfg->read_budget */
   uv_tcp_t tcp;
   uv_timer_t timer;
   int handles;                    /* open libuv handles; the conn is freed when it reaches 0 */
   int refs;                       /* upcalls in progress; see conn_ref/conn_unref */
-  SSL *ssl;                       /* owned; NULL on cleartext listeners */
-  struct tls_io tio;              /* ciphertext for |ssl|; its output goes to |so| */
+  SSL *ssl;                       /* owned; NULL until the first TLS record is complete, and on
+                                     cleartext connections */
+  struct tls_io tio;              /* ciphertext for |ssl| (before it exists: the first record);
+                                     its output goes to |so| */
   struct sockout so;              /* bytes for the socket (ciphertext on TLS) */
   struct bufq pending;            /* plaintext read but not delivered: before the front end is
                                      chosen, or while it has reading stopped */
@@ -55,8 +73,7 @@ struct conn {
   void *fe_data;                  /* owned through fe->on_close */
   const char *proto;              /* "h2", "http/1.1": static */
   char peer[64];                  /* "addr:port" of the client */
-  unsigned tls : 1;
-  unsigned handshake_done : 1;
+  unsigned tls_listener : 1;      /* accepted on a tls:// listener */
   unsigned reading : 1;           /* the front end wants on_read */
   unsigned uv_reading : 1;
   unsigned eof : 1;               /* EOF seen from the client */
@@ -72,8 +89,10 @@ struct conn {
   unsigned pump_pending : 1;      /* TLS plaintext may be pending inside OpenSSL */
 };
 
-/* Accepts a connection from |lst|. Errors are logged; the listener keeps going. */
-void conn_accept(struct listener *lst);
+/* Takes the connection |fd| (non-blocking, just accepted on |lst|; owned from here on). Over
+ * --max-connections or --max-handshakes the oldest handshake is closed to make room; with none to
+ * close, |fd| is refused (closed with a log line). Errors are logged; the listener keeps going. */
+void conn_accept(struct listener *lst, uv_os_sock_t fd);
 
 /* Plaintext down: |chunk| is taken (encrypted on TLS conns). The bytes go out at the end of the
  * loop turn, coalesced with others. */

@@ -91,3 +91,19 @@ void log_json_str(struct strbuf *sb, const char *s) {
   out[n++] = '"';
   strbuf_append(sb, out, n);
 }
+
+int log_limit_pass(struct log_limit *l, uint64_t now_ms, uint64_t interval_ms, uint32_t burst,
+                   uint64_t *suppressed) {
+  if (l->lines == 0 || now_ms - l->window_start_ms >= interval_ms) {
+    l->window_start_ms = now_ms;
+    l->lines = 0;
+  }
+  if (l->lines >= burst) {
+    l->suppressed++;
+    return 0;
+  }
+  l->lines++;
+  *suppressed = l->suppressed;
+  l->suppressed = 0;
+  return 1;
+}

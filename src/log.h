@@ -3,6 +3,7 @@
 #ifndef H2T_LOG_H
 #define H2T_LOG_H
 
+#include <stdint.h>
 #include <stdio.h>
 
 #include "src/strbuf.h"
@@ -36,5 +37,20 @@ void log_access_line(const char *line, size_t len);
  * Like every strbuf append it is all or nothing. */
 #define LOG_JSON_STR_MAX 512
 void log_json_str(struct strbuf *sb, const char *s);
+
+/* A rate limit for one kind of log line (one per worker and kind: no locking). Floods from
+ * clients -- refused connections, failing accepts, protocol mismatches -- would otherwise write a
+ * line per connection. At most |burst| lines per |interval_ms|; the lines held back are counted,
+ * and the next line written reports how many. */
+struct log_limit {
+  uint64_t window_start_ms;
+  uint32_t lines;      /* written in the current window */
+  uint64_t suppressed; /* held back since the last line written */
+};
+
+/* Returns 1 when a line may be written at |now_ms| (and sets *|suppressed| to the number held back
+ * before it), 0 when it is to be dropped (and counted). */
+int log_limit_pass(struct log_limit *l, uint64_t now_ms, uint64_t interval_ms, uint32_t burst,
+                   uint64_t *suppressed);
 
 #endif

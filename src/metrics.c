@@ -50,6 +50,10 @@ size_t metrics_render(const struct metrics *const *all, size_t nw, char *buf, si
     ACC(conns_h1);
     ACC(conns_h2);
     ACC(tls_handshake_failures);
+    ACC(handshakes_active);
+    ACC(handshakes_evicted);
+    ACC(conns_refused);
+    ACC(accept_errors);
     ACC(bytes_up);
     ACC(bytes_down);
     ACC(requests_local);
@@ -74,6 +78,16 @@ size_t metrics_render(const struct metrics *const *all, size_t nw, char *buf, si
   put(&o, "h2tunnel_connections_by_protocol_total", "{protocol=\"h2\"}", LOAD(sum.conns_h2));
   head(&o, "h2tunnel_tls_handshake_failures_total", "counter", "TLS handshakes that failed.");
   put(&o, "h2tunnel_tls_handshake_failures_total", NULL, LOAD(sum.tls_handshake_failures));
+  head(&o, "h2tunnel_handshakes_active", "gauge",
+       "Connections accepted and not yet given to a front end (TLS handshake or protocol sniff).");
+  put(&o, "h2tunnel_handshakes_active", NULL, LOAD(sum.handshakes_active));
+  head(&o, "h2tunnel_handshakes_evicted_total", "counter",
+       "Handshakes closed, oldest first, to make room for a new connection.");
+  put(&o, "h2tunnel_handshakes_evicted_total", NULL, LOAD(sum.handshakes_evicted));
+  head(&o, "h2tunnel_connections_refused_total", "counter", "Connections refused at --max-connections.");
+  put(&o, "h2tunnel_connections_refused_total", NULL, LOAD(sum.conns_refused));
+  head(&o, "h2tunnel_accept_errors_total", "counter", "accept(2) failures (EMFILE, ENFILE, ENOBUFS...).");
+  put(&o, "h2tunnel_accept_errors_total", NULL, LOAD(sum.accept_errors));
   head(&o, "h2tunnel_tunnels_opened_total", "counter", "Tunnels established.");
   char lab[64];
   for (int p = 0; p < TUN_PROTO_COUNT; p++) {

@@ -23,6 +23,10 @@ struct metrics {
   _Atomic uint64_t conns_h1;
   _Atomic uint64_t conns_h2;
   _Atomic uint64_t tls_handshake_failures;
+  _Atomic uint64_t handshakes_active;   /* accepted, no front end yet (TLS or protocol sniff) */
+  _Atomic uint64_t handshakes_evicted;  /* closed to make room (--max-handshakes/-connections) */
+  _Atomic uint64_t conns_refused;       /* refused at accept: over --max-connections */
+  _Atomic uint64_t accept_errors;       /* accept(2) failures (EMFILE, ENFILE, ENOBUFS...) */
   _Atomic uint64_t tunnels_opened[TUN_PROTO_COUNT];
   _Atomic uint64_t tunnels_active[TUN_PROTO_COUNT];
   _Atomic uint64_t bytes_up;   /* client -> upstream */

@@ -7,7 +7,9 @@
 #include "src/log.h"
 #include "src/util.h"
 
-/* "h2" preferred, then "http/1.1"; a client offering neither gets no ALPN (and the h1 front end). */
+/* "h2" preferred, then "http/1.1". A client that offers ALPN but neither of them gets the
+ * no_application_protocol alert (RFC 7301 §3.2): serving it http/1.1 anyway would answer a protocol
+ * it did not ask for. A client offering no ALPN at all never gets here (and is served http/1.1). */
 static int on_alpn_select(SSL *ssl, const unsigned char **out, unsigned char *outlen,
                           const unsigned char *in, unsigned int inlen, void *arg) {
   static const unsigned char prefs[][10] = {{2, 'h', '2'}, {8, 'h', 't', 't', 'p', '/', '1', '.', '1'}};
@@ -23,7 +25,7 @@ static int on_alpn_select(SSL *ssl, const unsigned char **out, unsigned char *ou
       i += 1 + n;
     }
   }
-  return SSL_TLSEXT_ERR_NOACK;
+  return SSL_TLSEXT_ERR_ALERT_FATAL;
 }
 
 static BIO_METHOD *bio_method(void);
@@ -184,4 +186,12 @@ BIO *tls_bio_new(struct tls_io *io) {
   CHECK(b != NULL);
   BIO_set_data(b, io);
   return b;
+}
+
+SSL *tls_ssl_new(SSL_CTX *ctx, struct tls_io *io) {
+  SSL *ssl = SSL_new(ctx);
+  CHECK(ssl != NULL);
+  BIO *b = tls_bio_new(io);
+  SSL_set_bio(ssl, b, b);
+  return ssl;
 }

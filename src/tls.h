@@ -27,6 +27,9 @@ struct tls_io {
 
 /* Returns a BIO over |io| (borrowed; it must outlive the BIO). SSL_set_bio(ssl, b, b) takes it. */
 BIO *tls_bio_new(struct tls_io *io);
+/* A new SSL object of |ctx| whose ciphertext goes through |io| (borrowed; it must outlive the SSL).
+ * The caller sets the accept or connect state. Aborts on out-of-memory. */
+SSL *tls_ssl_new(SSL_CTX *ctx, struct tls_io *io);
 
 /* Encrypts all |len| bytes (several records when needed) into the BIO's queue. Our BIO never
  * blocks, so anything short of everything is a TLS state error. Returns 0 or -EPROTO. */

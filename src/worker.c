@@ -1,9 +1,14 @@
+/* accept4(2) */
+#define _GNU_SOURCE
 #include "src/worker.h"
 
 #include <errno.h>
 #include <malloc.h>
+#include <stdarg.h>
+#include <netinet/in.h>
 #include <string.h>
 #include <sys/socket.h>
+#include <unistd.h>
 
 #include "src/conn.h"
 #include "src/dns.h"
@@ -13,6 +18,7 @@
 
 static void on_defer_check(uv_check_t *h) {
   struct worker *w = h->data;
+  w->turn++; /* between poll phases: the reads of one poll phase share a turn (conn.c) */
   /* Callbacks may defer more work; run until the list is empty (bounded by what they add). */
   for (int rounds = 0; rounds < 8 && !list_empty(&w->deferred); rounds++) {
     struct list todo;
@@ -50,32 +56,116 @@ void worker_defer_cancel(struct worker_defer *d) {
   d->queued = 0;
 }
 
-static void on_connection(uv_stream_t *server, int status) {
-  struct listener *lst = server->data;
+void worker_log(struct worker *w, enum worker_log kind, enum log_level level, const char *fmt, ...) {
+  /* Warnings about limits: one line per 10 s; lines about single clients: ten. */
+  uint32_t burst = kind == WLOG_EVICTED || kind == WLOG_REFUSED ? 1 : 10;
+  uint64_t held_back;
+  if (level > log_get_level() || !log_limit_pass(&w->loglimit[kind], uv_now(&w->loop), 10000, burst, &held_back))
+    return;
+  char line[512];
+  va_list ap;
+  va_start(ap, fmt);
+  int n = vsnprintf(line, sizeof(line), fmt, ap);
+  va_end(ap);
+  if (n < 0) return;
+  if (held_back)
+    log_msg(level, "%s (and %llu similar lines held back)", line, (unsigned long long)held_back);
+  else
+    log_msg(level, "%s", line);
+}
+
+/* Connections accepted per wake-up: a burst of connections must not hold the loop either
+ * (libuv reads a stream at most 32 times per callback for the same reason). */
+#define ACCEPT_BATCH 32
+/* How long accepting pauses after EMFILE and the like. The connections wait in the backlog
+ * meanwhile and are served once descriptors are free again (nginx pauses 500 ms). */
+#define ACCEPT_PAUSE_MS 250
+
+static void on_listener_readable(uv_poll_t *h, int status, int events);
+
+static void on_pause_timer(uv_timer_t *t) {
+  struct listener *lst = t->data;
+  if (!lst->w->stopping) uv_poll_start(&lst->poll, UV_READABLE, on_listener_readable);
+}
+
+static void accept_failed(struct listener *lst, int err) {
+  struct worker *w = lst->w;
+  METRIC_ADD(&w->metrics, accept_errors, 1);
+  lst->failures++;
+  uint64_t held_back;
+  if (log_limit_pass(&lst->errlog, uv_now(&w->loop), 10000, 1, &held_back))
+    log_warn("accept on %s: %s; pausing accepts for %d ms (%llu failed accepts since the last "
+             "connection; this line repeats at most every 10 s)",
+             lst->cfg->text, uv_strerror(err), ACCEPT_PAUSE_MS, (unsigned long long)lst->failures);
+  uv_poll_stop(&lst->poll);
+  uv_timer_start(&lst->pause_timer, on_pause_timer, ACCEPT_PAUSE_MS, 0);
+}
+
+static void on_listener_readable(uv_poll_t *h, int status, int events) {
+  struct listener *lst = h->data;
   if (status < 0) {
-    log_warn("accept on %s: %s", lst->cfg->text, uv_strerror(status));
+    accept_failed(lst, status);
     return;
   }
-  if (lst->w->stopping) return;
-  conn_accept(lst);
+  for (int i = 0; i < ACCEPT_BATCH && !lst->w->stopping; i++) {
+    int fd = accept4(lst->fd, NULL, NULL, SOCK_NONBLOCK | SOCK_CLOEXEC);
+    if (fd < 0) {
+      int e = errno;
+      if (e == EAGAIN || e == EWOULDBLOCK) return;
+      /* Errors of that one connection (accept(2): Linux passes pending network errors on). */
+      if (e == EINTR || e == ECONNABORTED || e == EPROTO || e == EPERM || e == ENETDOWN ||
+          e == ENETUNREACH || e == EHOSTDOWN || e == EHOSTUNREACH || e == ENONET || e == ENOPROTOOPT ||
+          e == EOPNOTSUPP || e == ETIMEDOUT)
+        continue;
+      accept_failed(lst, -e); /* EMFILE, ENFILE, ENOBUFS, ENOMEM: out of something */
+      return;
+    }
+    if (lst->failures) {
+      log_info("accept on %s: accepting again after %llu failed accepts", lst->cfg->text,
+               (unsigned long long)lst->failures);
+      lst->failures = 0;
+    }
+    conn_accept(lst, fd);
+  }
+}
+
+static void close_if_open(uv_handle_t *h) {
+  if (h->loop && !uv_is_closing(h)) uv_close(h, NULL);
+}
+
+static void listener_close(struct listener *lst) {
+  close_if_open((uv_handle_t *)&lst->poll);
+  close_if_open((uv_handle_t *)&lst->pause_timer);
+  /* uv_close stopped the poll, so the descriptor may go now. */
+  if (lst->fd >= 0) close(lst->fd);
+  lst->fd = -1;
 }
 
 static int listener_open(struct worker *w, struct listener *lst, const struct config_listener *lc) {
   lst->w = w;
   lst->cfg = lc;
-  int r = uv_tcp_init_ex(&w->loop, &lst->tcp, lc->addr.ss_family);
-  if (r) return r;
-  lst->tcp.data = lst;
-  uv_os_fd_t fd;
+  lst->fd = socket(lc->addr.ss_family, SOCK_STREAM | SOCK_NONBLOCK | SOCK_CLOEXEC, 0);
+  if (lst->fd < 0) {
+    int r = -errno;
+    log_error("listen %s: %s", lc->text, uv_strerror(r));
+    return r;
+  }
   int one = 1;
   /* libuv 1.44 has no UV_TCP_REUSEPORT: every worker binds its own socket to the same port and
    * the kernel spreads connections across them. */
-  if (uv_fileno((uv_handle_t *)&lst->tcp, &fd) == 0) {
-    setsockopt(fd, SOL_SOCKET, SO_REUSEPORT, &one, sizeof(one));
-    if (lc->addr.ss_family == AF_INET6) setsockopt(fd, IPPROTO_IPV6, IPV6_V6ONLY, &one, sizeof(one));
+  setsockopt(lst->fd, SOL_SOCKET, SO_REUSEADDR, &one, sizeof(one));
+  setsockopt(lst->fd, SOL_SOCKET, SO_REUSEPORT, &one, sizeof(one));
+  if (lc->addr.ss_family == AF_INET6) setsockopt(lst->fd, IPPROTO_IPV6, IPV6_V6ONLY, &one, sizeof(one));
+  socklen_t len = lc->addr.ss_family == AF_INET6 ? sizeof(struct sockaddr_in6) : sizeof(struct sockaddr_in);
+  int r = 0;
+  if (bind(lst->fd, (const struct sockaddr *)&lc->addr, len) != 0 || listen(lst->fd, 1024) != 0) r = -errno;
+  if (r == 0) r = uv_poll_init_socket(&w->loop, &lst->poll, lst->fd);
+  if (r == 0) {
+    lst->poll.data = lst;
+    uv_timer_init(&w->loop, &lst->pause_timer);
+    lst->pause_timer.data = lst;
+    r = uv_poll_start(&lst->poll, UV_READABLE, on_listener_readable);
   }
-  r = uv_tcp_bind(&lst->tcp, (const struct sockaddr *)&lc->addr, 0);
-  if (r == 0) r = uv_listen((uv_stream_t *)&lst->tcp, 1024, on_connection);
   if (r) log_error("listen %s: %s", lc->text, uv_strerror(r));
   return r;
 }
@@ -99,6 +189,8 @@ int worker_init(struct worker *w, int id, const struct config *cfg, SSL_CTX *ctx
   w->loop.data = w;
   buf_pool_init(&w->pool, 32); /* 2 MiB of chunks kept for bursts; more go back to malloc */
   list_init(&w->conns);
+  list_init(&w->handshakes);
+  for (int i = 0; i < CONFIG_MAX_LISTENERS; i++) w->listeners[i].fd = -1;
   list_init(&w->tunnels);
   list_init(&w->deferred);
   uv_idle_init(&w->loop, &w->defer_idle);
@@ -136,10 +228,6 @@ void worker_run(struct worker *w) { uv_run(&w->loop, UV_RUN_DEFAULT); }
 
 void worker_request_stop(struct worker *w) { uv_async_send(&w->stop_async); }
 
-static void close_if_open(uv_handle_t *h) {
-  if (h->loop && !uv_is_closing(h)) uv_close(h, NULL);
-}
-
 /* The last step of a stop: once no connection is left, close the worker's own handles so
  * uv_run returns. */
 void worker_maybe_finish(struct worker *w) {
@@ -159,7 +247,7 @@ static void on_stop_async(uv_async_t *h) {
   struct worker *w = h->data;
   if (w->stopping) return;
   w->stopping = 1;
-  for (int i = 0; i < w->nlisteners; i++) close_if_open((uv_handle_t *)&w->listeners[i].tcp);
+  for (int i = 0; i < w->nlisteners; i++) listener_close(&w->listeners[i]);
   /* Each front end decides: idle h1 conns close now, h2 sessions send GOAWAY, tunnels drain. */
   struct list *n, *next;
   for (n = w->conns.next; n != &w->conns; n = next) {
@@ -192,7 +280,7 @@ static void on_drain_timer(uv_timer_t *t) {
 
 void worker_dispose(struct worker *w) {
   /* Listeners not closed by a stop (init failure) are closed here. */
-  for (int i = 0; i < w->nlisteners; i++) close_if_open((uv_handle_t *)&w->listeners[i].tcp);
+  for (int i = 0; i < w->nlisteners; i++) listener_close(&w->listeners[i]);
   w->stopping = 1;
   worker_maybe_finish(w);
   uv_run(&w->loop, UV_RUN_DEFAULT);

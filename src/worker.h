@@ -9,6 +9,7 @@
 
 #include "src/buf.h"
 #include "src/config.h"
+#include "src/log.h"
 #include "src/metrics.h"
 #include "src/util.h"
 
@@ -23,10 +24,30 @@ struct worker_defer {
   int queued;
 };
 
+/* A listening socket of one worker. libuv 1.44's own accept loop takes every pending connection
+ * in one callback and, on EMFILE, silently accepts and closes them (or, when its reserve
+ * descriptor is gone, spins calling back with the error); we poll the socket and accept ourselves,
+ * a bounded batch per loop turn, and pause on resource errors with a log line. */
 struct listener {
-  struct worker *w;       /* back-pointer */
-  uv_tcp_t tcp;
+  struct worker *w;                  /* back-pointer */
+  uv_poll_t poll;                    /* readable: connections wait in the backlog */
+  uv_timer_t pause_timer;            /* restarts the poll after a resource error */
+  uv_os_sock_t fd;                   /* owned: the listening socket; -1 when closed */
+  uint64_t failures;                 /* accept errors since the last connection accepted */
+  struct log_limit errlog;           /* accept errors: one line per 10 s with the count */
   const struct config_listener *cfg; /* borrowed from config */
+};
+
+/* Log lines about single clients that a flood could repeat once per connection: each kind is
+ * rate-limited per worker (worker_log). */
+enum worker_log {
+  WLOG_EVICTED,       /* a handshake closed to make room */
+  WLOG_REFUSED,       /* over --max-connections */
+  WLOG_PLAIN_ON_TLS,  /* plaintext HTTP on a TLS listener */
+  WLOG_TLS_ON_CLEAR,  /* TLS on a cleartext listener */
+  WLOG_NOT_TLS,       /* neither TLS nor HTTP on a TLS listener */
+  WLOG_TLS_FAILED,    /* TLS handshake failures (incl. ALPN) */
+  WLOG_COUNT
 };
 
 struct worker {
@@ -43,6 +64,12 @@ struct worker {
   struct listener listeners[CONFIG_MAX_LISTENERS];
   int nlisteners;
   struct list conns;                  /* struct conn.link: every client connection */
+  size_t nconns;                      /* entries in conns (closing ones until they are freed) */
+  struct list handshakes;             /* struct conn.hs_link: conns with no front end yet, oldest
+                                         first (the one evicted to make room) */
+  size_t nhandshakes;
+  uint64_t turn;                      /* loop turns so far: per-turn read budgets start anew */
+  struct log_limit loglimit[WLOG_COUNT];
   struct list tunnels;                /* struct tunnel.link: every live tunnel */
   struct list deferred;               /* struct worker_defer.link */
   uv_idle_t defer_idle;               /* keeps the loop from blocking while work is deferred */
@@ -63,6 +90,11 @@ void worker_run(struct worker *w);
  * drain deadline, then close everything). */
 void worker_request_stop(struct worker *w);
 void worker_dispose(struct worker *w);
+
+/* Logs one line of |kind| unless its rate limit holds it back (then it is counted, and the next
+ * line of that kind written says how many were held back). */
+void worker_log(struct worker *w, enum worker_log kind, enum log_level level, const char *fmt, ...)
+    __attribute__((format(printf, 4, 5)));
 
 void worker_defer(struct worker *w, struct worker_defer *d);
 void worker_defer_cancel(struct worker_defer *d);

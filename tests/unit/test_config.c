@@ -14,6 +14,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/resource.h>
 #include <unistd.h>
 
 #include "src/config.h"
@@ -209,14 +210,14 @@ static int quiet_parse(struct config *cfg, int argc, char **argv) {
 
 /* Runs config_parse on a NULL-terminated argument list (argv[0] is supplied). */
 static int parse(struct config *cfg, ...) {
-  char *argv[64];
+  char *argv[80];
   int argc = 0;
   argv[argc++] = (char *)"h2tunnel";
   va_list ap;
   va_start(ap, cfg);
   const char *a;
   while ((a = va_arg(ap, const char *)) != NULL) {
-    CHECK(argc < 63);
+    CHECK(argc < 79);
     argv[argc++] = (char *)a;
   }
   va_end(ap);
@@ -240,6 +241,9 @@ static void test_defaults(void **state) {
   assert_int_equal(c->h2_enable_connect_protocol, 1);
   assert_int_equal(c->h2_max_discard, 0); /* twice --h2-conn-window, in h2_session.c */
   assert_int_equal(c->workers, 0);
+  assert_true(c->max_connections == CONFIG_AUTO); /* derived in config_finish */
+  assert_int_equal(c->max_handshakes, 1000);
+  assert_int_equal(c->read_budget, 128 * 1024);
   assert_string_equal(c->cert_file, "");
   assert_non_null(c->policy);
   assert_int_equal(policy_check_port(c->policy, 443), 0);
@@ -257,7 +261,8 @@ static void test_parse_values(void **state) {
                 "--dns-timeout", "2", "--handshake-timeout", "1h", "--header-timeout", "3s",
                 "--conn-idle-timeout", "4s", "--drain-timeout", "5s", "--high-water", "64k",
                 "--low-water", "16k", "--max-header-bytes", "8k", "--max-headers", "50",
-                "--max-connections", "1000", "--h2-max-streams", "10", "--h2-stream-window", "128k",
+                "--max-connections", "1000", "--max-handshakes", "0", "--read-budget", "1m",
+                "--h2-max-streams", "10", "--h2-stream-window", "128k",
                 "--h2-conn-window", "1m", "--h2-max-header-list", "4k", "--no-extended-connect",
                 "--h2-reset-burst", "7", "--h2-reset-rate", "8", "--h2-max-continuations", "2",
                 "--h2-max-settings", "9", "--h2-max-outbound-ack", "11", "--cert", "/x/cert.pem",
@@ -283,6 +288,8 @@ static void test_parse_values(void **state) {
   assert_int_equal(c->max_header_bytes, 8192);
   assert_int_equal(c->max_headers, 50);
   assert_int_equal(c->max_connections, 1000);
+  assert_int_equal(c->max_handshakes, 0);
+  assert_int_equal(c->read_budget, 1024 * 1024);
   assert_int_equal(c->h2_max_concurrent_streams, 10);
   assert_int_equal(c->h2_stream_window, 131072);
   assert_int_equal(c->h2_conn_window, 1048576);
@@ -371,6 +378,9 @@ static const char *const bad_argvs[][4] = {
     {"--allow-net", "notaclass", NULL},
     {"--deny-net", "10.0.0.0/33", NULL},
     {"--no-extended-connect=1", NULL},
+    {"--read-budget", "100", NULL},               /* below 4k */
+    {"--read-budget", "2g", NULL},
+    {"--max-handshakes", "-1", NULL},
 };
 
 static void test_parse_errors(void **state) {
@@ -434,6 +444,38 @@ static void test_finish_defaults(void **state) {
   }
 }
 
+/* --max-connections defaults to (RLIMIT_NOFILE - 100) / 2 shared by the workers, at least 16;
+ * a value given (0 = unlimited included) is kept. */
+static void test_finish_max_connections(void **state) {
+  (void)state;
+  struct rlimit saved;
+  assert_int_equal(getrlimit(RLIMIT_NOFILE, &saved), 0);
+  static const struct {
+    rlim_t nofile;
+    const char *workers;
+    size_t want;
+  } cases[] = {{300, "1", 100}, {300, "2", 50}, {1124, "4", 128}, {120, "1", 16}, {50, "1", 16}};
+  for (size_t i = 0; i < ARRAY_SIZE(cases); i++) {
+    if (saved.rlim_max != RLIM_INFINITY && saved.rlim_max < cases[i].nofile) continue;
+    struct rlimit rl = {cases[i].nofile, saved.rlim_max};
+    assert_int_equal(setrlimit(RLIMIT_NOFILE, &rl), 0);
+    struct config c;
+    config_init(&c);
+    assert_int_equal(parse(&c, "--workers", cases[i].workers, NULL), 0);
+    config_finish(&c);
+    assert_int_equal(c.max_connections, cases[i].want);
+    config_dispose(&c);
+  }
+  assert_int_equal(setrlimit(RLIMIT_NOFILE, &saved), 0);
+  struct config c;
+  config_init(&c);
+  assert_int_equal(parse(&c, "--max-connections", "0", NULL), 0);
+  config_finish(&c);
+  assert_int_equal(c.max_connections, 0);
+  assert_true(c.workers >= 1); /* 0 became one per core */
+  config_dispose(&c);
+}
+
 /* The parser can be run more than once in a process (getopt state is reset). */
 static void test_parse_twice(void **state) {
   struct fx *f = *state;
@@ -461,6 +503,7 @@ int main(void) {
       T(test_parse_errors),
       T(test_parse_long_string),
       T(test_finish_defaults),
+      cmocka_unit_test(test_finish_max_connections),
       T(test_parse_twice),
   };
   return cmocka_run_group_tests(tests, NULL, NULL);
