@@ -109,7 +109,10 @@ static int classify(const char *h, size_t n, enum users_hash *kind, const char *
   if (n >= sizeof(tmp)) return -EINVAL;
   memcpy(tmp, h, n);
   tmp[n] = '\0';
-  if (crypt_checksalt(tmp) != CRYPT_SALT_OK) {
+  /* Only a malformed or disabled setting is refused here: Debian's libxcrypt calls SHA-256-crypt
+   * "legacy", but it is on our list (and still salted and iterated), so the list decides. */
+  int cs = crypt_checksalt(tmp);
+  if (cs == CRYPT_SALT_INVALID || cs == CRYPT_SALT_METHOD_DISABLED) {
     *why = "hash refused by libxcrypt";
     return -EINVAL;
   }
