@@ -344,6 +344,11 @@ static const struct opt *find_opt(const char *name) {
 
 static size_t opt_index(const struct opt *o) { return (size_t)(o - opts); }
 
+const struct config_origin *config_origin_of(const struct config *cfg, const char *name) {
+  const struct opt *o = find_opt(name);
+  return o ? &cfg->origin[opt_index(o)] : NULL;
+}
+
 /* ---- storing values ------------------------------------------------------------------------ */
 
 static void store_uint(void *field, size_t width, uint64_t v) {

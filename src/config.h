@@ -145,6 +145,8 @@ int config_check(struct config *cfg, struct cfgfile_err *err);
  * configuration; with |origins|, each line says where its value came from. */
 void config_print(const struct config *cfg, FILE *out, int origins);
 void config_print_help(const char *argv0);
+/* Where option |name|'s value came from, or NULL for a name not in the table. */
+const struct config_origin *config_origin_of(const struct config *cfg, const char *name);
 
 /* Parses a duration: "30" (seconds), "1.5s", "250ms", "5m", "1h". Returns 0 or -EINVAL. */
 int config_parse_duration(const char *s, uint64_t *ms);
