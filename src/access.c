@@ -165,10 +165,10 @@ int access_nets_add(struct access_nets *nets, const char *spec, int classes_ok, 
                       : "not a CIDR or an address";
     return -EINVAL;
   }
-  nets->v = xrealloc(nets->v, (nets->n + 1) * sizeof(*nets->v));
+  nets->v = xgrow(nets->v, nets->n, sizeof(*nets->v));
   nets->v[nets->n++] = cidr;
 keep:
-  nets->text = xrealloc(nets->text, (nets->ntext + 1) * sizeof(*nets->text));
+  nets->text = xgrow(nets->text, nets->ntext, sizeof(*nets->text));
   nets->text[nets->ntext++] = xstrndup(spec, strlen(spec));
   return 0;
 }
@@ -486,7 +486,7 @@ static int parse_match(struct pctx *c, struct access_rule *r, const struct cfgfi
             return fail_at(c, it, sub, "a CIDR or an address", it->str);
           continue;
         }
-        r->hosts = xrealloc(r->hosts, (r->nhosts + 1) * sizeof(*r->hosts));
+        r->hosts = xgrow(r->hosts, r->nhosts, sizeof(*r->hosts));
         if (parse_host(it->str, &r->hosts[r->nhosts]))
           return fail_at(c, it, sub, "a host name, \"*.suffix\", a CIDR or an address", it->str);
         r->nhosts++;
@@ -609,8 +609,9 @@ static int bw_from(struct pctx *c, const struct cfgfile_node *v, const char *lab
   return 0;
 }
 
+/* |inherits|: a user's block, whose rate may come from limits.default. */
 static int parse_limit_block(struct pctx *c, const struct cfgfile_node *map, const char *label,
-                             struct access_limits *l) {
+                             struct access_limits *l, int inherits) {
   static const char known[] = "tunnels, rate, burst, bandwidth, bandwidth-up, bandwidth-down, "
                               "tunnel-bandwidth, tunnel-bandwidth-up, tunnel-bandwidth-down";
   if (cfgfile_want_map(c->file, map, label, c->err)) return -EINVAL;
@@ -652,7 +653,7 @@ static int parse_limit_block(struct pctx *c, const struct cfgfile_node *map, con
     }
     if (r) return r;
   }
-  if ((l->set & ACCESS_LIM_BURST) && l->burst && !(l->set & ACCESS_LIM_RATE)) {
+  if ((l->set & ACCESS_LIM_BURST) && l->burst && !(l->set & ACCESS_LIM_RATE) && !inherits) {
     cfgfile_errf(c->err, c->file, cfgfile_get(map, "burst"), "%s.burst: needs a rate in the same block", label);
     return -EINVAL;
   }
@@ -687,11 +688,11 @@ static int parse_limits(struct pctx *c, struct access_limit_set *ls, const struc
     snprintf(label, sizeof(label), "limits.%s", k->str);
     int r = 0;
     if (strcmp(k->str, "default") == 0)
-      r = parse_limit_block(c, v, label, &ls->user_default);
+      r = parse_limit_block(c, v, label, &ls->user_default, 0);
     else if (strcmp(k->str, "per-client") == 0)
-      r = parse_limit_block(c, v, label, &ls->per_client);
+      r = parse_limit_block(c, v, label, &ls->per_client, 0);
     else if (strcmp(k->str, "instance") == 0)
-      r = parse_limit_block(c, v, label, &ls->instance);
+      r = parse_limit_block(c, v, label, &ls->instance, 0);
     else if (strcmp(k->str, "users") == 0)
       users = v;
     else
@@ -711,7 +712,7 @@ static int parse_limits(struct pctx *c, struct access_limit_set *ls, const struc
     u->user = xstrndup(k->str, k->len);
     u->pos = pos_of(k);
     struct access_limits own;
-    if (parse_limit_block(c, v, label, &own)) return -EINVAL;
+    if (parse_limit_block(c, v, label, &own, 1)) return -EINVAL;
     u->lim = merge_limits(&ls->user_default, &own);
   }
   return 0;

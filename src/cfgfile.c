@@ -20,6 +20,12 @@ void cfgfile_verrf(struct cfgfile_err *err, const char *file, unsigned line, uns
   int n = snprintf(err->text, sizeof(err->text), "%s:%u:%u: ", file, line, col);
   if (n < 0 || (size_t)n >= sizeof(err->text)) return; /* a very long name: the text is cut */
   vsnprintf(err->text + n, sizeof(err->text) - (size_t)n, fmt, ap);
+  cfgfile_err_clean(err);
+}
+
+void cfgfile_err_clean(struct cfgfile_err *err) {
+  for (char *p = err->text; *p; p++)
+    if ((unsigned char)*p < 0x20 || *p == 0x7f) *p = '?';
 }
 
 void cfgfile_errf(struct cfgfile_err *err, const char *file, const struct cfgfile_node *at,
@@ -205,7 +211,7 @@ static struct cfgfile_node *add_node(struct builder *b, enum cfgfile_kind kind, 
   if (!parent) {
     b->root = n;
   } else {
-    parent->kids = xrealloc(parent->kids, (parent->n + 1) * sizeof(*parent->kids));
+    parent->kids = xgrow(parent->kids, parent->n, sizeof(*parent->kids));
     parent->kids[parent->n++] = n;
   }
   return n;

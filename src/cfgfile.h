@@ -64,6 +64,9 @@ void cfgfile_errf(struct cfgfile_err *err, const char *file, const struct cfgfil
 /* As cfgfile_errf, at |line|:|col|, with a va_list. */
 void cfgfile_verrf(struct cfgfile_err *err, const char *file, unsigned line, unsigned col,
                    const char *fmt, va_list ap) __attribute__((format(printf, 5, 0)));
+/* Messages quote values from files: this keeps them one line with no terminal controls, each
+ * control byte replaced by '?'. cfgfile_errf does it; other writers of an error call it. */
+void cfgfile_err_clean(struct cfgfile_err *err);
 /* Writes |s| as a YAML double-quoted string that parses back to exactly |s|. */
 void cfgfile_print_str(FILE *out, const char *s);
 

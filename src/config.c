@@ -92,7 +92,8 @@ void config_format_size(uint64_t v, char *buf, size_t cap) {
 
 int config_parse_listener(const char *s, struct config_listener *out) {
   memset(out, 0, sizeof(*out));
-  snprintf(out->text, sizeof(out->text), "%s", s);
+  if (strlen(s) >= sizeof(out->text)) return -EINVAL; /* the text is kept whole, for logs */
+  memcpy(out->text, s, strlen(s) + 1);
   const char *rest;
   if (strncmp(s, "tls://", 6) == 0) {
     out->tls = 1;
@@ -373,7 +374,7 @@ static uint64_t load_uint(const void *field, size_t width) {
 }
 
 static void strlist_add(struct config_strlist *l, const char *s) {
-  l->v = xrealloc(l->v, (l->n + 1) * sizeof(*l->v));
+  l->v = xgrow(l->v, l->n, sizeof(*l->v));
   l->v[l->n++] = xstrndup(s, strlen(s));
 }
 
@@ -471,6 +472,10 @@ static int apply_text(struct config *cfg, const struct opt *o, const char *v, ch
   case T_NETS: {
     /* Checked on a scratch policy with the list so far, so the CIDR cap is reported here. */
     struct config_strlist *l = nets_list(cfg, o);
+    if (l->n >= POLICY_NETS_MAX + ADDR_CLASS_COUNT) { /* more must repeat a class or overflow */
+      snprintf(why, whycap, "more than %d items in the list", POLICY_NETS_MAX + ADDR_CLASS_COUNT);
+      return -EINVAL;
+    }
     struct policy *p = policy_new();
     int r = 0;
     for (size_t i = 0; i <= l->n && r == 0; i++) r = policy_allow_net(p, i < l->n ? l->v[i] : v);

@@ -157,7 +157,7 @@ static int cmp_entries(const void *a, const void *b) {
   return c ? c : (x->line > y->line) - (x->line < y->line);
 }
 
-/* Appends "'name'" to a message safely: names can hold any byte but ':' and controls. */
+/* "FILE:LINE: [user 'name': ]why", one clean line whatever bytes the name holds. */
 static void line_errf(struct cfgfile_err *err, const char *file, unsigned line, const char *user,
                       size_t ulen, const char *why) {
   if (user)
@@ -165,6 +165,7 @@ static void line_errf(struct cfgfile_err *err, const char *file, unsigned line, 
              (int)MIN(ulen, (size_t)USERS_NAME_MAX), user, why);
   else
     snprintf(err->text, sizeof(err->text), "%s:%u: %s", file, line, why);
+  cfgfile_err_clean(err);
 }
 
 struct users *users_parse(const char *file, const char *text, size_t len, struct cfgfile_err *err) {

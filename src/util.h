@@ -47,6 +47,12 @@ static inline void *xrealloc(void *p, size_t n) {
   CHECK(p != NULL);
   return p;
 }
+/* Makes room for element |n| of an array |p| that holds |n| elements of |size| bytes and grows by
+ * doubling: it reallocates only when |n| is 0 or a power of two, so appending is amortised O(1). */
+static inline void *xgrow(void *p, size_t n, size_t size) {
+  if (n & (n - 1)) return p;
+  return xrealloc(p, (n ? 2 * n : 1) * size);
+}
 /* A NUL-terminated copy of the first |n| bytes of |s|. */
 static inline char *xstrndup(const char *s, size_t n) {
   char *p = (char *)xmalloc(n + 1);
