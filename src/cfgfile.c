@@ -140,7 +140,8 @@ char *cfgfile_dir(const char *file) {
 }
 
 char *cfgfile_path(const char *base_dir, const char *path) {
-  if (path[0] == '/' || base_dir[0] == '\0') return xstrndup(path, strlen(path));
+  /* An empty path means "not set" (the option's default), never the directory itself. */
+  if (path[0] == '/' || path[0] == '\0' || base_dir[0] == '\0') return xstrndup(path, strlen(path));
   size_t b = strlen(base_dir), p = strlen(path);
   char *out = xmalloc(b + p + 1);
   memcpy(out, base_dir, b);

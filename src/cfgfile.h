@@ -93,8 +93,8 @@ int cfgfile_want_map(const char *file, const struct cfgfile_node *n, const char 
 
 /* The directory of |file| with its trailing '/', or "" when it has none. Owned by the caller. */
 char *cfgfile_dir(const char *file);
-/* |path| as written in a file that lives in |base_dir|: absolute paths stay, relative ones are
- * joined to |base_dir|. Owned by the caller. */
+/* |path| as written in a file that lives in |base_dir|: absolute and empty paths stay, relative
+ * ones are joined to |base_dir|. Owned by the caller. */
 char *cfgfile_path(const char *base_dir, const char *path);
 
 #endif

@@ -181,6 +181,9 @@ static void test_paths(void **state) {
   char *p = cfgfile_path(d, "users");
   assert_string_equal(p, "etc/users");
   free(p);
+  p = cfgfile_path(d, "");
+  assert_string_equal(p, ""); /* empty: not set, not the directory */
+  free(p);
   p = cfgfile_path(d, "/abs/users");
   assert_string_equal(p, "/abs/users");
   free(p);
