@@ -89,6 +89,16 @@ class ConfigFileTest(unittest.TestCase):
                     continue
                 self.assertIn("\n%s: " % name, out, name)
 
+    def test_readme_example(self):
+        with open(os.path.join(H.SOURCE_DIR, "README.md"), encoding="utf-8") as f:
+            readme = f.read()
+        start = readme.index("```yaml\n", readme.index("## Configuration file")) + 8
+        path = self.write("readme.yaml", readme[start:readme.index("```", start)])
+        shutil.copy(os.path.join(os.path.dirname(EXAMPLE), "users.htpasswd"), self.dir)
+        r = run("--check-config", path)
+        self.assertEqual(r.returncode, 0, r.stderr)
+        self.assertIn('  - name: "ops-ssh"\n', r.stdout)
+
     # -- every kind of mistake, with its position
 
     def test_errors_have_positions(self):
