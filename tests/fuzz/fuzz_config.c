@@ -17,16 +17,10 @@
 #include "src/cfgfile.c"
 #include "src/config.h"
 #include "src/users.c"
+#include "src/util.h" /* CHECK: aborts in every build */
 
 int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size);
 
-#define FUZZ_CHECK(x)                                                                              \
-  do {                                                                                             \
-    if (!(x)) {                                                                                    \
-      fprintf(stderr, "fuzz_config: CHECK(%s) failed at line %d\n", #x, __LINE__);                 \
-      abort();                                                                                     \
-    }                                                                                              \
-  } while (0)
 
 static const char users_text[] = "alice:$2y$04$nI7cJDKmEBh78Fpdmt1Gr.YUkac8vYAW4xcsSlMA04S.81i8cT98W\n"
                                  "bob:$2y$04$nI7cJDKmEBh78Fpdmt1Gr.YUkac8vYAW4xcsSlMA04S.81i8cT98W\n"
@@ -34,10 +28,10 @@ static const char users_text[] = "alice:$2y$04$nI7cJDKmEBh78Fpdmt1Gr.YUkac8vYAW4
 
 static void check_error(const struct cfgfile_err *err) {
   unsigned line = 0, col = 0;
-  FUZZ_CHECK(strncmp(err->text, "fuzz.yaml:", 10) == 0);
-  FUZZ_CHECK(sscanf(err->text + 10, "%u:%u: ", &line, &col) == 2);
-  FUZZ_CHECK(line >= 1 && col >= 1);
-  FUZZ_CHECK(strchr(err->text, '\n') == NULL);
+  CHECK(strncmp(err->text, "fuzz.yaml:", 10) == 0);
+  CHECK(sscanf(err->text + 10, "%u:%u: ", &line, &col) == 2);
+  CHECK(line >= 1 && col >= 1);
+  CHECK(strchr(err->text, '\n') == NULL);
 }
 
 /* Applies |text| as fuzz.yaml and checks it; returns 0, or -EINVAL with |err| set. */
@@ -47,7 +41,7 @@ static int load(struct config *cfg, const char *text, size_t len, struct cfgfile
   int r = config_apply_yaml(cfg, "fuzz.yaml", text, len, err);
   if (r == 0 && cfg->access->auth.htpasswd) {
     cfg->access->auth.users = users_parse("users", users_text, sizeof(users_text) - 1, err);
-    FUZZ_CHECK(cfg->access->auth.users != NULL);
+    CHECK(cfg->access->auth.users != NULL);
   }
   if (r == 0) r = config_check(cfg, err);
   return r;
@@ -56,7 +50,7 @@ static int load(struct config *cfg, const char *text, size_t len, struct cfgfile
 static char *print(const struct config *cfg, size_t *len) {
   char *buf = NULL;
   FILE *f = open_memstream(&buf, len);
-  FUZZ_CHECK(f != NULL);
+  CHECK(f != NULL);
   config_print(cfg, f, 0);
   fclose(f);
   return buf;

@@ -11,16 +11,10 @@
 #include <string.h>
 
 #include "src/users.h"
+#include "src/util.h" /* CHECK: aborts in every build */
 
 int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size);
 
-#define FUZZ_CHECK(x)                                                                              \
-  do {                                                                                             \
-    if (!(x)) {                                                                                    \
-      fprintf(stderr, "fuzz_users: CHECK(%s) failed at line %d\n", #x, __LINE__);                  \
-      abort();                                                                                     \
-    }                                                                                              \
-  } while (0)
 
 static int accepted_prefix(const char *h) {
   static const char *const prefixes[] = {"$2y$", "$2b$", "$2a$", "$5$", "$6$", "$y$"};
@@ -43,8 +37,8 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size) {
     const char *why = NULL;
     size_t uend = 0;
     int r = users_parse_line(text + pos, llen, &e, &why, &uend);
-    FUZZ_CHECK(r == 1 || r == 0 || r == -EINVAL);
-    if (r < 0) FUZZ_CHECK(why != NULL);
+    CHECK(r == 1 || r == 0 || r == -EINVAL);
+    if (r < 0) CHECK(why != NULL);
     if (r < 0 || memchr(text + pos, '\0', llen)) line_refused = 1;
     free(e.name);
     free(e.hash);
@@ -53,19 +47,19 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size) {
 
   if (!u) {
     unsigned line = 0;
-    FUZZ_CHECK(strncmp(err.text, "fuzz:", 5) == 0);
-    FUZZ_CHECK(sscanf(err.text + 5, "%u:", &line) == 1 && line >= 1);
+    CHECK(strncmp(err.text, "fuzz:", 5) == 0);
+    CHECK(sscanf(err.text + 5, "%u:", &line) == 1 && line >= 1);
     return 0;
   }
-  FUZZ_CHECK(!line_refused);
+  CHECK(!line_refused);
   for (size_t i = 0; i < u->n; i++) {
     const struct users_entry *e = &u->v[i];
-    FUZZ_CHECK(e->name[0] != '\0' && strlen(e->name) <= USERS_NAME_MAX);
-    FUZZ_CHECK(strchr(e->name, ':') == NULL);
-    for (const char *p = e->name; *p; p++) FUZZ_CHECK((unsigned char)*p >= 0x20 && *p != 0x7f);
-    FUZZ_CHECK(accepted_prefix(e->hash));
-    FUZZ_CHECK(users_find(u, e->name) == e);
-    if (i) FUZZ_CHECK(strcmp(u->v[i - 1].name, e->name) < 0);
+    CHECK(e->name[0] != '\0' && strlen(e->name) <= USERS_NAME_MAX);
+    CHECK(strchr(e->name, ':') == NULL);
+    for (const char *p = e->name; *p; p++) CHECK((unsigned char)*p >= 0x20 && *p != 0x7f);
+    CHECK(accepted_prefix(e->hash));
+    CHECK(users_find(u, e->name) == e);
+    if (i) CHECK(strcmp(u->v[i - 1].name, e->name) < 0);
   }
   users_free(u);
   return 0;
