@@ -1,23 +1,53 @@
-/* The process configuration: every option and limit, its default, and the --help text.
- * Filled once by config_parse in main before workers start; read-only afterwards and shared by
- * all workers. */
+/* The process configuration: every option and limit, its default, its flag, its key in the
+ * configuration file, its --help text and its --check-config line, all from one option table in
+ * config.c (adding an option is one field here and one entry there).
+ *
+ * Sources, later ones winning: the defaults, the YAML file named by --config (keys are the long
+ * option names; see cfgfile.h and etc/h2tunnel.yaml), then the flags. A repeatable flag (--listen,
+ * --allow-net, --deny-net, --ws-route) replaces the file's whole list rather than adding to it.
+ *
+ * A loaded configuration is an immutable snapshot: config_load builds it on the heap with one
+ * reference; workers borrow it read-only (w->cfg). A reload builds a new snapshot with the next
+ * |version| and swaps it per worker, each dropping its reference to the old one with config_unref;
+ * the last reference frees it. Nothing in a snapshot changes after config_load returns. */
 #ifndef H2T_CONFIG_H
 #define H2T_CONFIG_H
 
+#include <stdatomic.h>
 #include <stddef.h>
 #include <stdint.h>
+#include <stdio.h>
 #include <sys/socket.h>
+
+#include "src/cfgfile.h"
 
 #define CONFIG_MAX_LISTENERS 16
 /* A limit whose default config_finish derives from the machine (see there). */
 #define CONFIG_AUTO SIZE_MAX
+/* Entries in config.c's option table, at most (origins are kept per entry). */
+#define CONFIG_MAX_OPTS 96
 
 struct policy;
+struct access;
 
 struct config_listener {
   int tls;                      /* 1 for tls://, 0 for tcp:// */
   struct sockaddr_storage addr; /* where to bind */
   char text[128];               /* as given, for logs */
+};
+
+/* A list of strings as given (--allow-net, --deny-net). */
+struct config_strlist {
+  char **v;                     /* owned array of owned strings */
+  size_t n;
+};
+
+/* Where an option's value came from, for --check-config. */
+enum config_src { CONFIG_SRC_DEFAULT, CONFIG_SRC_FILE, CONFIG_SRC_FLAG };
+
+struct config_origin {
+  enum config_src src;
+  unsigned line, col;           /* in the file, for CONFIG_SRC_FILE */
 };
 
 struct config {
@@ -29,7 +59,7 @@ struct config {
   char state_dir[512];
   char access_log[512];      /* empty: stdout */
   int workers;               /* 0: one per core */
-  int log_level;             /* enum log_level */
+  int log_level;             /* enum log_level; main applies it with log_set_level */
 
   /* Timeouts, milliseconds. */
   uint64_t handshake_timeout_ms;
@@ -78,24 +108,60 @@ struct config {
   int nws_routes;
   int ws_routes_only;        /* refuse WebSocket streams whose :authority has no route */
 
+  /* Target policy as given; config_parse builds |policy| from them. */
+  char allow_ports[1024];    /* "443,80", "22,8000-8100" or "*" */
+  struct config_strlist allow_nets, deny_nets;
   struct policy *policy;     /* owned */
+
+  struct access *access;     /* owned: auth, groups, rules, limits (file only); never NULL */
+
+  char config_file[512];     /* --config / --check-config FILE; empty: none */
+  int check_only;            /* --check-config: validate, print, exit */
+  uint64_t version;          /* snapshot number: 1 for the first load, +1 per reload */
+  atomic_uint refs;          /* config_load's snapshots only */
+  struct config_origin origin[CONFIG_MAX_OPTS]; /* per option-table entry */
 };
 
-/* Sets every default. */
+/* Sets every default (from the option table). Pair with config_dispose. */
 void config_init(struct config *cfg);
-/* Parses argv into |cfg| (after config_init). Returns 0 to run, 1 when --help/--version printed
- * something and the process should exit 0, or -EINVAL after printing the reason to stderr. */
-int config_parse(struct config *cfg, int argc, char **argv);
-/* Fills in the embedded default listeners when none were given, the state dir, the worker count
- * (one per core when 0) and the --max-connections default (derived from RLIMIT_NOFILE). */
-void config_finish(struct config *cfg);
 void config_dispose(struct config *cfg);
+/* Reads argv into |cfg| (after config_init): collects the flags, reads the --config or
+ * --check-config file, applies the flags over it, loads the files the configuration names
+ * (htpasswd) and runs the cross-checks. Returns 0 to go on, 1 when --help/--version printed
+ * something and the process should exit 0, or -EINVAL after printing one line saying what is
+ * wrong to stderr ("FILE:LINE:COL: ..." for the file, "h2tunnel: ..." for a flag). */
+int config_parse(struct config *cfg, int argc, char **argv);
+/* Fills in the embedded default listeners when none were given, and the state dir. */
+void config_finish(struct config *cfg);
+
+/* config_init + config_parse + config_finish into a new heap snapshot with one reference and
+ * version 1. Returns as config_parse; *|out| is set only on 0. */
+int config_load(int argc, char **argv, struct config **out);
+struct config *config_ref(struct config *cfg);
+/* Drops a reference; the last one disposes and frees the snapshot. Thread-safe. */
+void config_unref(struct config *cfg);
+
+/* Applies the YAML text |text| (|len| bytes) named |file| over |cfg|. Pure: reads no file
+ * (paths are stored, resolved against the file's directory). Returns 0 or -EINVAL with |err|. */
+int config_apply_yaml(struct config *cfg, const char *file, const char *text, size_t len,
+                      struct cfgfile_err *err);
+/* Cross-checks (low-water below high-water, cert with key, names in rules and groups) and builds
+ * the policy. Pure, once the files are loaded. Returns 0 or -EINVAL with |err|. */
+int config_check(struct config *cfg, struct cfgfile_err *err);
+/* Prints every option with its value as YAML that config_apply_yaml reads back to the same
+ * configuration; with |origins|, each line says where its value came from. */
+void config_print(const struct config *cfg, FILE *out, int origins);
 void config_print_help(const char *argv0);
+/* Where option |name|'s value came from, or NULL for a name not in the table. */
+const struct config_origin *config_origin_of(const struct config *cfg, const char *name);
 
 /* Parses a duration: "30" (seconds), "1.5s", "250ms", "5m", "1h". Returns 0 or -EINVAL. */
 int config_parse_duration(const char *s, uint64_t *ms);
 /* Parses a size: "65536", "64k", "1m", "1g" (binary units). Returns 0 or -EINVAL. */
 int config_parse_size(const char *s, uint64_t *out);
+/* Writes |ms| / |v| in the shortest unit that is exact ("30s", "250ms"; "64k", "1m"). */
+void config_format_duration(uint64_t ms, char *buf, size_t cap);
+void config_format_size(uint64_t v, char *buf, size_t cap);
 /* Adds a --ws-route "AUTHORITY=ws://HOST:PORT" or "=wss://HOST:PORT". Returns 0 or -EINVAL. */
 int config_parse_ws_route(const char *s, struct config *cfg);
 /* Parses "tls://ADDR:PORT" / "tcp://ADDR:PORT" (ADDR may be [v6]). Returns 0 or -EINVAL. */

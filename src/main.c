@@ -14,7 +14,7 @@
 #include "src/worker.h"
 
 struct app {
-  struct config cfg;
+  struct config *cfg;              /* owned reference; workers borrow it */
   struct worker *workers;          /* owned array of cfg.workers */
   const struct metrics **metrics;  /* owned array of pointers into workers */
   int nworkers;
@@ -32,14 +32,14 @@ static void on_signal(uv_signal_t *h, int signum) {
     _exit(1);
   }
   log_info("signal %d: stopping (draining tunnels for up to %llu ms)", signum,
-           (unsigned long long)app->cfg.drain_timeout_ms);
+           (unsigned long long)app->cfg->drain_timeout_ms);
   for (int i = 0; i < app->nworkers; i++) worker_request_stop(&app->workers[i]);
   uv_close((uv_handle_t *)&app->sigint, NULL);
   uv_close((uv_handle_t *)&app->sigterm, NULL);
 }
 
 static void print_banner(const struct app *app, int devcert) {
-  const struct config *cfg = &app->cfg;
+  const struct config *cfg = app->cfg;
   char tls_url[160] = "", tcp_url[160] = "";
   fprintf(stderr, "h2tunnel %s: %d worker(s), listening on", H2T_VERSION, app->nworkers);
   for (int i = 0; i < cfg->nlisteners; i++) {
@@ -64,14 +64,15 @@ int main(int argc, char **argv) {
   struct app app;
   memset(&app, 0, sizeof(app));
   signal(SIGPIPE, SIG_IGN);
-  config_init(&app.cfg);
-  int r = config_parse(&app.cfg, argc, argv);
-  if (r != 0) {
-    config_dispose(&app.cfg);
-    return r > 0 ? 0 : 2;
+  int r = config_load(argc, argv, &app.cfg);
+  if (r != 0) return r > 0 ? 0 : 2;
+  struct config *cfg = app.cfg;
+  if (cfg->check_only) { /* like nginx -t: the file is valid; show what it amounts to */
+    config_print(cfg, stdout, 1);
+    config_unref(cfg);
+    return 0;
   }
-  config_finish(&app.cfg);
-  struct config *cfg = &app.cfg;
+  log_set_level((enum log_level)cfg->log_level);
 
   FILE *access = NULL;
   if (cfg->access_log[0]) {
@@ -155,7 +156,7 @@ int main(int argc, char **argv) {
   SSL_CTX_free(ctx);
   SSL_CTX_free(client_ctx);
   dns_global_cleanup();
-  config_dispose(&app.cfg);
+  config_unref(app.cfg);
   if (access) fclose(access);
   log_info("stopped");
   return 0;

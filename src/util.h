@@ -6,6 +6,7 @@
 #include <stdint.h>
 #include <stdio.h>
 #include <stdlib.h>
+#include <string.h>
 
 #define ARRAY_SIZE(a) (sizeof(a) / sizeof((a)[0]))
 
@@ -38,6 +39,25 @@ static inline void *xmalloc(size_t n) {
 static inline void *xcalloc(size_t n, size_t size) {
   void *p = calloc(n ? n : 1, size ? size : 1);
   CHECK(p != NULL);
+  return p;
+}
+
+static inline void *xrealloc(void *p, size_t n) {
+  p = realloc(p, n ? n : 1);
+  CHECK(p != NULL);
+  return p;
+}
+/* Makes room for element |n| of an array |p| that holds |n| elements of |size| bytes and grows by
+ * doubling: it reallocates only when |n| is 0 or a power of two, so appending is amortised O(1). */
+static inline void *xgrow(void *p, size_t n, size_t size) {
+  if (n & (n - 1)) return p;
+  return xrealloc(p, (n ? 2 * n : 1) * size);
+}
+/* A NUL-terminated copy of the first |n| bytes of |s|. */
+static inline char *xstrndup(const char *s, size_t n) {
+  char *p = (char *)xmalloc(n + 1);
+  memcpy(p, s, n);
+  p[n] = '\0';
   return p;
 }
 
