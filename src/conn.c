@@ -84,7 +84,7 @@ static void attach(struct conn *c, const struct frontend *fe) {
   c->phase = CONN_OPEN;
   hs_leave(c);
   xport_set_timer(&c->x, 0); /* the handshake is over; the front end arms its own timers */
-  xport_small_reads(&c->x, 0);
+  xport_set_small_reads(&c->x, 0);
   fe->attach(c);
   CHECK(c->fe != NULL);
   xport_unread(&c->x, &c->held);
@@ -367,7 +367,7 @@ static void conn_accept(struct listener *lst, uv_os_sock_t fd) {
   if (uv_tcp_getpeername(&c->tcp, (struct sockaddr *)&ss, &len) == 0)
     net_format_addr((struct sockaddr *)&ss, c->peer, sizeof(c->peer));
   /* Before a front end owns the connection, small blocks: a stalled handshake holds 2 KiB. */
-  xport_small_reads(&c->x, 1);
+  xport_set_small_reads(&c->x, 1);
   xport_set_timer(&c->x, cfg->handshake_timeout_ms);
   xport_read_start(&c->x);
 }

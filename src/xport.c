@@ -10,6 +10,8 @@
  *             or no linger
  *   CLOSING   queue written and FIN done, else               LINGER    read and discard, the
  *                                                                      linger bound on |timer|
+ *   OPEN      a failure (on_error, a failed on_handshake)    CLOSED    as xport_abort
+ *             the owner answered with neither close nor abort
  *   CLOSING   close bound / write failed                     CLOSED
  *   LINGER    peer's EOF or error / linger bound             CLOSED
  *   any       xport_abort                                    CLOSED    RST unless FIN sent
@@ -234,7 +236,7 @@ void xport_unread(struct xport *x, struct bufq *q) {
   }
 }
 
-void xport_small_reads(struct xport *x, int on) { x->small_reads = on ? 1 : 0; }
+void xport_set_small_reads(struct xport *x, int on) { x->small_reads = on ? 1 : 0; }
 
 /* ---- TLS -------------------------------------------------------------------------------------- */
 

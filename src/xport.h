@@ -138,7 +138,7 @@ void xport_read_stop(struct xport *x);
  * EOF already delivered is delivered again after it. */
 void xport_unread(struct xport *x, struct bufq *q);
 /* Reads go into small blocks while |on| (a connection that has sent nothing costs 2 KiB). */
-void xport_small_reads(struct xport *x, int on);
+void xport_set_small_reads(struct xport *x, int on);
 
 /* Plaintext down: |chunk| is taken (encrypted at once on TLS) and written at the end of the loop
  * turn, coalesced with others. Dropped after shutdown has gone out, after a failure, or closed. */
