@@ -21,6 +21,7 @@
 #include "h1/h1_resp.h"
 #include "src/authority.h"
 #include "src/conn.h"
+#include "src/frontend.h"
 #include "src/local.h"
 #include "src/log.h"
 #include "src/pxerr.h"
@@ -284,7 +285,7 @@ static void fe_on_close(struct conn *c) {
   struct h1_conn *h = c->fe_data;
   if (h->dial) tcp_ep_cancel(h->dial);
   if (h->udp) udp_ep_cancel(h->udp);
-  if (h->ep.tun) tunnel_kill(h->ep.tun, TUN_CLOSE_CLIENT_ERROR);
+  if (h->ep.tun) tunnel_kill(h->ep.tun, c->w->stopping == WORKER_DEADLINE ? TUN_CLOSE_SHUTDOWN : TUN_CLOSE_CLIENT_ERROR);
   buf_put(&c->w->pool, h->first);
   h1_req_dispose(&h->req);
   free(h);
@@ -342,6 +343,7 @@ static const struct tun_ep_ops h1_ep_ops = {
 };
 
 void h1_conn_attach(struct conn *c) {
+  METRIC_ADD(&c->w->metrics, conns_h1, 1);
   struct h1_conn *h = xcalloc(1, sizeof(*h));
   h->c = c;
   struct h1_req_limits limits = {.max_head_bytes = c->w->cfg->max_header_bytes,
@@ -356,3 +358,5 @@ void h1_conn_attach(struct conn *c) {
   c->fe_data = h;
   conn_set_timer(c, c->w->cfg->header_timeout_ms);
 }
+
+const struct frontend h1_frontend = {.name = "h1", .alpn = "http/1.1", .preface = NULL, .attach = h1_conn_attach};

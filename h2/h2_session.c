@@ -33,6 +33,7 @@
 
 #include "h2/h2_int.h"
 #include "src/conn.h"
+#include "src/frontend.h"
 #include "src/log.h"
 
 static const struct conn_fe_ops h2_fe_ops;
@@ -477,7 +478,7 @@ static void fe_on_close(struct conn *c) {
     log_info("h2 %s: session ended: %s (closed by the connection layer); no GOAWAY, last stream %d", c->peer,
              end_info[H2_END_CONN_CLOSED].name, nghttp2_session_get_last_proc_stream_id(s->ng));
   s->state = H2_SESS_CLOSED;
-  abandon_streams(s, TUN_CLOSE_CLIENT_ERROR, 0);
+  abandon_streams(s, s->w->stopping == WORKER_DEADLINE ? TUN_CLOSE_SHUTDOWN : TUN_CLOSE_CLIENT_ERROR, 0);
   free_streams(s);
   worker_defer_cancel(&s->send);
   buf_put(&s->w->pool, s->stage);
@@ -497,6 +498,7 @@ static const struct conn_fe_ops h2_fe_ops = {
 };
 
 void h2_session_attach(struct conn *c) {
+  METRIC_ADD(&c->w->metrics, conns_h2, 1);
   const struct config *cfg = c->w->cfg;
   struct h2_session *s = xcalloc(1, sizeof(*s));
   s->c = c;
@@ -554,3 +556,7 @@ void h2_session_attach(struct conn *c) {
   c->fe_data = s;
   h2_session_schedule(s);
 }
+
+/* RFC 9113 §3.4: the connection preface, which a cleartext client with prior knowledge starts with. */
+const struct frontend h2_frontend = {
+    .name = "h2", .alpn = "h2", .preface = "PRI * HTTP/2.0\r\n\r\nSM\r\n\r\n", .attach = h2_session_attach};

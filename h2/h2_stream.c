@@ -190,7 +190,7 @@ static ssize_t tunnel_read(nghttp2_session *ng, int32_t id, uint8_t *buf, size_t
   /* One outq chunk per frame keeps cleartext zero-copy; over TLS a frame plus its 9-byte
    * header fits one staging chunk, i.e. one TLS record. */
   size_t n = MIN(len, (size_t)st->outq.head->len);
-  if (st->s->c->ssl) n = MIN(n, (size_t)BUF_CHUNK_SIZE - 9);
+  if (conn_is_tls(st->s->c)) n = MIN(n, (size_t)BUF_CHUNK_SIZE - 9);
   *flags |= NGHTTP2_DATA_FLAG_NO_COPY;
   if (n == st->outq.bytes && st->out_eof) *flags |= NGHTTP2_DATA_FLAG_EOF;
   return (ssize_t)n;
@@ -202,7 +202,7 @@ int h2_stream_send_data(nghttp2_session *ng, nghttp2_frame *frame, const uint8_t
   struct h2_session *s = st->s;
   h2_session_stage(s, framehd, 9);
   struct buf_chunk *head = st->outq.head;
-  if (!s->c->ssl && head && head->len == length) {
+  if (!conn_is_tls(s->c) && head && head->len == length) {
     /* Cleartext and the frame is exactly one chunk: hand the chunk itself to the socket. */
     h2_session_stage_flush(s);
     conn_write(s->c, bufq_pop(&st->outq));

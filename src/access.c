@@ -15,8 +15,8 @@
 #include <stdlib.h>
 #include <string.h>
 
-#include "src/config.h"
 #include "src/policy.h"
+#include "src/units.h"
 #include "src/users.h"
 #include "src/util.h"
 
@@ -200,7 +200,7 @@ static int parse_bandwidth(const char *s, uint64_t *out) {
   memcpy(text, s, n - 2);
   text[n - 2] = '\0';
   uint64_t v;
-  if (config_parse_size(text, &v) != 0 || v < 1024) return -EINVAL;
+  if (units_parse_size(text, &v) != 0 || v < 1024) return -EINVAL;
   *out = v;
   return 0;
 }
@@ -345,7 +345,7 @@ static int names_from(struct pctx *c, const struct cfgfile_node *n, const char *
 static int duration_from(struct pctx *c, const struct cfgfile_node *n, const char *label, uint64_t *ms) {
   const char *s = scalar(c, n, label, "a duration");
   if (!s) return -EINVAL;
-  if (config_parse_duration(s, ms) || *ms == 0)
+  if (units_parse_duration(s, ms) || *ms == 0)
     return fail_at(c, n, label, "a duration above 0 (\"30\", \"1.5s\", \"250ms\", \"5m\", \"1h\")", s);
   return 0;
 }
@@ -866,7 +866,7 @@ static void print_bw(FILE *out, const char *sep, const char *key, uint64_t v) {
     fprintf(out, "%s%s: unlimited", sep, key);
     return;
   }
-  config_format_size(v, text, sizeof(text));
+  units_format_size(v, text, sizeof(text));
   fprintf(out, "%s%s: %s/s", sep, key, text);
 }
 
@@ -985,8 +985,8 @@ static void print_auth(FILE *out, const struct access_auth *au) {
   print_nets(out, &au->no_auth_nets);
   fputs("\n  allowed-client-nets: ", out);
   print_nets(out, &au->allowed_client_nets);
-  config_format_duration(au->failure_window_ms, t[1], sizeof(t[1]));
-  config_format_duration(au->ban_ms, t[2], sizeof(t[2]));
+  units_format_duration(au->failure_window_ms, t[1], sizeof(t[1]));
+  units_format_duration(au->ban_ms, t[2], sizeof(t[2]));
   if (au->max_failures)
     snprintf(t[0], sizeof(t[0]), "%llu", (unsigned long long)au->max_failures);
   else

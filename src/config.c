@@ -24,73 +24,10 @@
 #include "src/log.h"
 #include "src/policy.h"
 #include "src/udp_tmpl.h"
+#include "src/units.h"
 #include "src/util.h"
 
 /* ---- value parsers ------------------------------------------------------------------------- */
-
-int config_parse_duration(const char *s, uint64_t *ms) {
-  char *end;
-  errno = 0;
-  double v = strtod(s, &end);
-  if (end == s || errno || !(v >= 0)) return -EINVAL; /* !(>=) also refuses NaN */
-  double mult = 1000;
-  if (*end == '\0' || strcmp(end, "s") == 0)
-    mult = 1000;
-  else if (strcmp(end, "ms") == 0)
-    mult = 1;
-  else if (strcmp(end, "m") == 0)
-    mult = 60000;
-  else if (strcmp(end, "h") == 0)
-    mult = 3600000;
-  else
-    return -EINVAL;
-  double r = v * mult;
-  if (!(r <= 1e15)) return -EINVAL;
-  *ms = (uint64_t)r;
-  return 0;
-}
-
-int config_parse_size(const char *s, uint64_t *out) {
-  char *end;
-  errno = 0;
-  unsigned long long v = strtoull(s, &end, 10);
-  if (end == s || errno || s[0] == '-') return -EINVAL;
-  unsigned long long mult = 1;
-  if (*end == 'k' || *end == 'K')
-    mult = 1024ULL, end++;
-  else if (*end == 'm' || *end == 'M')
-    mult = 1024ULL * 1024, end++;
-  else if (*end == 'g' || *end == 'G')
-    mult = 1024ULL * 1024 * 1024, end++;
-  if (*end == 'i' || *end == 'b' || *end == 'B') end++;
-  if (*end != '\0') return -EINVAL;
-  if (v > (1ULL << 50) / mult) return -EINVAL;
-  *out = v * mult;
-  return 0;
-}
-
-void config_format_duration(uint64_t ms, char *buf, size_t cap) {
-  static const struct {
-    uint64_t ms;
-    const char *unit;
-  } units[] = {{3600000, "h"}, {60000, "m"}, {1000, "s"}, {1, "ms"}};
-  size_t i = 0;
-  while (ms && ms % units[i].ms) i++;
-  if (ms == 0) i = 2;
-  snprintf(buf, cap, "%llu%s", (unsigned long long)(ms / units[i].ms), units[i].unit);
-}
-
-void config_format_size(uint64_t v, char *buf, size_t cap) {
-  static const char units[] = "gmk";
-  for (int i = 0; i < 3; i++) {
-    uint64_t u = 1ULL << (10 * (3 - i));
-    if (v && v % u == 0) {
-      snprintf(buf, cap, "%llu%c", (unsigned long long)(v / u), units[i]);
-      return;
-    }
-  }
-  snprintf(buf, cap, "%llu", (unsigned long long)v);
-}
 
 int config_parse_listener(const char *s, struct config_listener *out) {
   memset(out, 0, sizeof(*out));
@@ -444,13 +381,13 @@ static int apply_text(struct config *cfg, const struct opt *o, const char *v, ch
   uint64_t n;
   switch (o->type) {
   case T_DURATION:
-    if (config_parse_duration(v, &n)) {
+    if (units_parse_duration(v, &n)) {
       snprintf(why, whycap, "not a duration (\"30\", \"1.5s\", \"250ms\", \"5m\", \"1h\")");
       return -EINVAL;
     }
     if (n < o->min) {
       char lo[32];
-      config_format_duration(o->min, lo, sizeof(lo));
+      units_format_duration(o->min, lo, sizeof(lo));
       snprintf(why, whycap, "below the minimum %s", lo);
       return -EINVAL;
     }
@@ -462,15 +399,15 @@ static int apply_text(struct config *cfg, const struct opt *o, const char *v, ch
       store_uint(field, o->width, CONFIG_AUTO);
       return 0;
     }
-    if (config_parse_size(v, &n)) {
+    if (units_parse_size(v, &n)) {
       snprintf(why, whycap, "not a %s", o->type == T_SIZE ? "size (\"65536\", \"64k\", \"1m\")" : "number");
       return -EINVAL;
     }
     if (n < o->min || n > o->max) {
       char lo[32], hi[32];
       if (o->type == T_SIZE) {
-        config_format_size(o->min, lo, sizeof(lo));
-        config_format_size(o->max, hi, sizeof(hi));
+        units_format_size(o->min, lo, sizeof(lo));
+        units_format_size(o->max, hi, sizeof(hi));
       } else {
         snprintf(lo, sizeof(lo), "%llu", (unsigned long long)o->min);
         snprintf(hi, sizeof(hi), "%llu", (unsigned long long)o->max);
@@ -859,11 +796,11 @@ static void print_value(const struct config *cfg, const struct opt *o, FILE *out
   char text[64];
   switch (o->type) {
   case T_DURATION:
-    config_format_duration(load_uint(field, o->width), text, sizeof(text));
+    units_format_duration(load_uint(field, o->width), text, sizeof(text));
     fputs(text, out);
     break;
   case T_SIZE:
-    config_format_size(load_uint(field, o->width), text, sizeof(text));
+    units_format_size(load_uint(field, o->width), text, sizeof(text));
     fputs(text, out);
     break;
   case T_COUNT:

@@ -155,13 +155,6 @@ void config_print_help(const char *argv0);
 /* Where option |name|'s value came from, or NULL for a name not in the table. */
 const struct config_origin *config_origin_of(const struct config *cfg, const char *name);
 
-/* Parses a duration: "30" (seconds), "1.5s", "250ms", "5m", "1h". Returns 0 or -EINVAL. */
-int config_parse_duration(const char *s, uint64_t *ms);
-/* Parses a size: "65536", "64k", "1m", "1g" (binary units). Returns 0 or -EINVAL. */
-int config_parse_size(const char *s, uint64_t *out);
-/* Writes |ms| / |v| in the shortest unit that is exact ("30s", "250ms"; "64k", "1m"). */
-void config_format_duration(uint64_t ms, char *buf, size_t cap);
-void config_format_size(uint64_t v, char *buf, size_t cap);
 /* Adds a --ws-route "AUTHORITY=ws://HOST:PORT" or "=wss://HOST:PORT". Returns 0 or -EINVAL. */
 int config_parse_ws_route(const char *s, struct config *cfg);
 /* Parses "tls://ADDR:PORT" / "tcp://ADDR:PORT" (ADDR may be [v6]). Returns 0 or -EINVAL. */

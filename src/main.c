@@ -1,4 +1,8 @@
-/* h2tunnel: configuration, certificates, workers and signals. No protocol logic here. */
+/* h2tunnel: configuration, certificates, workers and signals. No protocol logic here.
+ *
+ * The composition root: the only file that includes every layer. It fills the front-end table
+ * (h2 preferred by ALPN and by its cleartext preface, h1 the fallback) and gives the workers the
+ * connection layer's ops, so that the layers below never include the ones above. */
 #include <errno.h>
 #include <signal.h>
 #include <stdio.h>
@@ -7,14 +11,20 @@
 #include <uv.h>
 
 #include "certs/devca.h"
+#include "h1/h1_conn.h"
+#include "h2/h2_session.h"
 #include "src/config.h"
+#include "src/conn.h"
 #include "src/dns.h"
+#include "src/frontend.h"
 #include "src/log.h"
 #include "src/tls.h"
 #include "src/worker.h"
 
 struct app {
   struct config *cfg;              /* owned reference; workers borrow it */
+  struct frontend_table frontends; /* workers and the TLS context borrow it */
+  struct tls_alpn_prefs alpn;      /* the table's ALPN list, borrowed by the TLS context */
   struct worker *workers;          /* owned array of cfg.workers */
   const struct metrics **metrics;  /* owned array of pointers into workers */
   int nworkers;
@@ -84,6 +94,12 @@ int main(int argc, char **argv) {
     log_set_access_stream(access);
   }
 
+  frontend_table_init(&app.frontends);
+  frontend_table_add(&app.frontends, &h2_frontend, 0);
+  frontend_table_add(&app.frontends, &h1_frontend, 1);
+  app.alpn.wire = app.frontends.alpn;
+  app.alpn.len = app.frontends.alpn_len;
+
   int need_tls = 0;
   for (int i = 0; i < cfg->nlisteners; i++) need_tls |= cfg->listeners[i].tls;
   SSL_CTX *ctx = NULL;
@@ -104,7 +120,7 @@ int main(int argc, char **argv) {
       snprintf(key, sizeof(key), "%s/" DEVCA_LEAF_KEY, cfg->state_dir);
       if (created) log_info("created a development CA in %s (trust %s/" DEVCA_CA_CERT ")", cfg->state_dir, cfg->state_dir);
     }
-    ctx = tls_ctx_new(cert, key);
+    ctx = tls_ctx_new(cert, key, &app.alpn);
     if (!ctx) return 1;
   }
 
@@ -125,6 +141,8 @@ int main(int argc, char **argv) {
   for (int i = 0; i < app.nworkers && !failed; i++) {
     if (worker_init(&app.workers[i], i, cfg, ctx) != 0) failed = 1;
     app.workers[i].client_ssl_ctx = client_ctx;
+    app.workers[i].frontends = &app.frontends;
+    app.workers[i].conn_ops = &conn_worker_ops;
     ninit = i + 1;
     app.metrics[i] = &app.workers[i].metrics;
   }

@@ -7,25 +7,18 @@
 #include "src/log.h"
 #include "src/util.h"
 
-/* "h2" preferred, then "http/1.1". A client that offers ALPN but neither of them gets the
- * no_application_protocol alert (RFC 7301 §3.2): serving it http/1.1 anyway would answer a protocol
- * it did not ask for. A client offering no ALPN at all never gets here (and is served http/1.1). */
+/* The server's preference decides (|arg|: the front-end table's list, in ALPN wire format). A
+ * client that offers ALPN but none of ours gets the no_application_protocol alert (RFC 7301
+ * §3.2): serving it http/1.1 anyway would answer a protocol it did not ask for. A client offering
+ * no ALPN at all never gets here (the connection layer serves it the fallback front end). */
 static int on_alpn_select(SSL *ssl, const unsigned char **out, unsigned char *outlen,
                           const unsigned char *in, unsigned int inlen, void *arg) {
-  static const unsigned char prefs[][10] = {{2, 'h', '2'}, {8, 'h', 't', 't', 'p', '/', '1', '.', '1'}};
-  for (size_t p = 0; p < ARRAY_SIZE(prefs); p++) {
-    for (unsigned int i = 0; i < inlen;) {
-      unsigned int n = in[i];
-      if (i + 1 + n > inlen) break;
-      if (n == prefs[p][0] && memcmp(in + i + 1, prefs[p] + 1, n) == 0) {
-        *out = in + i + 1;
-        *outlen = (unsigned char)n;
-        return SSL_TLSEXT_ERR_OK;
-      }
-      i += 1 + n;
-    }
-  }
-  return SSL_TLSEXT_ERR_ALERT_FATAL;
+  const struct tls_alpn_prefs *prefs = arg;
+  unsigned char *sel;
+  if (SSL_select_next_proto(&sel, outlen, prefs->wire, (unsigned int)prefs->len, in, inlen) != OPENSSL_NPN_NEGOTIATED)
+    return SSL_TLSEXT_ERR_ALERT_FATAL;
+  *out = sel;
+  return SSL_TLSEXT_ERR_OK;
 }
 
 static BIO_METHOD *bio_method(void);
@@ -41,7 +34,7 @@ const char *tls_error_string(char *buf, size_t cap) {
   return buf;
 }
 
-SSL_CTX *tls_ctx_new(const char *cert_file, const char *key_file) {
+SSL_CTX *tls_ctx_new(const char *cert_file, const char *key_file, const struct tls_alpn_prefs *alpn) {
   char err[256];
   SSL_CTX *ctx = SSL_CTX_new(TLS_server_method());
   if (!ctx) {
@@ -73,7 +66,7 @@ SSL_CTX *tls_ctx_new(const char *cert_file, const char *key_file) {
     log_error("tls: key %s does not match certificate %s", key_file, cert_file);
     goto fail;
   }
-  SSL_CTX_set_alpn_select_cb(ctx, on_alpn_select, NULL);
+  SSL_CTX_set_alpn_select_cb(ctx, on_alpn_select, (void *)alpn);
   /* Resumption through stateless tickets only: a server-side session cache would keep a session
    * per connection in memory (about 8 KiB each). One ticket per handshake is enough. */
   SSL_CTX_set_session_cache_mode(ctx, SSL_SESS_CACHE_OFF);
@@ -103,15 +96,6 @@ SSL_CTX *tls_client_ctx_new(const char *ca_file) {
   }
   (void)bio_method();
   return ctx;
-}
-
-const char *tls_alpn(SSL *ssl) {
-  const unsigned char *p;
-  unsigned int n;
-  SSL_get0_alpn_selected(ssl, &p, &n);
-  if (n == 2 && memcmp(p, "h2", 2) == 0) return "h2";
-  if (n == 8 && memcmp(p, "http/1.1", 8) == 0) return "http/1.1";
-  return NULL;
 }
 
 int tls_write_all(SSL *ssl, const void *data, size_t len) {

@@ -1,4 +1,5 @@
-/* TLS for client connections: the shared SSL_CTX (TLS 1.2+, ALPN h2 then http/1.1) and a BIO
+/* TLS contexts -- the server's (TLS 1.2+, ALPN by the front-end table) and the client's for
+ * upstreams -- and a BIO
  * that moves ciphertext between OpenSSL and a connection's chunk queues without a memory BIO's
  * extra buffer (an idle connection holds no TLS I/O buffers). */
 #ifndef H2T_TLS_H
@@ -8,15 +9,19 @@
 
 #include "src/buf.h"
 
-/* Creates the server context from PEM files. Returns NULL after logging why. */
-SSL_CTX *tls_ctx_new(const char *cert_file, const char *key_file);
+/* ALPN protocol ids in the server's order of preference, in wire format (length-prefixed). */
+struct tls_alpn_prefs {
+  const unsigned char *wire; /* borrowed: must outlive every context made with it */
+  size_t len;
+};
+
+/* Creates the server context from PEM files, choosing ALPN by |alpn| (borrowed, kept). Returns
+ * NULL after logging why. */
+SSL_CTX *tls_ctx_new(const char *cert_file, const char *key_file, const struct tls_alpn_prefs *alpn);
 
 /* Creates the client context for TLS to upstreams (wss:// WebSocket backends): TLS 1.2+, peer
  * verification against |ca_file| (PEM) or, when NULL/empty, the system trust store. */
 SSL_CTX *tls_client_ctx_new(const char *ca_file);
-
-/* The protocol ALPN chose for |ssl|: "h2", "http/1.1", or NULL when the client offered none. */
-const char *tls_alpn(SSL *ssl);
 
 /* Ciphertext queues a BIO reads from and writes to. Embedded in the connection that owns it. */
 struct tls_io {

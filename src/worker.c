@@ -10,11 +10,9 @@
 #include <sys/socket.h>
 #include <unistd.h>
 
-#include "src/conn.h"
 #include "src/dns.h"
 #include "src/log.h"
 #include "src/net.h"
-#include "tunnel/tunnel.h"
 
 static void on_defer_check(uv_check_t *h) {
   struct worker *w = h->data;
@@ -125,7 +123,7 @@ static void on_listener_readable(uv_poll_t *h, int status, int events) {
                (unsigned long long)lst->failures);
       lst->failures = 0;
     }
-    conn_accept(lst, fd);
+    lst->w->conn_ops->accept(lst, fd);
   }
 }
 
@@ -231,6 +229,9 @@ void worker_request_stop(struct worker *w) { uv_async_send(&w->stop_async); }
 /* The last step of a stop: once no connection is left, close the worker's own handles so
  * uv_run returns. */
 void worker_maybe_finish(struct worker *w) {
+  if (w->stopping == WORKER_DEADLINE && list_empty(&w->conns) && !list_empty(&w->tunnels))
+    log_error("worker %d: a tunnel is left with no client connection after the drain deadline (a bug: the "
+              "worker cannot finish)", w->id);
   if (!w->stopping || !list_empty(&w->conns) || !list_empty(&w->tunnels)) return;
   if (w->dns) {
     dns_close(w->dns);
@@ -246,14 +247,10 @@ void worker_maybe_finish(struct worker *w) {
 static void on_stop_async(uv_async_t *h) {
   struct worker *w = h->data;
   if (w->stopping) return;
-  w->stopping = 1;
+  w->stopping = WORKER_STOPPING;
   for (int i = 0; i < w->nlisteners; i++) listener_close(&w->listeners[i]);
-  /* Each front end decides: idle h1 conns close now, h2 sessions send GOAWAY, tunnels drain. */
-  struct list *n, *next;
-  for (n = w->conns.next; n != &w->conns; n = next) {
-    next = n->next;
-    conn_stop(container_of(n, struct conn, link));
-  }
+  if (w->conn_ops) w->conn_ops->stop_all(w);
+  struct list *n;
   size_t nc = 0, nt = 0;
   for (n = w->conns.next; n != &w->conns; n = n->next) nc++;
   for (n = w->tunnels.next; n != &w->tunnels; n = n->next) nt++;
@@ -266,22 +263,15 @@ static void on_stop_async(uv_async_t *h) {
 static void on_drain_timer(uv_timer_t *t) {
   struct worker *w = t->data;
   log_info("worker %d: drain deadline reached, closing what is left", w->id);
-  struct list *n, *next;
-  for (n = w->tunnels.next; n != &w->tunnels; n = next) {
-    next = n->next;
-    tunnel_kill(tunnel_from_link(n), TUN_CLOSE_SHUTDOWN);
-  }
-  for (n = w->conns.next; n != &w->conns; n = next) {
-    next = n->next;
-    conn_abort(container_of(n, struct conn, link));
-  }
+  w->stopping = WORKER_DEADLINE;
+  if (w->conn_ops) w->conn_ops->abort_all(w);
   worker_maybe_finish(w);
 }
 
 void worker_dispose(struct worker *w) {
   /* Listeners not closed by a stop (init failure) are closed here. */
   for (int i = 0; i < w->nlisteners; i++) listener_close(&w->listeners[i]);
-  w->stopping = 1;
+  if (!w->stopping) w->stopping = WORKER_STOPPING;
   worker_maybe_finish(w);
   uv_run(&w->loop, UV_RUN_DEFAULT);
   if (uv_loop_close(&w->loop) != 0) log_warn("worker %d: loop closed with handles open", w->id);

@@ -14,6 +14,8 @@
 #include "src/util.h"
 
 struct dns_resolver;
+struct frontend_table;
+struct listener;
 struct worker;
 
 /* Work deferred to the end of the current loop turn (write coalescing, session sends, resumed
@@ -50,12 +52,35 @@ enum worker_log {
   WLOG_COUNT
 };
 
+/* What the worker does with client connections. The connection layer (src/conn.c) sits above
+ * the worker, so the composition root (src/main.c) hands its ops to every worker instead of the
+ * worker including it. Every op is non-NULL. */
+struct worker_conn_ops {
+  /* |fd| (non-blocking) was accepted on |lst|; it is taken. */
+  void (*accept)(struct listener *lst, uv_os_sock_t fd);
+  /* A graceful stop began: each connection's front end decides what it still finishes. */
+  void (*stop_all)(struct worker *w);
+  /* The drain deadline passed: reset every connection left (their front ends end their tunnels). */
+  void (*abort_all)(struct worker *w);
+};
+
+/* How far a stop has got: RUNNING -> STOPPING (worker_request_stop: listeners closed, front ends
+ * told) -> DEADLINE (--drain-timeout passed: every connection reset). Non-zero means stopping. */
+enum worker_stop {
+  WORKER_RUNNING = 0,
+  WORKER_STOPPING,
+  WORKER_DEADLINE,
+};
+
 struct worker {
   int id;
   uv_loop_t loop;
   const struct config *cfg;           /* borrowed, read-only */
   SSL_CTX *ssl_ctx;                   /* borrowed, shared read-only by all workers */
   SSL_CTX *client_ssl_ctx;            /* borrowed: TLS to upstreams (wss backends), shared */
+  const struct frontend_table *frontends; /* borrowed, read-only: set by main before the loop runs */
+  const struct worker_conn_ops *conn_ops; /* borrowed (static): set by main before the loop runs;
+                                             NULL in unit tests that accept nothing */
   struct buf_pool pool;
   struct dns_resolver *dns;           /* owned */
   struct metrics metrics;             /* written by this worker only */
@@ -70,14 +95,15 @@ struct worker {
   size_t nhandshakes;
   uint64_t turn;                      /* loop turns so far: per-turn read budgets start anew */
   struct log_limit loglimit[WLOG_COUNT];
-  struct list tunnels;                /* struct tunnel.link: every live tunnel */
+  struct list tunnels;                /* struct tunnel.link: every live tunnel (each has a client
+                                         side owned by a conn, so closing conns ends them all) */
   struct list deferred;               /* struct worker_defer.link */
   uv_idle_t defer_idle;               /* keeps the loop from blocking while work is deferred */
   uv_check_t defer_check;
   uv_async_t stop_async;
   uv_timer_t drain_timer;
   uv_timer_t trim_timer;              /* worker 0 only: gives freed heap pages back (malloc_trim) */
-  int stopping;                       /* graceful stop in progress */
+  enum worker_stop stopping;          /* RUNNING (0) until a stop is requested */
   uv_thread_t thread;
   int start_error;                    /* set by the thread if listeners failed */
 };
