@@ -19,7 +19,7 @@
 #include "src/udp_tmpl.h"
 #include "tunnel/tcp_ep.h"
 #include "tunnel/udp_ep.h"
-#include "tunnel/ws_upgrade.h"
+#include "proxy/ws_upgrade.h"
 
 static const struct tun_ep_ops h2_ep_ops;
 

@@ -1,4 +1,4 @@
-/* Upstream TCP endpoint. The dialer (tunnel/dialer.c) resolves the target under policy and hands
+/* Upstream TCP endpoint. The dialer (proxy/dialer.c) resolves the target under policy and hands
  * over one connected socket; with TLS the endpoint then runs the client handshake. After that it
  * is a tun_ep: reads go straight into pooled chunks handed to the tunnel; writes are queued and
  * flushed once per loop turn; shutdown is a FIN after the queue drains; abort is an RST
@@ -41,7 +41,7 @@
 #include "src/sockout.h"
 #include "src/tls.h"
 #include "src/worker.h"
-#include "tunnel/dialer.h"
+#include "proxy/dialer.h"
 #include "tunnel/tunnel.h"
 
 enum tcp_ep_state {

@@ -1,4 +1,4 @@
-/* The upstream TCP endpoint: dials the target through tunnel/dialer.h (port policy, DNS, address
+/* The upstream TCP endpoint: dials the target through proxy/dialer.h (port policy, DNS, address
  * policy, addresses raced as RFC 8305 describes, all within the connect timeout), optionally runs
  * a TLS client handshake, and then serves as a tunnel side.
  *

@@ -13,7 +13,7 @@
 #include "src/net.h"
 #include "src/worker.h"
 #include "tunnel/capsule.h"
-#include "tunnel/resolve.h"
+#include "proxy/resolve.h"
 #include "tunnel/tunnel.h"
 
 /* Room kept before a received payload: type (1) + length varint (<= 4) + context ID (1). */

@@ -1,4 +1,4 @@
-/* Unit tests for the upstream dial path on a real worker loop: tunnel/dialer.c (resolve under
+/* Unit tests for the upstream dial path on a real worker loop: proxy/dialer.c (resolve under
  * policy, RFC 8305 racing, every outcome, cancel in every state) and the dial half of
  * tunnel/tcp_ep.c (the hand-over, TLS handshake, cancel in every endpoint state). Both .c files
  * are included, as h2o's tests do, so that a test can see which state it cancels in.
@@ -30,7 +30,7 @@
 #include "src/log.h"
 #include "src/policy.h"
 #include "src/worker.h"
-#include "tunnel/dialer.c"
+#include "proxy/dialer.c"
 #include "tunnel/tcp_ep.c"
 
 /* ---- fixture ------------------------------------------------------------------------------- */

@@ -1,4 +1,4 @@
-#include "tunnel/resolve.h"
+#include "proxy/resolve.h"
 
 #include <arpa/inet.h>
 #include <errno.h>

@@ -1,5 +1,5 @@
 /* The dialer: turns a target (host:port) into one connected TCP socket. Port policy, DNS and the
- * address policy run first (tunnel/resolve.h); then the allowed addresses are raced the way
+ * address policy run first (proxy/resolve.h); then the allowed addresses are raced the way
  * RFC 8305 (Happy Eyeballs v2) describes -- IPv6 and IPv4 interleaved, IPv6 first; the next
  * attempt starts when the previous one fails or after the connection attempt delay
  * (--happy-eyeballs-delay), whichever comes first; the first connection wins and the others are

@@ -3,7 +3,7 @@
  * Sec-WebSocket-Accept hands the connection over; another status is passed back to the client;
  * anything else is a 502 (http_upgrade_failed). A request that cannot be built is refused with
  * 400 or 431 before any dial. */
-#include "tunnel/ws_upgrade.h"
+#include "proxy/ws_upgrade.h"
 
 #include <openssl/evp.h>
 #include <openssl/rand.h>
@@ -16,7 +16,7 @@
 #include "src/log.h"
 #include "src/strbuf.h"
 #include "src/worker.h"
-#include "tunnel/ws_resp.h"
+#include "proxy/ws_resp.h"
 
 #define WS_GUID "258EAFA5-E914-47DA-95CA-C5AB0DC85B11"
 

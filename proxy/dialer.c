@@ -30,7 +30,7 @@
  * timer. An outcome decided by a socket event is delivered at the end of that loop turn's I/O, so
  * a cancel caused by anything read in the same turn (an RST_STREAM, the client closing) comes
  * first. */
-#include "tunnel/dialer.h"
+#include "proxy/dialer.h"
 
 #include <netinet/in.h>
 #include <string.h>
@@ -38,7 +38,7 @@
 #include "src/log.h"
 #include "src/net.h"
 #include "src/worker.h"
-#include "tunnel/resolve.h"
+#include "proxy/resolve.h"
 
 enum dialer_state {
   DIALER_RESOLVING,  /* |res| runs; the timer holds the deadline */
