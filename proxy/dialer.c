@@ -1,4 +1,4 @@
-/* The dialer (see dialer.h): resolve under policy, then race the addresses (RFC 8305).
+/* The dialer (see dialer.h): resolve under the caller's check, then race the addresses (RFC 8305).
  *
  * Each connection attempt is its own heap object with its own uv_tcp_t. A failed or losing
  * attempt is closed exactly once, by the dialer, and frees itself in its close callback; the
@@ -11,7 +11,7 @@
  *   from        event                                      to          what happens
  *   (start)     dialer_start                               RESOLVING   resolve, arm the deadline
  *   RESOLVING   addresses allowed                          CONNECTING  order them, start the first
- *   RESOLVING   policy refused, DNS error                  DELIVERING  keep resolve's error
+ *   RESOLVING   every address refused, DNS error           DELIVERING  keep resolve's error
  *   RESOLVING   deadline                                   DELIVERING  cancel resolve; dns_timeout
  *   CONNECTING  an attempt failed, addresses left          CONNECTING  close it, start the next now
  *   CONNECTING  an attempt failed, others still in flight  CONNECTING  close it
@@ -38,7 +38,6 @@
 #include "src/log.h"
 #include "src/net.h"
 #include "src/worker.h"
-#include "proxy/resolve.h"
 
 enum dialer_state {
   DIALER_RESOLVING,  /* |res| runs; the timer holds the deadline */
@@ -280,8 +279,8 @@ static void on_resolved(void *arg, enum pxerr err, const char *detail, const str
 
 /* ---- API ------------------------------------------------------------------------------------ */
 
-struct dialer *dialer_start(struct worker *w, const struct authority *target, int trusted, dialer_cb cb,
-                            void *arg) {
+struct dialer *dialer_start(struct worker *w, const struct authority *target, resolve_check_cb check,
+                            void *check_arg, dialer_cb cb, void *arg) {
   struct dialer *d = xcalloc(1, sizeof(*d));
   d->state = DIALER_RESOLVING;
   d->w = w;
@@ -295,7 +294,7 @@ struct dialer *dialer_start(struct worker *w, const struct authority *target, in
   d->handles = 1;
   d->deadline = uv_now(&w->loop) + w->cfg->connect_timeout_ms;
   uv_timer_start(&d->timer, on_timer, w->cfg->connect_timeout_ms, 0);
-  d->res = trusted ? resolve_start_trusted(w, target, on_resolved, d) : resolve_start(w, target, on_resolved, d);
+  d->res = resolve_start(w, target, check, check_arg, on_resolved, d);
   return d;
 }
 

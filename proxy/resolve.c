@@ -6,7 +6,6 @@
 #include <string.h>
 
 #include "src/log.h"
-#include "src/policy.h"
 #include "src/worker.h"
 
 struct resolve {
@@ -19,7 +18,8 @@ struct resolve {
   enum pxerr err;
   const char *detail;
   struct dns_result res;     /* allowed addresses */
-  int trusted;               /* skip the policy (operator-configured targets) */
+  resolve_check_cb check;    /* judges each address; NULL: all are allowed */
+  void *check_arg;
 };
 
 static void deliver(struct resolve *r) {
@@ -35,17 +35,17 @@ static void finish_later(struct resolve *r, enum pxerr err, const char *detail) 
   worker_defer(r->w, &r->defer);
 }
 
-/* Keeps only the addresses the policy allows, in resolver order. */
+/* Keeps only the addresses the check allows, in resolver order. */
 static void filter(struct resolve *r, const struct dns_result *res) {
   const char *why = NULL;
   r->res.n = 0;
-  if (r->trusted) {
+  if (!r->check) {
     r->res = *res;
     r->err = PXERR_NONE;
     return;
   }
   for (size_t i = 0; i < res->n; i++) {
-    if (policy_check_addr(r->w->cfg->policy, (const struct sockaddr *)&res->addrs[i], &why) == 0)
+    if (r->check(r->check_arg, (const struct sockaddr *)&res->addrs[i], &why) == 0)
       r->res.addrs[r->res.n++] = res->addrs[i];
   }
   if (r->res.n == 0) {
@@ -79,20 +79,17 @@ static int legacy_ipv4(const char *host, struct in_addr *out) {
   return inet_aton(host, out) != 0;
 }
 
-static struct resolve *start(struct worker *w, const struct authority *target, int trusted, resolve_cb cb,
-                             void *arg) {
+struct resolve *resolve_start(struct worker *w, const struct authority *target, resolve_check_cb check,
+                              void *check_arg, resolve_cb cb, void *arg) {
   struct resolve *r = xcalloc(1, sizeof(*r));
-  r->trusted = trusted;
+  r->check = check;
+  r->check_arg = check_arg;
   r->w = w;
   r->cb = cb;
   r->arg = arg;
   list_init(&r->defer.link);
   r->defer.cb = on_deferred;
   snprintf(r->host, sizeof(r->host), "%s", target->host);
-  if (!trusted && policy_check_port(w->cfg->policy, target->port) != 0) {
-    finish_later(r, PXERR_PORT_DENIED, "port not allowed");
-    return r;
-  }
   struct in_addr legacy;
   if (target->kind == AUTHORITY_NAME && legacy_ipv4(target->host, &legacy)) {
     struct dns_result res = {.n = 1};
@@ -107,14 +104,6 @@ static struct resolve *start(struct worker *w, const struct authority *target, i
   r->q = dns_resolve(w->dns, target->host, target->port, on_dns, r);
   if (!r->q) finish_later(r, PXERR_INTERNAL, "resolver unavailable");
   return r;
-}
-
-struct resolve *resolve_start(struct worker *w, const struct authority *target, resolve_cb cb, void *arg) {
-  return start(w, target, 0, cb, arg);
-}
-
-struct resolve *resolve_start_trusted(struct worker *w, const struct authority *target, resolve_cb cb, void *arg) {
-  return start(w, target, 1, cb, arg);
 }
 
 void resolve_cancel(struct resolve *r) {

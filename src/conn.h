@@ -72,6 +72,7 @@ struct conn {
   const struct conn_fe_ops *fe;   /* NULL until chosen */
   void *fe_data;                  /* owned through fe->on_close */
   const char *proto;              /* "h2", "http/1.1": static */
+  const struct config_listener *listener; /* borrowed: the listener it was accepted on */
   char peer[64];                  /* "addr:port" of the client */
   unsigned tls_listener : 1;      /* accepted on a tls:// listener */
   unsigned reading : 1;           /* the front end wants on_read */
