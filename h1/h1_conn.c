@@ -63,6 +63,9 @@ static void answer_local(struct h1_conn *h) {
   }
 }
 
+/* The connection itself is the tunnel's client side. */
+static struct tun_ep *px_client_ep(void *fe) { return &((struct h1_conn *)fe)->ep; }
+
 static int px_answer_ok(void *fe, const struct px_outcome *out) {
   struct h1_conn *h = fe;
   char head[1024];
@@ -87,14 +90,6 @@ static void px_answer_error(void *fe, const struct px_outcome *out) {
   /* After a rejected request nothing more is parsed from this connection (RFC 9931). */
   conn_close(h->c);
 }
-
-static struct tun_ep *px_client_ep(void *fe) { return &((struct h1_conn *)fe)->ep; }
-
-static const struct px_front_ops h1_px_ops = {
-    .answer_ok = px_answer_ok,
-    .answer_error = px_answer_error,
-    .client_ep = px_client_ep,
-};
 
 /* ---- requests ---- */
 
@@ -164,6 +159,12 @@ static void parse(struct h1_conn *h, struct buf_chunk *chunk) {
   }
   buf_put(&c->w->pool, chunk);
 }
+
+static const struct px_front_ops h1_px_ops = {
+    .answer_ok = px_answer_ok,
+    .answer_error = px_answer_error,
+    .client_ep = px_client_ep,
+};
 
 /* ---- conn front-end ops ---- */
 

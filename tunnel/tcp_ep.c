@@ -31,9 +31,9 @@
 #include <openssl/err.h>
 #include <openssl/x509v3.h>
 
+#include "src/authority.h"
 #include "src/buf.h"
 #include "src/log.h"
-#include "src/authority.h"
 #include "src/net.h"
 #include "src/sockout.h"
 #include "src/tls.h"

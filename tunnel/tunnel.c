@@ -8,9 +8,6 @@
  * from its timer's close callback -- never from inside an upcall. */
 #include "tunnel/tunnel.h"
 
-#include <string.h>
-#include <time.h>
-
 #include "src/buf.h"
 #include "src/log.h"
 #include "src/worker.h"
