@@ -64,7 +64,12 @@ struct dialer {
   int handles;                 /* open handles: the timer and every attempt not yet closed */
   uint64_t deadline;           /* loop time by which a socket must be connected */
   uint64_t next_at;            /* loop time at which the next attempt starts (CONNECTING) */
-  struct dns_result addrs;     /* allowed addresses, in RFC 8305 order */
+  union dialer_addr {          /* allowed addresses, in RFC 8305 order (compact: a dial in flight */
+    struct sockaddr sa;        /* should cost little) */
+    struct sockaddr_in sin;
+    struct sockaddr_in6 sin6;
+  } addrs[DNS_MAX_ADDRS];
+  size_t naddrs;
   size_t next;                 /* index of the next address to try */
   struct list attempts;        /* struct dial_attempt.link: connecting */
   struct dial_attempt *winner; /* owned until handed over (DELIVERING) */
@@ -81,7 +86,7 @@ static void start_attempts(struct dialer *d);
 static void on_timer(uv_timer_t *h);
 
 static const struct sockaddr *addr_of(const struct dialer *d, const struct dial_attempt *a) {
-  return (const struct sockaddr *)&d->addrs.addrs[a->idx];
+  return &d->addrs[a->idx].sa;
 }
 
 /* ---- closing and freeing ------------------------------------------------------------------- */
@@ -238,15 +243,15 @@ static int attempt_start(struct dialer *d) {
  * delivers the failure when no attempt is left to wait for. */
 static void start_attempts(struct dialer *d) {
   uint64_t now = uv_now(&d->w->loop);
-  while (d->next < d->addrs.n && d->next_at <= now) {
+  while (d->next < d->naddrs && d->next_at <= now) {
     if (attempt_start(d) == 0) d->next_at = now + d->w->cfg->happy_eyeballs_delay_ms;
   }
-  if (list_empty(&d->attempts) && d->next >= d->addrs.n) {
+  if (list_empty(&d->attempts) && d->next >= d->naddrs) {
     give_up(d, d->err, d->detail); /* every address failed */
     return;
   }
   uint64_t at = d->deadline;
-  if (d->next < d->addrs.n && d->next_at < at) at = d->next_at;
+  if (d->next < d->naddrs && d->next_at < at) at = d->next_at;
   uv_timer_start(&d->timer, on_timer, at > now ? at - now : 0, 0);
 }
 
@@ -270,8 +275,13 @@ static void on_resolved(void *arg, enum pxerr err, const char *detail, const str
     give_up(d, err, detail);
     return;
   }
-  d->addrs = *allowed;
-  dialer_order(&d->addrs);
+  struct dns_result ordered = *allowed;
+  dialer_order(&ordered);
+  for (size_t i = 0; i < ordered.n; i++) {
+    const struct sockaddr *sa = (const struct sockaddr *)&ordered.addrs[i];
+    memcpy(&d->addrs[i], sa, net_addr_len(sa));
+  }
+  d->naddrs = ordered.n;
   d->state = DIALER_CONNECTING;
   d->next_at = uv_now(&d->w->loop);
   start_attempts(d);

@@ -97,11 +97,14 @@ static void answer_error(struct px_request *rq) {
 /* Refuses |rq| with |err| (see pxerr.h for its status and Proxy-Status type). */
 static void fail(struct px_request *rq, enum pxerr err, const char *detail) {
   struct px_outcome *o = &rq->out;
+  char proxy_status[PXERR_PROXY_STATUS_MAX], body[PXERR_BODY_MAX];
   o->err = err;
   o->detail = detail;
   o->status = pxerr_status(err);
-  pxerr_proxy_status(o->proxy_status, sizeof(o->proxy_status), err, detail);
-  pxerr_body(o->body, sizeof(o->body), o->status, detail);
+  pxerr_proxy_status(proxy_status, sizeof(proxy_status), err, detail);
+  pxerr_body(body, sizeof(body), o->status, detail);
+  o->proxy_status = proxy_status;
+  o->body = body;
   METRIC_ADD(&rq->w->metrics, errors[err], 1);
   answer_error(rq);
 }
@@ -110,10 +113,13 @@ static void fail(struct px_request *rq, enum pxerr err, const char *detail) {
  * Proxy-Status (the refusal is the backend's, not ours). */
 static void relay_refusal(struct px_request *rq, int status, const char *detail) {
   struct px_outcome *o = &rq->out;
+  char body[PXERR_BODY_MAX];
   o->relayed = 1;
   o->detail = detail;
   o->status = status >= 200 && status <= 599 ? status : 502;
-  snprintf(o->body, sizeof(o->body), "%d: %s\n", status, detail);
+  snprintf(body, sizeof(body), "%d: %s\n", status, detail);
+  o->proxy_status = "";
+  o->body = body;
   answer_error(rq);
 }
 
@@ -211,10 +217,9 @@ static void on_ws(void *arg, struct tcp_ep *ep, const struct ws_upgrade_result *
     relay_refusal(rq, res->status, detail);
     return;
   }
-  rq->ws_res = *res;
-  if (rq->ws_res.protocol[0]) o->extra[o->nextra++] = (struct px_header){"sec-websocket-protocol", rq->ws_res.protocol};
-  if (rq->ws_res.extensions[0])
-    o->extra[o->nextra++] = (struct px_header){"sec-websocket-extensions", rq->ws_res.extensions};
+  /* |res| lives through this callback, and so through answer_ok. */
+  if (res->protocol[0]) o->extra[o->nextra++] = (struct px_header){"sec-websocket-protocol", res->protocol};
+  if (res->extensions[0]) o->extra[o->nextra++] = (struct px_header){"sec-websocket-extensions", res->extensions};
   snprintf(o->peer, sizeof(o->peer), "%s", tcp_ep_peer(ep));
   succeed(rq, tcp_ep_tun(ep), leftover);
 }

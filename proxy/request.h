@@ -97,10 +97,12 @@ struct px_outcome {
   const struct access_rule *rule;      /* the rule that decided; NULL until rules are enforced */
   struct px_header extra[PX_EXTRA_MAX]; /* success: e.g. capsule-protocol, sec-websocket-* */
   size_t nextra;
-  char proxy_status[PXERR_PROXY_STATUS_MAX]; /* error: the Proxy-Status value ("" if relayed) */
-  char body[PXERR_BODY_MAX];           /* error: the text body */
+  const char *proxy_status;            /* error: the Proxy-Status value ("" if relayed) */
+  const char *body;                    /* error: the text body */
   char peer[64];                       /* success: "addr:port" of the upstream */
 };
+/* The outcome's strings (extra values, proxy_status, body) are valid during the op it is passed
+ * to: a front end copies what it keeps. */
 
 /* The front end's side of the contract. Each is called at most once; answer_ok and answer_error
  * are the request's last calls (client_ep follows answer_ok), and the front end forgets the
@@ -153,7 +155,6 @@ struct px_request {
   struct dialer *dialer;                  /* DIALING */
   struct resolve *res;                    /* RESOLVING */
   struct ws_upgrade *ws_up;               /* UPGRADING (and NEW once built) */
-  struct ws_upgrade_result ws_res;        /* the backend's answer: the extra headers' text */
 };
 
 /* A request of |proto| arriving on |front|, answered through |ops| on |fe|. */

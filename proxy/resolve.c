@@ -14,62 +14,59 @@ struct resolve {
   struct worker_defer defer; /* delivers results decided without DNS */
   resolve_cb cb;
   void *arg;
-  char host[AUTHORITY_HOST_MAX + 1];
-  enum pxerr err;
-  const char *detail;
-  struct dns_result res;     /* allowed addresses */
   resolve_check_cb check;    /* judges each address; NULL: all are allowed */
   void *check_arg;
+  struct sockaddr_in legacy; /* the address a legacy IPv4 spelling names; AF_UNSPEC: none */
+  char host[AUTHORITY_HOST_MAX + 1];
 };
+/* (The addresses themselves are never kept: they are judged and handed on within one call, so
+ * a resolve in flight stays small.) */
 
-static void deliver(struct resolve *r) {
-  r->cb(r->arg, r->err, r->detail, r->err == PXERR_NONE ? &r->res : NULL);
+static void deliver(struct resolve *r, enum pxerr err, const char *detail, const struct dns_result *allowed) {
+  r->cb(r->arg, err, detail, allowed);
   free(r);
 }
 
-static void on_deferred(struct worker_defer *d) { deliver(container_of(d, struct resolve, defer)); }
-
-static void finish_later(struct resolve *r, enum pxerr err, const char *detail) {
-  r->err = err;
-  r->detail = detail;
-  worker_defer(r->w, &r->defer);
-}
-
-/* Keeps only the addresses the check allows, in resolver order. */
-static void filter(struct resolve *r, const struct dns_result *res) {
+/* Keeps only the addresses the check allows, in resolver order, and delivers them. */
+static void judge(struct resolve *r, const struct dns_result *res) {
+  struct dns_result allowed = {.n = 0};
   const char *why = NULL;
-  r->res.n = 0;
   if (!r->check) {
-    r->res = *res;
-    r->err = PXERR_NONE;
+    deliver(r, PXERR_NONE, NULL, res);
     return;
   }
   for (size_t i = 0; i < res->n; i++) {
     if (r->check(r->check_arg, (const struct sockaddr *)&res->addrs[i], &why) == 0)
-      r->res.addrs[r->res.n++] = res->addrs[i];
+      allowed.addrs[allowed.n++] = res->addrs[i];
   }
-  if (r->res.n == 0) {
+  if (allowed.n == 0) {
     log_info("resolve %s: denied: the address is %s", r->host, why ? why : "denied");
-    r->err = PXERR_DEST_PROHIBITED;
-    r->detail = why ? why : "destination denied";
-  } else {
-    r->err = PXERR_NONE;
+    deliver(r, PXERR_DEST_PROHIBITED, why ? why : "destination denied", NULL);
+    return;
   }
+  deliver(r, PXERR_NONE, NULL, &allowed);
+}
+
+static void on_deferred(struct worker_defer *d) {
+  struct resolve *r = container_of(d, struct resolve, defer);
+  if (r->legacy.sin_family != AF_INET) {
+    deliver(r, PXERR_INTERNAL, "resolver unavailable", NULL);
+    return;
+  }
+  struct dns_result res = {.n = 1};
+  memcpy(&res.addrs[0], &r->legacy, sizeof(r->legacy));
+  judge(r, &res);
 }
 
 static void on_dns(void *arg, int status, const struct dns_result *res) {
   struct resolve *r = arg;
   r->q = NULL;
-  if (status == -ETIMEDOUT) {
-    r->err = PXERR_DNS_TIMEOUT;
-    r->detail = "dns timeout";
-  } else if (status < 0) {
-    r->err = PXERR_DNS_ERROR;
-    r->detail = status == -ENOENT ? "name not found" : "dns failure";
-  } else {
-    filter(r, res);
-  }
-  deliver(r);
+  if (status == -ETIMEDOUT)
+    deliver(r, PXERR_DNS_TIMEOUT, "dns timeout", NULL);
+  else if (status < 0)
+    deliver(r, PXERR_DNS_ERROR, status == -ENOENT ? "name not found" : "dns failure", NULL);
+  else
+    judge(r, res);
 }
 
 /* Legacy IPv4 spellings ("127.1", "0x7f000001", "2130706433") are addresses to every resolver
@@ -89,20 +86,16 @@ struct resolve *resolve_start(struct worker *w, const struct authority *target, 
   r->arg = arg;
   list_init(&r->defer.link);
   r->defer.cb = on_deferred;
+  r->legacy.sin_family = AF_UNSPEC;
   snprintf(r->host, sizeof(r->host), "%s", target->host);
-  struct in_addr legacy;
-  if (target->kind == AUTHORITY_NAME && legacy_ipv4(target->host, &legacy)) {
-    struct dns_result res = {.n = 1};
-    struct sockaddr_in *sin = (struct sockaddr_in *)&res.addrs[0];
-    sin->sin_family = AF_INET;
-    sin->sin_addr = legacy;
-    sin->sin_port = htons(target->port);
-    filter(r, &res);
-    finish_later(r, r->err, r->detail);
+  if (target->kind == AUTHORITY_NAME && legacy_ipv4(target->host, &r->legacy.sin_addr)) {
+    r->legacy.sin_family = AF_INET;
+    r->legacy.sin_port = htons(target->port);
+    worker_defer(w, &r->defer);
     return r;
   }
   r->q = dns_resolve(w->dns, target->host, target->port, on_dns, r);
-  if (!r->q) finish_later(r, PXERR_INTERNAL, "resolver unavailable");
+  if (!r->q) worker_defer(w, &r->defer); /* "resolver unavailable" */
   return r;
 }
 

@@ -256,8 +256,8 @@ static void test_v6_first(void **state) {
   f->turn_arg = &r;
   dstart(f, "v6first.test", &r);
   run_until(f, &g_connecting, 5000);
-  assert_int_equal(r.d->addrs.n, 2);
-  assert_int_equal(r.d->addrs.addrs[0].ss_family, AF_INET6);
+  assert_int_equal(r.d->naddrs, 2);
+  assert_int_equal(r.d->addrs[0].sa.sa_family, AF_INET6);
   run_until(f, &r.calls, 5000);
   assert_int_equal(r.err, PXERR_NONE); /* [::1]:P refuses (nothing there) or accepts: either way */
 }

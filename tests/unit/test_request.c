@@ -73,6 +73,7 @@ struct mock_fe {
   int refuse;                /* answer_ok cannot answer */
   struct px_outcome out;     /* what was answered (extra values copied below) */
   char extra[PX_EXTRA_MAX][2][600];
+  char proxy_status[PXERR_PROXY_STATUS_MAX], body[PXERR_BODY_MAX];
   char down[256];            /* bytes the tunnel wrote to the client side */
   size_t ndown;
   int closed;                /* the tunnel closed the client side */
@@ -102,8 +103,17 @@ static const struct tun_ep_ops m_ep_ops = {
     .close = m_close,
 };
 
+/* Copies the outcome: its strings live only during the op. */
 static void keep(struct mock_fe *m, const struct px_outcome *out) {
   m->out = *out;
+  if (out->proxy_status) {
+    snprintf(m->proxy_status, sizeof(m->proxy_status), "%s", out->proxy_status);
+    m->out.proxy_status = m->proxy_status;
+  }
+  if (out->body) {
+    snprintf(m->body, sizeof(m->body), "%s", out->body);
+    m->out.body = m->body;
+  }
   for (size_t i = 0; i < out->nextra; i++) {
     snprintf(m->extra[i][0], sizeof(m->extra[i][0]), "%s", out->extra[i].name);
     snprintf(m->extra[i][1], sizeof(m->extra[i][1]), "%s", out->extra[i].value);
