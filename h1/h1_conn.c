@@ -110,7 +110,10 @@ static void start_request(struct h1_conn *h, struct buf_chunk *rest) {
   struct conn *c = h->c;
   int udp = h->req.head.kind == H1_REQ_CONNECT_UDP;
   struct px_request *rq = new_request(h, udp ? PX_PROTO_CONNECT_UDP : PX_PROTO_CONNECT);
-  if (udp) rq->path = h->req.head.path;
+  if (udp)
+    rq->path = h->req.head.path;
+  else
+    rq->parsed = &h->req.head.authority; /* h1_req parsed and checked it (H1C-01..04) */
   /* An empty remainder is not worth a chunk held for the whole dial (thousands of dials at once
    * would pin a chunk each). */
   if (rest && rest->len == 0) {

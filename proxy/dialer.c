@@ -275,13 +275,13 @@ static void on_resolved(void *arg, enum pxerr err, const char *detail, const str
     give_up(d, err, detail);
     return;
   }
-  struct dns_result ordered = *allowed;
-  dialer_order(&ordered);
-  for (size_t i = 0; i < ordered.n; i++) {
-    const struct sockaddr *sa = (const struct sockaddr *)&ordered.addrs[i];
+  size_t order[DNS_MAX_ADDRS];
+  dialer_order(allowed, order);
+  for (size_t i = 0; i < allowed->n; i++) {
+    const struct sockaddr *sa = (const struct sockaddr *)&allowed->addrs[order[i]];
     memcpy(&d->addrs[i], sa, net_addr_len(sa));
   }
-  d->naddrs = ordered.n;
+  d->naddrs = allowed->n;
   d->state = DIALER_CONNECTING;
   d->next_at = uv_now(&d->w->loop);
   start_attempts(d);
@@ -325,17 +325,17 @@ void dialer_cancel(struct dialer *d) {
   finish(d);
 }
 
-void dialer_order(struct dns_result *res) {
-  struct sockaddr_storage v6[DNS_MAX_ADDRS], v4[DNS_MAX_ADDRS];
+void dialer_order(const struct dns_result *res, size_t order[DNS_MAX_ADDRS]) {
+  size_t v6[DNS_MAX_ADDRS], v4[DNS_MAX_ADDRS];
   size_t n6 = 0, n4 = 0, n = 0;
   for (size_t i = 0; i < res->n; i++) {
     if (res->addrs[i].ss_family == AF_INET6)
-      v6[n6++] = res->addrs[i];
+      v6[n6++] = i;
     else
-      v4[n4++] = res->addrs[i];
+      v4[n4++] = i;
   }
   for (size_t i = 0; i < n6 || i < n4; i++) {
-    if (i < n6) res->addrs[n++] = v6[i];
-    if (i < n4) res->addrs[n++] = v4[i];
+    if (i < n6) order[n++] = v6[i];
+    if (i < n4) order[n++] = v4[i];
   }
 }

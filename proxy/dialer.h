@@ -41,8 +41,8 @@ struct dialer *dialer_start(struct worker *w, const struct authority *target, re
  * has run; a second call before that is a no-op. |d| must not be used afterwards. */
 void dialer_cancel(struct dialer *d);
 
-/* Puts |res| in RFC 8305 section 4 order: the families alternate, IPv6 first, each family in the
- * resolver's order. (Exposed for tests.) */
-void dialer_order(struct dns_result *res);
+/* The RFC 8305 section 4 order of |res| as indexes into it: the families alternate, IPv6 first,
+ * each family in the resolver's order. Writes res->n indexes to |order|. (Exposed for tests.) */
+void dialer_order(const struct dns_result *res, size_t order[DNS_MAX_ADDRS]);
 
 #endif

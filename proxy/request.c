@@ -34,6 +34,14 @@ static const char *const proto_names[] = {
 };
 
 const char *px_front_name(enum px_front f) { return front_names[f]; }
+
+/* Copies the text |src| into |dst| (|cap| bytes), cut to fit: on the path of every request, so
+ * no printf. */
+static void set_text(char *dst, size_t cap, const char *src) {
+  size_t n = strnlen(src, cap - 1);
+  memcpy(dst, src, n);
+  dst[n] = '\0';
+}
 const char *px_proto_name(enum px_proto p) { return proto_names[p]; }
 
 struct px_request *px_request_new(struct worker *w, enum px_front front, enum px_proto proto,
@@ -55,7 +63,7 @@ void px_request_set_client(struct px_request *rq, struct conn *c) {
   int len = sizeof(rq->client_addr);
   if (uv_tcp_getpeername(&c->tcp, (struct sockaddr *)&rq->client_addr, &len) != 0)
     rq->client_addr.ss_family = AF_UNSPEC;
-  snprintf(rq->client, sizeof(rq->client), "%s", c->peer);
+  set_text(rq->client, sizeof(rq->client), c->peer);
   rq->listener = c->listener;
 }
 
@@ -86,7 +94,7 @@ static void answer_error(struct px_request *rq) {
   const struct px_outcome *o = &rq->out;
   const char *error = o->relayed ? "backend_refused" : pxerr_token(o->err);
   /* A target not interpreted yet is logged as it was asked for. */
-  if (!rq->target[0]) snprintf(rq->target, sizeof(rq->target), "%s", rq->authority ? rq->authority : rq->path ? rq->path : "");
+  if (!rq->target[0]) set_text(rq->target, sizeof(rq->target), rq->authority ? rq->authority : rq->path ? rq->path : "");
   log_rejected(rq, error);
   log_debug("%s %s: %s %s: %d %s (%s)", px_front_name(rq->front), rq->client, px_proto_name(rq->proto),
             rq->target, o->status, error, o->detail ? o->detail : "");
@@ -147,9 +155,9 @@ static void succeed(struct px_request *rq, struct tun_ep *b, struct buf_chunk *f
                           .front = px_front_name(rq->front),
                           .status = status,
                           .start_ms = rq->start_ms};
-  snprintf(info.client, sizeof(info.client), "%s", rq->client);
-  snprintf(info.target, sizeof(info.target), "%s", rq->target);
-  snprintf(info.resolved, sizeof(info.resolved), "%s", o->peer);
+  set_text(info.client, sizeof(info.client), rq->client);
+  set_text(info.target, sizeof(info.target), rq->target);
+  set_text(info.resolved, sizeof(info.resolved), o->peer);
   struct tunnel *t = tunnel_new(w, rq->ops->client_ep(rq->fe), b, &info);
   struct buf_chunk *early = rq->early;
   rq->early = NULL;
@@ -174,7 +182,7 @@ static void on_dialed(void *arg, uv_tcp_t *tcp, const struct sockaddr *peer, enu
     return;
   }
   struct tcp_ep *ep = tcp_ep_new(rq->w, tcp, peer);
-  snprintf(rq->out.peer, sizeof(rq->out.peer), "%s", tcp_ep_peer(ep));
+  set_text(rq->out.peer, sizeof(rq->out.peer), tcp_ep_peer(ep));
   succeed(rq, tcp_ep_tun(ep), NULL);
 }
 
@@ -199,7 +207,7 @@ static void on_resolved(void *arg, enum pxerr err, const char *detail, const str
     return;
   }
   struct udp_ep *u = udp_ep_new(rq->w, udp, sa);
-  snprintf(rq->out.peer, sizeof(rq->out.peer), "%s", udp_ep_peer(u));
+  set_text(rq->out.peer, sizeof(rq->out.peer), udp_ep_peer(u));
   rq->out.extra[rq->out.nextra++] = (struct px_header){"capsule-protocol", "?1"};
   succeed(rq, udp_ep_tun(u), NULL);
 }
@@ -220,7 +228,7 @@ static void on_ws(void *arg, struct tcp_ep *ep, const struct ws_upgrade_result *
   /* |res| lives through this callback, and so through answer_ok. */
   if (res->protocol[0]) o->extra[o->nextra++] = (struct px_header){"sec-websocket-protocol", res->protocol};
   if (res->extensions[0]) o->extra[o->nextra++] = (struct px_header){"sec-websocket-extensions", res->extensions};
-  snprintf(o->peer, sizeof(o->peer), "%s", tcp_ep_peer(ep));
+  set_text(o->peer, sizeof(o->peer), tcp_ep_peer(ep));
   succeed(rq, tcp_ep_tun(ep), leftover);
 }
 
@@ -233,7 +241,9 @@ static int interpret(struct px_request *rq) {
   const char *why = NULL;
   switch (rq->proto) {
   case PX_PROTO_CONNECT:
-    if (!rq->authority || authority_parse(rq->authority, strlen(rq->authority), &rq->dest, &why) != 0) {
+    if (rq->parsed) {
+      rq->dest = *rq->parsed;
+    } else if (!rq->authority || authority_parse(rq->authority, strlen(rq->authority), &rq->dest, &why) != 0) {
       fail(rq, PXERR_BAD_REQUEST, why ? why : "bad :authority");
       return -1;
     }
@@ -261,7 +271,7 @@ static int interpret(struct px_request *rq) {
       fail(rq, PXERR_BAD_REQUEST, "websocket needs :authority and :path");
       return -1;
     }
-    snprintf(rq->target, sizeof(rq->target), "%s", rq->authority);
+    set_text(rq->target, sizeof(rq->target), rq->authority);
     const char *backend = rq->authority;
     for (int i = 0; i < cfg->nws_routes; i++) {
       if (strcasecmp(cfg->ws_routes[i].authority, rq->authority) == 0) {

@@ -132,6 +132,8 @@ struct px_request {
   const struct config_listener *listener; /* borrowed; NULL when unknown */
   uint64_t start_ms;                      /* loop time the request began (access log) */
   const char *authority;                  /* CONNECT, WEBSOCKET: host:port as requested */
+  const struct authority *parsed;         /* CONNECT: |authority| already parsed and checked by
+                                             the front end (h1_req), or NULL */
   const char *path;                       /* CONNECT_UDP: matched against the URI template;
                                              WEBSOCKET: :path */
   int tls;                                /* WEBSOCKET: :scheme https (TLS to the backend) */

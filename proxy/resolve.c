@@ -29,8 +29,9 @@ static void deliver(struct resolve *r, enum pxerr err, const char *detail, const
 
 /* Keeps only the addresses the check allows, in resolver order, and delivers them. */
 static void judge(struct resolve *r, const struct dns_result *res) {
-  struct dns_result allowed = {.n = 0};
+  struct dns_result allowed; /* only the first |n| are written and read */
   const char *why = NULL;
+  allowed.n = 0;
   if (!r->check) {
     deliver(r, PXERR_NONE, NULL, res);
     return;
