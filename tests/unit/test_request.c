@@ -181,6 +181,16 @@ static void kill_tunnel(struct mock_fe *m) {
   assert_true(m->closed);
 }
 
+/* Starts |rq| and checks that it succeeds with one extra header |name|: |value|. */
+static void expect_ok_with(struct fx *f, struct mock_fe *m, const char *name, const char *value) {
+  px_request_start(m->rq);
+  run_until_answered(f, m);
+  assert_int_equal(m->oks, 1);
+  assert_int_equal(m->out.nextra, 1);
+  assert_string_equal(m->out.extra[0].name, name);
+  assert_string_equal(m->out.extra[0].value, value);
+}
+
 static char *authority_of(struct fx *f, const char *host, char *buf, size_t cap) {
   snprintf(buf, cap, "%s:%d", host, f->port);
   return buf;
@@ -327,13 +337,8 @@ static void test_udp_allowed(void **state) {
   assert_int_equal(getsockname(fd, (struct sockaddr *)&ss, &len), 0);
   int uport = ntohs(((struct sockaddr_in *)&ss)->sin_port);
   snprintf(path, sizeof(path), "/.well-known/masque/udp/ok.test/%d/", uport);
-  struct px_request *rq = request(f, &m, PX_FRONT_H2, PX_PROTO_CONNECT_UDP, "127.0.0.1", path);
-  px_request_start(rq);
-  run_until_answered(f, &m);
-  assert_int_equal(m.oks, 1);
-  assert_int_equal(m.out.nextra, 1);
-  assert_string_equal(m.out.extra[0].name, "capsule-protocol");
-  assert_string_equal(m.out.extra[0].value, "?1");
+  request(f, &m, PX_FRONT_H2, PX_PROTO_CONNECT_UDP, "127.0.0.1", path);
+  expect_ok_with(f, &m, "capsule-protocol", "?1");
   snprintf(want, sizeof(want), "127.0.0.3:%d", uport);
   assert_string_equal(m.out.peer, want);
   assert_int_equal(f->w->metrics.tunnels_opened[TUN_PROTO_CONNECT_UDP], 1);
@@ -353,12 +358,7 @@ static void test_websocket_allowed(void **state) {
   struct px_request *rq = request(f, &m, PX_FRONT_H2, PX_PROTO_WEBSOCKET, authority_of(f, "ws.test", auth, sizeof(auth)),
                                   "/chat?room=1");
   rq->ws.protocol = "chat, superchat";
-  px_request_start(rq);
-  run_until_answered(f, &m);
-  assert_int_equal(m.oks, 1);
-  assert_int_equal(m.out.nextra, 1);
-  assert_string_equal(m.out.extra[0].name, "sec-websocket-protocol");
-  assert_string_equal(m.out.extra[0].value, "chat");
+  expect_ok_with(f, &m, "sec-websocket-protocol", "chat");
   assert_int_equal(m.ndown, 5);
   assert_memory_equal(m.down, "FRAME", 5);
   assert_non_null(strstr(b.request, "GET /chat?room=1 HTTP/1.1\r\n"));
