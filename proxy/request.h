@@ -118,7 +118,13 @@ struct px_front_ops {
   struct tun_ep *(*client_ep)(void *fe);
 };
 
-enum px_phase { PX_NEW, PX_DIALING, PX_RESOLVING, PX_UPGRADING };
+/* Where a request is (the file comment has the transitions). */
+enum px_phase {
+  PX_NEW,       /* being described by the front end, or deciding within px_request_start */
+  PX_DIALING,   /* CONNECT: |dialer| resolves and connects */
+  PX_RESOLVING, /* connect-udp: |res| resolves */
+  PX_UPGRADING, /* WebSocket: |ws_up| dials and runs the backend handshake */
+};
 
 struct px_request {
   /* Set by px_request_new: */
