@@ -1,33 +1,31 @@
 /* HTTP/1.1 front end: feeds bytes to the request-head parser (h1_req.c, which makes every check
- * on a head), acts on what it returns and writes the answers.
+ * on a head), hands CONNECT and connect-udp requests to the request path (proxy/request.h), and
+ * writes the answers in HTTP/1.1 framing.
  *
  *   state      | reads         | on event
  *   -----------+---------------+---------------------------------------------------------------
  *   HEAD       | h1_req        | local request -> answer, stay in HEAD (keep-alive) or close
- *              |               | CONNECT       -> DIALING (reading stopped; early bytes kept)
- *              |               | bad input     -> error response, CLOSED
- *   DIALING    | nothing       | dial ok  -> "200 Connection Established", TUNNEL
- *              |               | dial err -> 4xx/5xx with Proxy-Status, CLOSED (RFC 9931)
+ *              |               | CONNECT, connect-udp -> DIALING (reading stopped; early bytes
+ *              |               |                         go with the request)
+ *              |               | bad input, absolute-form -> refused by the request path, CLOSED
+ *   DIALING    | nothing       | answer_ok    -> "200 Connection Established" (or 101), TUNNEL
+ *              |               | answer_error -> 4xx/5xx with Proxy-Status, CLOSED (RFC 9931)
  *   TUNNEL     | the tunnel    | the conn is an endpoint (h1 ep) of the tunnel
  *   CLOSED     | nothing       | the conn is flushing and closing
  *
  * Ownership: struct h1_conn is the conn's fe_data, freed from on_close. It embeds the tunnel
- * endpoint that stands for this connection. */
+ * endpoint that stands for this connection, and holds the request being decided (|rq|). */
 #include "h1/h1_conn.h"
 
 #include <string.h>
 
 #include "h1/h1_req.h"
 #include "h1/h1_resp.h"
-#include "src/authority.h"
+#include "proxy/request.h"
 #include "src/conn.h"
 #include "src/frontend.h"
 #include "src/local.h"
 #include "src/log.h"
-#include "src/pxerr.h"
-#include "src/udp_tmpl.h"
-#include "tunnel/tcp_ep.h"
-#include "tunnel/udp_ep.h"
 #include "tunnel/tunnel.h"
 
 enum h1_state { H1_HEAD, H1_DIALING, H1_TUNNEL, H1_CLOSED };
@@ -36,35 +34,16 @@ struct h1_conn {
   struct conn *c;           /* back-pointer: the owning connection */
   struct h1_req req;        /* the request-head parser (h1_req.h): owns llhttp and the target */
   enum h1_state state;
-  /* CONNECT: */
-  struct buf_chunk *first;  /* owned until the tunnel starts: bytes after the head */
-  struct tcp_ep *dial;      /* the dial in progress, or NULL */
-  struct udp_ep *udp;       /* connect-udp dial in progress, or NULL */
+  uint64_t start_ms;        /* loop time the current request began */
+  struct px_request *rq;    /* the request being decided (DIALING), or NULL */
   struct tun_ep ep;         /* this connection as a tunnel side */
-  struct tun_info info;
 };
 
 static const struct tun_ep_ops h1_ep_ops;
 static const struct conn_fe_ops h1_fe_ops;
+static const struct px_front_ops h1_px_ops;
 
-/* ---- responses ---- */
-
-static void send_error(struct h1_conn *h, enum pxerr e, const char *detail) {
-  struct conn *c = h->c;
-  char buf[1024];
-  int status = pxerr_status(e);
-  size_t n = h1_resp_error(buf, sizeof(buf), status, pxerr_token(e), detail);
-  METRIC_ADD(&c->w->metrics, errors[e], 1);
-  h->info.status = status;
-  if (h->info.target[0] == '\0' && h->req.target)
-    snprintf(h->info.target, sizeof(h->info.target), "%s", h->req.target);
-  tunnel_log_rejected(c->w, &h->info, pxerr_token(e), detail);
-  log_debug("h1 %s: %d %s (%s)", c->peer, status, pxerr_token(e), detail ? detail : "");
-  h->state = H1_CLOSED;
-  conn_write_copy(c, buf, n);
-  /* After a rejected request nothing more is parsed from this connection (RFC 9931). */
-  conn_close(c);
-}
+/* ---- answers ---- */
 
 static void answer_local(struct h1_conn *h) {
   struct conn *c = h->c;
@@ -85,102 +64,68 @@ static void answer_local(struct h1_conn *h) {
   }
 }
 
-/* ---- CONNECT ---- */
+/* The connection itself is the tunnel's client side. */
+static struct tun_ep *px_client_ep(void *fe) { return &((struct h1_conn *)fe)->ep; }
 
-/* The upstream is ready: send |head|, and the connection becomes tunnel side a. */
-static void start_tunnel(struct h1_conn *h, int status, const char *head, struct tun_ep *b,
-                         const char *peer) {
-  struct conn *c = h->c;
-  conn_write_copy(c, head, strlen(head));
+static int px_answer_ok(void *fe, const struct px_outcome *out) {
+  struct h1_conn *h = fe;
+  char head[1024];
+  int udp = h->req.head.kind == H1_REQ_CONNECT_UDP;
+  size_t n = h1_resp_tunnel(head, sizeof(head), udp ? "connect-udp" : NULL, out->extra, out->nextra);
+  h->rq = NULL;
+  if (n == 0) return 0;
+  conn_write_copy(h->c, head, n);
   h->state = H1_TUNNEL;
-  h->info.status = status;
-  snprintf(h->info.resolved, sizeof(h->info.resolved), "%s", peer);
   /* The request is done with: a long-lived tunnel should not carry its head. */
   h1_req_dispose(&h->req);
-  struct tunnel *t = tunnel_new(c->w, &h->ep, b, &h->info);
-  struct buf_chunk *first = h->first;
-  h->first = NULL;
-  tunnel_start(t, first);
+  return udp ? 101 : 200;
 }
 
-static void dial_failed(struct h1_conn *h, enum pxerr err, const char *detail) {
-  buf_put(&h->c->w->pool, h->first);
-  h->first = NULL;
-  send_error(h, err, detail);
+static void px_answer_error(void *fe, const struct px_outcome *out) {
+  struct h1_conn *h = fe;
+  char buf[1024];
+  size_t n = h1_resp_error(buf, sizeof(buf), out->status, out->proxy_status, out->body);
+  h->rq = NULL;
+  h->state = H1_CLOSED;
+  conn_write_copy(h->c, buf, n);
+  /* After a rejected request nothing more is parsed from this connection (RFC 9931). */
+  conn_close(h->c);
 }
 
-static void on_dial(void *arg, struct tcp_ep *ep, enum pxerr err, const char *detail) {
-  struct h1_conn *h = arg;
-  h->dial = NULL;
-  if (err != PXERR_NONE)
-    dial_failed(h, err, detail);
+/* ---- requests ---- */
+
+/* The request path's view of the request h1_req holds (strings borrowed until it decides). */
+static struct px_request *new_request(struct h1_conn *h, enum px_proto proto) {
+  struct px_request *rq = px_request_new(h->c->w, PX_FRONT_H1, proto, &h1_px_ops, h);
+  px_request_set_client(rq, h->c);
+  rq->start_ms = h->start_ms;
+  rq->authority = h->req.target;
+  rq->credentials = h1_req_take_credentials(&h->req);
+  h->rq = rq;
+  return rq;
+}
+
+/* CONNECT host:port or connect-udp (RFC 9298 §3.2): h1_req checked the head (target, Host, no
+ * content); |rest| (taken) holds the bytes after it, the tunnel's first payload (H1C-08). */
+static void start_request(struct h1_conn *h, struct buf_chunk *rest) {
+  struct conn *c = h->c;
+  int udp = h->req.head.kind == H1_REQ_CONNECT_UDP;
+  struct px_request *rq = new_request(h, udp ? PX_PROTO_CONNECT_UDP : PX_PROTO_CONNECT);
+  if (udp)
+    rq->path = h->req.head.path;
   else
-    start_tunnel(h, 200, "HTTP/1.1 200 Connection Established\r\n\r\n", tcp_ep_tun(ep), tcp_ep_peer(ep));
-}
-
-static void on_udp_dial(void *arg, struct udp_ep *ep, enum pxerr err, const char *detail) {
-  struct h1_conn *h = arg;
-  h->udp = NULL;
-  if (err != PXERR_NONE)
-    dial_failed(h, err, detail);
-  else
-    start_tunnel(h, 101,
-                 "HTTP/1.1 101 Switching Protocols\r\nConnection: Upgrade\r\nUpgrade: connect-udp\r\n"
-                 "Capsule-Protocol: ?1\r\n\r\n",
-                 udp_ep_tun(ep), udp_ep_peer(ep));
-}
-
-/* Keeps the bytes that followed the head; an empty remainder is not worth a chunk held for the
- * whole dial (thousands of dials at once would pin a chunk each). */
-static void keep_first(struct h1_conn *h, struct buf_chunk *rest) {
+    rq->parsed = &h->req.head.authority; /* h1_req parsed and checked it (H1C-01..04) */
+  /* An empty remainder is not worth a chunk held for the whole dial (thousands of dials at once
+   * would pin a chunk each). */
   if (rest && rest->len == 0) {
-    buf_put(&h->c->w->pool, rest);
+    buf_put(&c->w->pool, rest);
     rest = NULL;
   }
-  h->first = rest;
-}
-
-/* connect-udp over HTTP/1.1 (RFC 9298 §3.2): h1_req checked the GET, the Upgrade and that no
- * content follows; the target comes from the path through the URI template. */
-static void start_connect_udp(struct h1_conn *h, struct buf_chunk *rest) {
-  struct conn *c = h->c;
-  const char *path = h->req.head.path;
-  keep_first(h, rest);
-  h->info.proto = "connect-udp";
-  char host[AUTHORITY_HOST_MAX + 1];
-  uint16_t port;
-  struct authority target;
-  if (udp_tmpl_match(c->w->cfg->udp_template, path, strlen(path), host, sizeof(host), &port) != 0) {
-    send_error(h, PXERR_BAD_REQUEST, "path does not match the connect-udp template");
-    return;
-  }
-  if (authority_from_host(host, port, &target) != 0) {
-    send_error(h, PXERR_BAD_REQUEST, "bad connect-udp target");
-    return;
-  }
-  authority_format(&target, h->info.target, sizeof(h->info.target));
+  rq->early = rest;
   h->state = H1_DIALING;
   conn_read_stop(c);
   conn_set_timer(c, 0);
-  h->udp = udp_ep_dial(c->w, &target, on_udp_dial, h);
-}
-
-/* CONNECT host:port: h1_req checked the target, the Host and that no content follows. */
-static void start_connect(struct h1_conn *h, struct buf_chunk *rest) {
-  struct conn *c = h->c;
-  keep_first(h, rest);
-  authority_format(&h->req.head.authority, h->info.target, sizeof(h->info.target));
-  h->state = H1_DIALING;
-  conn_read_stop(c);
-  conn_set_timer(c, 0);
-  h->dial = tcp_ep_dial(c->w, &h->req.head.authority, on_dial, h);
-}
-
-/* A new request begins: its access-log record starts now. */
-static void begin_request(struct h1_conn *h) {
-  h->info.proto = "connect";
-  h->info.start_ms = uv_now(&h->c->w->loop);
-  h->info.target[0] = '\0';
+  px_request_start(rq);
 }
 
 /* Feeds |chunk| (taken) to the parser and acts on every complete request in it. */
@@ -190,37 +135,40 @@ static void parse(struct h1_conn *h, struct buf_chunk *chunk) {
   size_t len = chunk->len;
   while (len > 0 && h->state == H1_HEAD) {
     size_t used = 0;
-    if (!h1_req_started(&h->req)) begin_request(h);
+    if (!h1_req_started(&h->req)) h->start_ms = uv_now(&c->w->loop); /* a new request begins */
     enum h1_req_status st = h1_req_feed(&h->req, data, len, &used);
     if (st == H1_REQ_MORE) break;
     if (st == H1_REQ_ERROR) {
+      /* Answered, logged and counted by the request path like any refusal. */
       log_debug("h1 %s: request refused: %s", c->peer, h->req.detail);
-      if (h->req.head.kind == H1_REQ_CONNECT_UDP) h->info.proto = "connect-udp";
-      send_error(h, h->req.err, h->req.detail);
+      enum px_proto proto = h->req.head.kind == H1_REQ_CONNECT_UDP ? PX_PROTO_CONNECT_UDP : PX_PROTO_CONNECT;
+      px_request_fail(new_request(h, proto), h->req.err, h->req.detail);
       break;
     }
     data += used;
     len -= used;
     if (h->req.head.kind == H1_REQ_CONNECT || h->req.head.kind == H1_REQ_CONNECT_UDP) {
-      /* Whatever follows the head is the tunnel's first payload (H1C-08). Earlier pipelined
-       * requests in this chunk were consumed too: count from the chunk's start. */
+      /* Earlier pipelined requests in this chunk were consumed too: count from its start. */
       uint32_t consumed = (uint32_t)(data - buf_rd(chunk));
       chunk->off += consumed;
       chunk->len -= consumed;
-      if (h->req.head.kind == H1_REQ_CONNECT)
-        start_connect(h, chunk);
-      else
-        start_connect_udp(h, chunk);
+      start_request(h, chunk);
       return;
     }
     if (h->req.head.kind == H1_REQ_ABSOLUTE) {
-      send_error(h, PXERR_NOT_IMPLEMENTED, "forwarding of absolute-form requests is not supported; use CONNECT");
+      px_request_start(new_request(h, PX_PROTO_FORWARD)); /* refused there: not implemented */
       break;
     }
     answer_local(h);
   }
   buf_put(&c->w->pool, chunk);
 }
+
+static const struct px_front_ops h1_px_ops = {
+    .answer_ok = px_answer_ok,
+    .answer_error = px_answer_error,
+    .client_ep = px_client_ep,
+};
 
 /* ---- conn front-end ops ---- */
 
@@ -283,10 +231,8 @@ static void fe_on_stop(struct conn *c) {
 
 static void fe_on_close(struct conn *c) {
   struct h1_conn *h = c->fe_data;
-  if (h->dial) tcp_ep_cancel(h->dial);
-  if (h->udp) udp_ep_cancel(h->udp);
+  if (h->rq) px_request_cancel(h->rq);
   if (h->ep.tun) tunnel_kill(h->ep.tun, c->w->stopping == WORKER_DEADLINE ? TUN_CLOSE_SHUTDOWN : TUN_CLOSE_CLIENT_ERROR);
-  buf_put(&c->w->pool, h->first);
   h1_req_dispose(&h->req);
   free(h);
   c->fe_data = NULL;
@@ -350,10 +296,6 @@ void h1_conn_attach(struct conn *c) {
                                  .max_fields = c->w->cfg->max_headers};
   h1_req_init(&h->req, &limits);
   h->ep.ops = &h1_ep_ops;
-  h->info.front = "h1";
-  h->info.proto = "connect";
-  h->info.start_ms = uv_now(&c->w->loop);
-  snprintf(h->info.client, sizeof(h->info.client), "%s", c->peer);
   c->fe = &h1_fe_ops;
   c->fe_data = h;
   conn_set_timer(c, c->w->cfg->header_timeout_ms);

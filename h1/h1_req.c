@@ -30,6 +30,7 @@
  * max_fields. */
 #include "h1/h1_req.h"
 
+#include <stdint.h>
 #include <string.h>
 #include <strings.h>
 
@@ -215,6 +216,8 @@ static int on_header_field_complete(llhttp_t *p) {
     if (r->host_count++ == 0) r->field_kind = H1_FIELD_HOST;
   } else if (r->field_len == 7 && memcmp(r->field, "upgrade", 7) == 0) {
     if (r->upgrade_count++ == 0) r->field_kind = H1_FIELD_UPGRADE;
+  } else if (r->field_len == 19 && memcmp(r->field, "proxy-authorization", 19) == 0) {
+    if (!r->credentials) r->field_kind = H1_FIELD_PROXY_AUTH;
   }
   r->field_len = 0;
   return 0;
@@ -226,6 +229,15 @@ static int on_header_value(llhttp_t *p, const char *at, size_t len) {
     append(r->host, sizeof(r->host), &r->host_len, at, len, 0);
   else if (r->field_kind == H1_FIELD_UPGRADE)
     append(r->upgrade, sizeof(r->upgrade), &r->upgrade_len, at, len, 1);
+  else if (r->field_kind == H1_FIELD_PROXY_AUTH) {
+    /* Bounded by the scanner: the value is part of a head of at most max_head_bytes. */
+    char *n = realloc(r->credentials, r->credentials_len + len + 1);
+    CHECK(n != NULL);
+    memcpy(n + r->credentials_len, at, len);
+    r->credentials = n;
+    r->credentials_len += len;
+    n[r->credentials_len] = '\0';
+  }
   return 0;
 }
 
@@ -239,6 +251,10 @@ static int on_header_value_complete(llhttp_t *p) {
   struct h1_req *r = req_of(p);
   if (r->field_kind == H1_FIELD_HOST) trim(r->host, sizeof(r->host), &r->host_len);
   if (r->field_kind == H1_FIELD_UPGRADE) trim(r->upgrade, sizeof(r->upgrade), &r->upgrade_len);
+  if (r->field_kind == H1_FIELD_PROXY_AUTH && r->credentials) {
+    trim(r->credentials, SIZE_MAX, &r->credentials_len);
+    r->credentials[r->credentials_len] = '\0';
+  }
   r->field_kind = H1_FIELD_OTHER;
   return 0;
 }
@@ -407,6 +423,9 @@ static void begin_head(struct h1_req *r) {
   r->field_kind = H1_FIELD_OTHER;
   r->host_count = r->upgrade_count = 0;
   r->host_len = r->upgrade_len = 0;
+  free(r->credentials);
+  r->credentials = NULL;
+  r->credentials_len = 0;
   r->state = H1_REQ_S_HEAD;
 }
 
@@ -421,6 +440,16 @@ void h1_req_dispose(struct h1_req *r) {
   free(r->target);
   r->target = NULL;
   r->target_len = r->target_cap = 0;
+  free(r->credentials);
+  r->credentials = NULL;
+  r->credentials_len = 0;
+}
+
+char *h1_req_take_credentials(struct h1_req *r) {
+  char *c = r->credentials;
+  r->credentials = NULL;
+  r->credentials_len = 0;
+  return c;
 }
 
 int h1_req_started(const struct h1_req *r) {

@@ -78,7 +78,7 @@ enum h1_req_line {
 };
 
 /* Which field's value llhttp is delivering. */
-enum h1_req_field { H1_FIELD_OTHER, H1_FIELD_HOST, H1_FIELD_UPGRADE };
+enum h1_req_field { H1_FIELD_OTHER, H1_FIELD_HOST, H1_FIELD_UPGRADE, H1_FIELD_PROXY_AUTH };
 
 /* A checked request head. Valid after H1_REQ_DONE until the next h1_req_feed or h1_req_dispose. */
 struct h1_req_head {
@@ -116,7 +116,7 @@ struct h1_req {
   enum pxerr scan_err;     /* the scanner's verdict on the bytes fed */
   const char *scan_detail;
   /* Field values llhttp hands over, per head: */
-  char field[16];          /* first bytes of the current field name, lowercased */
+  char field[20];          /* first bytes of the current field name, lowercased */
   size_t field_len;
   enum h1_req_field field_kind;
   int host_count, upgrade_count;
@@ -124,6 +124,9 @@ struct h1_req {
   size_t host_len;
   char upgrade[16];        /* the first Upgrade value, lowercased; one byte over = not ours */
   size_t upgrade_len;
+  char *credentials;       /* owned: the first Proxy-Authorization value (bounded by the head),
+                            * NUL-terminated, or NULL */
+  size_t credentials_len;
 };
 
 /* Prepares |r| to read the first request of a connection under |limits|. */
@@ -142,6 +145,10 @@ void h1_req_dispose(struct h1_req *r);
  *     nothing more.
  * Feeding the same bytes cut into pieces gives the same results. */
 enum h1_req_status h1_req_feed(struct h1_req *r, const char *data, size_t len, size_t *used);
+
+/* The first Proxy-Authorization value of the request returned last (trailing whitespace cut),
+ * handed over to the caller (free() it), or NULL. Not checked here. */
+char *h1_req_take_credentials(struct h1_req *r);
 
 /* 1 while a request has begun (some byte of it was taken) but has not been returned. */
 int h1_req_started(const struct h1_req *r);

@@ -3,21 +3,9 @@
 #include <stdio.h>
 #include <string.h>
 
+#include "proxy/request.h"
 #include "src/pxerr.h"
-
-size_t h1_sf_string(char *out, size_t cap, const char *s) {
-  size_t n = 0;
-  if (cap < 3) return 0;
-  out[n++] = '"';
-  for (; s && *s && n + 4 < cap; s++) {
-    unsigned char ch = (unsigned char)*s;
-    if (ch == '"' || ch == '\\') out[n++] = '\\';
-    out[n++] = (ch < 0x20 || ch > 0x7e) ? '?' : (char)ch;
-  }
-  out[n++] = '"';
-  out[n] = '\0';
-  return n;
-}
+#include "src/strbuf.h"
 
 size_t h1_resp_head(char *buf, size_t cap, int status, const char *content_type, size_t body_len,
                     int close) {
@@ -29,18 +17,26 @@ size_t h1_resp_head(char *buf, size_t cap, int status, const char *content_type,
   return (n > 0 && (size_t)n < cap) ? (size_t)n : 0;
 }
 
-size_t h1_resp_error(char *buf, size_t cap, int status, const char *token, const char *detail) {
-  char details[160];
-  h1_sf_string(details, sizeof(details), detail ? detail : "");
-  char body[256];
-  int blen = snprintf(body, sizeof(body), "%d %s%s%s\n", status, http_reason(status),
-                      detail ? ": " : "", detail ? detail : "");
-  if (blen < 0 || (size_t)blen >= sizeof(body)) blen = (int)sizeof(body) - 1;
-  int n = snprintf(buf, cap,
-                   "HTTP/1.1 %d %s\r\nProxy-Status: h2tunnel; error=%s%s%s\r\n"
-                   "Content-Type: text/plain; charset=utf-8\r\nContent-Length: %d\r\n"
-                   "Cache-Control: no-store\r\nConnection: close\r\n\r\n%.*s",
-                   status, http_reason(status), token, detail ? "; details=" : "",
-                   detail ? details : "", blen, blen, body);
-  return (n > 0 && (size_t)n < cap) ? (size_t)n : 0;
+size_t h1_resp_error(char *buf, size_t cap, int status, const char *proxy_status, const char *body) {
+  struct strbuf sb;
+  strbuf_init_fixed(&sb, buf, cap);
+  strbuf_printf(&sb, "HTTP/1.1 %d %s\r\n", status, http_reason(status));
+  if (proxy_status && proxy_status[0]) strbuf_printf(&sb, "Proxy-Status: %s\r\n", proxy_status);
+  strbuf_printf(&sb,
+                "Content-Type: text/plain; charset=utf-8\r\nContent-Length: %zu\r\n"
+                "Cache-Control: no-store\r\nConnection: close\r\n\r\n%s",
+                strlen(body), body);
+  return sb.overflow ? 0 : sb.len;
+}
+
+size_t h1_resp_tunnel(char *buf, size_t cap, const char *upgrade, const struct px_header *extra, size_t nextra) {
+  struct strbuf sb;
+  strbuf_init_fixed(&sb, buf, cap);
+  if (upgrade)
+    strbuf_printf(&sb, "HTTP/1.1 101 Switching Protocols\r\nConnection: Upgrade\r\nUpgrade: %s\r\n", upgrade);
+  else
+    strbuf_puts(&sb, "HTTP/1.1 200 Connection Established\r\n");
+  for (size_t i = 0; i < nextra; i++) strbuf_printf(&sb, "%s: %s\r\n", extra[i].name, extra[i].value);
+  strbuf_puts(&sb, "\r\n");
+  return sb.overflow ? 0 : sb.len;
 }

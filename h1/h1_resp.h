@@ -1,19 +1,24 @@
-/* HTTP/1.1 response heads: status line, Proxy-Status (RFC 9209), error bodies. Pure functions. */
+/* HTTP/1.1 response heads: the proxy's error answers, tunnel answers and local responses. Pure
+ * functions; the Proxy-Status value and the error body come from the request path (pxerr.h). */
 #ifndef H2T_H1_RESP_H
 #define H2T_H1_RESP_H
 
 #include <stddef.h>
 
-/* Writes a complete error response (head + short text body, Connection: close) into |buf|.
- * |token| is the Proxy-Status error type, |detail| a short text (may be NULL). Returns the length,
- * or 0 if |cap| is too small. */
-size_t h1_resp_error(char *buf, size_t cap, int status, const char *token, const char *detail);
+struct px_header;
+
+/* Writes a complete error response (head + |body| as text/plain, Connection: close) into |buf|,
+ * with a Proxy-Status field when |proxy_status| is non-empty. Returns the length, or 0 if |cap| is
+ * too small. */
+size_t h1_resp_error(char *buf, size_t cap, int status, const char *proxy_status, const char *body);
+
+/* Writes the head that opens a tunnel: "200 Connection Established", or with |upgrade| "101
+ * Switching Protocols" with Connection: Upgrade and Upgrade: |upgrade|; then the |nextra| extra
+ * fields. Returns the length, or 0 if |cap| is too small. */
+size_t h1_resp_tunnel(char *buf, size_t cap, const char *upgrade, const struct px_header *extra, size_t nextra);
 
 /* Writes a response head with Content-Length |body_len| (and Connection: close when |close|). */
 size_t h1_resp_head(char *buf, size_t cap, int status, const char *content_type, size_t body_len,
                     int close);
-
-/* Appends |s| to |out| as an RFC 8941 sf-string (quotes, escapes; non-printable bytes become '?'). */
-size_t h1_sf_string(char *out, size_t cap, const char *s);
 
 #endif

@@ -4,6 +4,7 @@
 
 #include <nghttp2/nghttp2.h>
 
+#include "proxy/request.h"
 #include "src/authority.h"
 #include "src/buf.h"
 #include "src/log.h"
@@ -13,9 +14,6 @@
 #include "tunnel/tunnel.h"
 
 struct conn;
-struct tcp_ep;
-struct udp_ep;
-struct ws_upgrade;
 
 /* Why a session ended: the log word, the log level, the access-log close reason of tunnels
  * still open, and how the connection ends: H2_FIN_GOAWAY (GOAWAY, RST_STREAM(CANCEL) for the
@@ -101,13 +99,14 @@ struct h2_stream {
   /* Request head (owned strings, NULL when absent). */
   char *method, *authority, *scheme, *path, *protocol, *host;
   char *ws_version, *ws_protocol, *ws_extensions, *origin; /* RFC 8441 request fields */
+  char *proxy_auth;            /* Proxy-Authorization, until it goes to the request */
   size_t header_bytes;
+  uint64_t start_ms;           /* loop time the stream began (the request's access-log start) */
   /* Tunnel side. */
-  struct tcp_ep *dial;         /* dial in progress, or NULL */
-  struct udp_ep *udp;          /* connect-udp dial in progress, or NULL */
-  struct ws_upgrade *ws;       /* WebSocket backend handshake in progress, or NULL */
+  struct px_request *rq;       /* the request being decided (DIALING), or NULL */
+  enum px_proto proto;         /* what the CONNECT asked for (an abort resets a WebSocket
+                                  with CANCEL, the others with CONNECT_ERROR) */
   struct tun_ep ep;            /* this stream as a tunnel side */
-  struct tun_info info;
   struct bufq inq;             /* client DATA not yet given to the tunnel (not yet credited) */
   struct bufq outq;            /* bytes for DATA frames to the client */
   size_t uncredited;           /* bytes received and not yet consumed (window credit owed) */

@@ -10,16 +10,12 @@
 #include <string.h>
 #include <strings.h>
 
-#include "h1/h1_resp.h"
 #include "h2/h2_int.h"
+#include "proxy/request.h"
 #include "src/conn.h"
 #include "src/local.h"
 #include "src/log.h"
 #include "src/pxerr.h"
-#include "src/udp_tmpl.h"
-#include "tunnel/tcp_ep.h"
-#include "tunnel/udp_ep.h"
-#include "tunnel/ws_upgrade.h"
 
 static const struct tun_ep_ops h2_ep_ops;
 
@@ -30,10 +26,7 @@ struct h2_stream *h2_stream_new(struct h2_session *s, int32_t id) {
   st->ep.ops = &h2_ep_ops;
   bufq_init(&st->inq);
   bufq_init(&st->outq);
-  st->info.front = "h2";
-  st->info.proto = "connect";
-  st->info.start_ms = uv_now(&s->w->loop);
-  snprintf(st->info.client, sizeof(st->info.client), "%s", s->c->peer);
+  st->start_ms = uv_now(&s->w->loop);
   list_insert_tail(&s->streams, &st->link);
   s->nstreams++;
   return st;
@@ -56,13 +49,14 @@ static void stream_free(struct h2_stream *st) {
   free(st->ws_protocol);
   free(st->ws_extensions);
   free(st->origin);
+  free(st->proxy_auth);
   free(st->body);
   free(st);
   h2_session_schedule(s);
 }
 
 static void maybe_free(struct h2_stream *st) {
-  if (st->closed && !st->ep.tun && !st->dial && !st->udp && !st->ws) stream_free(st);
+  if (st->closed && !st->ep.tun && !st->rq) stream_free(st);
 }
 
 /* Credits |n| received bytes back to the client (stream and connection windows). Only bytes still
@@ -96,6 +90,7 @@ int h2_stream_on_header(struct h2_stream *st, const uint8_t *name, size_t namele
       {"sec-websocket-protocol", offsetof(struct h2_stream, ws_protocol)},
       {"sec-websocket-extensions", offsetof(struct h2_stream, ws_extensions)},
       {"origin", offsetof(struct h2_stream, origin)},
+      {"proxy-authorization", offsetof(struct h2_stream, proxy_auth)},
   };
   char **slot = NULL;
   for (size_t i = 0; i < ARRAY_SIZE(kept) && !slot; i++)
@@ -145,24 +140,6 @@ static void respond(struct h2_stream *st, int status, const char *ctype, const c
   nghttp2_data_provider prd = {.source.ptr = st, .read_callback = body_read};
   nghttp2_submit_response(st->s->ng, st->id, nva, n, (len && !head) ? &prd : NULL);
   h2_session_schedule(st->s);
-}
-
-static void respond_error(struct h2_stream *st, enum pxerr e, const char *detail) {
-  struct worker *w = st->s->w;
-  int status = pxerr_status(e);
-  char ps[256], details[160], body[256];
-  h1_sf_string(details, sizeof(details), detail ? detail : "");
-  snprintf(ps, sizeof(ps), "h2tunnel; error=%s%s%s", pxerr_token(e), detail ? "; details=" : "",
-           detail ? details : "");
-  int blen = snprintf(body, sizeof(body), "%d %s%s%s\n", status, http_reason(status), detail ? ": " : "",
-                      detail ? detail : "");
-  if (blen < 0 || (size_t)blen >= sizeof(body)) blen = (int)sizeof(body) - 1;
-  METRIC_ADD(&w->metrics, errors[e], 1);
-  st->info.status = status;
-  if (!st->info.target[0] && st->authority) snprintf(st->info.target, sizeof(st->info.target), "%s", st->authority);
-  tunnel_log_rejected(w, &st->info, pxerr_token(e), detail);
-  log_debug("h2 %s stream %d: %d %s (%s)", st->s->c->peer, st->id, status, pxerr_token(e), detail ? detail : "");
-  respond(st, status, "text/plain; charset=utf-8", body, (size_t)blen, ps);
 }
 
 static void rst(struct h2_stream *st, uint32_t code) {
@@ -268,19 +245,11 @@ void h2_stream_protocol_error(struct h2_stream *st) {
   if (st->ep.tun) tunnel_on_error(&st->ep, TUN_CLOSE_PROTOCOL_ERROR);
 }
 
-/* Abandons whatever upstream the stream was still opening (TCP dial, UDP, WebSocket backend). */
+/* Abandons the request being decided, and so whatever upstream it was opening. */
 static void cancel_upstream(struct h2_stream *st) {
-  if (st->dial) {
-    tcp_ep_cancel(st->dial);
-    st->dial = NULL;
-  }
-  if (st->udp) {
-    udp_ep_cancel(st->udp);
-    st->udp = NULL;
-  }
-  if (st->ws) {
-    ws_upgrade_cancel(st->ws);
-    st->ws = NULL;
+  if (st->rq) {
+    px_request_cancel(st->rq);
+    st->rq = NULL;
   }
 }
 
@@ -330,175 +299,92 @@ void h2_stream_destroy(struct h2_stream *st) {
   stream_free(st);
 }
 
-/* ---- dispatch ---- */
+/* ---- requests: the request path (proxy/request.h) decides, the stream answers ---- */
 
-/* The upstream is ready: answer 200 (without END_STREAM, H2C-05) and start the tunnel. */
-static void start_tunnel(struct h2_stream *st, struct tun_ep *b, const char *peer, const nghttp2_nv *extra,
-                         size_t nextra, struct buf_chunk *first_down) {
-  nghttp2_nv nva[4] = {NV(":status", "200")};
+static void drop_request_body(struct h2_stream *st) {
+  bufq_clear(&st->inq, &st->s->w->pool);
+  credit(st, st->uncredited);
+}
+
+/* Success: 200 without END_STREAM (H2C-05), with the outcome's extra fields; the tunnel starts
+ * next with this stream as its client side. */
+static int px_answer_ok(void *fe, const struct px_outcome *out) {
+  struct h2_stream *st = fe;
+  nghttp2_nv nva[1 + PX_EXTRA_MAX] = {NV(":status", "200")};
   size_t n = 1;
-  for (size_t i = 0; i < nextra && n < ARRAY_SIZE(nva); i++) nva[n++] = extra[i];
+  st->rq = NULL;
+  for (size_t i = 0; i < out->nextra; i++) {
+    nva[n++] = (nghttp2_nv){(uint8_t *)out->extra[i].name, (uint8_t *)out->extra[i].value,
+                            strlen(out->extra[i].name), strlen(out->extra[i].value), NGHTTP2_NV_FLAG_NONE};
+  }
   nghttp2_data_provider prd = {.source.ptr = st, .read_callback = tunnel_read};
-  if (nghttp2_submit_response(st->s->ng, st->id, nva, n, &prd) != 0) {
-    buf_put(&st->s->w->pool, first_down);
-    b->aborted = 1;
-    b->ops->abort(b);
-    b->ops->close(b);
+  if (h2_session_ended(st->s) || nghttp2_submit_response(st->s->ng, st->id, nva, n, &prd) != 0) {
+    drop_request_body(st);
     rst(st, NGHTTP2_INTERNAL_ERROR);
-    return;
+    return 0;
   }
   st->responded = 1;
   st->state = H2S_TUNNEL;
   st->has_tunnel = 1;
-  st->info.status = 200;
-  snprintf(st->info.resolved, sizeof(st->info.resolved), "%s", peer);
-  struct tunnel *t = tunnel_new(st->s->w, &st->ep, b, &st->info);
-  if (first_down) tunnel_on_read(b, first_down); /* backend bytes read with its 101 (XC-09) */
-  tunnel_start(t, NULL);
   h2_session_schedule(st->s);
+  return 200;
 }
 
-static void dial_failed(struct h2_stream *st, enum pxerr err, const char *detail) {
-  bufq_clear(&st->inq, &st->s->w->pool);
-  credit(st, st->uncredited);
-  respond_error(st, err, detail);
+/* Failure: :status, proxy-status and the text body (H2C-18); the request body is not wanted. */
+static void px_answer_error(void *fe, const struct px_outcome *out) {
+  struct h2_stream *st = fe;
+  st->rq = NULL;
+  drop_request_body(st);
+  respond(st, out->status, "text/plain; charset=utf-8", out->body, strlen(out->body),
+          out->proxy_status[0] ? out->proxy_status : NULL);
 }
 
-static void on_dial(void *arg, struct tcp_ep *ep, enum pxerr err, const char *detail) {
-  struct h2_stream *st = arg;
-  st->dial = NULL;
-  if (err != PXERR_NONE)
-    dial_failed(st, err, detail);
-  else
-    start_tunnel(st, tcp_ep_tun(ep), tcp_ep_peer(ep), NULL, 0, NULL);
+static struct tun_ep *px_client_ep(void *fe) { return &((struct h2_stream *)fe)->ep; }
+
+static const struct px_front_ops h2_px_ops = {
+    .answer_ok = px_answer_ok,
+    .answer_error = px_answer_error,
+    .client_ep = px_client_ep,
+};
+
+/* A CONNECT of |proto| as the request path sees it (strings borrowed until it decides). */
+static struct px_request *new_request(struct h2_stream *st, enum px_proto proto) {
+  struct px_request *rq = px_request_new(st->s->w, PX_FRONT_H2, proto, &h2_px_ops, st);
+  px_request_set_client(rq, st->s->c);
+  rq->start_ms = st->start_ms;
+  rq->authority = st->authority;
+  rq->path = st->path;
+  rq->tls = st->scheme && strcmp(st->scheme, "https") == 0;
+  rq->ws = (struct ws_upgrade_req){.version = st->ws_version,
+                                   .protocol = st->ws_protocol,
+                                   .extensions = st->ws_extensions,
+                                   .origin = st->origin};
+  rq->credentials = st->proxy_auth;
+  st->proxy_auth = NULL;
+  st->proto = proto;
+  st->rq = rq;
+  return rq;
 }
 
-static void on_udp_dial(void *arg, struct udp_ep *ep, enum pxerr err, const char *detail) {
-  struct h2_stream *st = arg;
-  st->udp = NULL;
-  if (err != PXERR_NONE)
-    dial_failed(st, err, detail);
-  else {
-    st->udp = NULL;
-    nghttp2_nv cp[] = {NV("capsule-protocol", "?1")};
-    start_tunnel(st, udp_ep_tun(ep), udp_ep_peer(ep), cp, 1, NULL);
-  }
-}
-
-static void on_ws(void *arg, struct tcp_ep *ep, const struct ws_upgrade_result *res, struct buf_chunk *leftover,
-                  enum pxerr err, const char *detail) {
-  struct h2_stream *st = arg;
-  st->ws = NULL;
-  if (err != PXERR_NONE) {
-    dial_failed(st, err, detail);
-    return;
-  }
-  if (!ep) {
-    /* The backend answered, but not 101: the client sees its status (XC-07). */
-    char body[96];
-    int blen = snprintf(body, sizeof(body), "%d: the WebSocket backend refused the upgrade\n", res->status);
-    bufq_clear(&st->inq, &st->s->w->pool);
-    credit(st, st->uncredited);
-    st->info.status = res->status;
-    tunnel_log_rejected(st->s->w, &st->info, "backend_refused", detail);
-    respond(st, res->status >= 200 && res->status <= 599 ? res->status : 502, "text/plain; charset=utf-8", body,
-            (size_t)blen, NULL);
-    return;
-  }
-  nghttp2_nv extra[2];
-  size_t n = 0;
-  if (res->protocol[0]) extra[n++] = (nghttp2_nv)NV("sec-websocket-protocol", res->protocol);
-  if (res->extensions[0]) extra[n++] = (nghttp2_nv)NV("sec-websocket-extensions", res->extensions);
-  start_tunnel(st, tcp_ep_tun(ep), tcp_ep_peer(ep), extra, n, leftover);
-}
-
-/* WebSocket over HTTP/2 (RFC 8441): the backend is the :authority itself (policy applies as for
- * CONNECT), or the backend a --ws-route names for it. The backend speaks HTTP/1.1 (RFC 6455). */
-static void start_websocket(struct h2_stream *st, int end_stream) {
-  const struct config *cfg = st->s->w->cfg;
-  st->info.proto = "websocket";
-  if (!st->authority || !st->path) {
-    respond_error(st, PXERR_BAD_REQUEST, "websocket needs :authority and :path");
-    return;
-  }
-  snprintf(st->info.target, sizeof(st->info.target), "%s", st->authority);
-  struct tcp_dial_opts opts = {.tls = st->scheme && strcmp(st->scheme, "https") == 0};
-  const char *backend = st->authority;
-  for (int i = 0; i < cfg->nws_routes; i++) {
-    if (strcasecmp(cfg->ws_routes[i].authority, st->authority) == 0) {
-      backend = cfg->ws_routes[i].backend;
-      opts.tls = cfg->ws_routes[i].tls;
-      opts.trusted = 1;
-      break;
-    }
-  }
-  if (!opts.trusted && cfg->ws_routes_only) {
-    /* RFC 8441 "About Intermediaries" / checklist XC-12: route by configuration only. */
-    respond_error(st, PXERR_MISDIRECTED, "no WebSocket route for this authority");
-    return;
-  }
-  const char *why = NULL;
-  struct authority target;
-  if (authority_parse(backend, strlen(backend), &target, &why) != 0) {
-    respond_error(st, PXERR_BAD_REQUEST, why ? why : "bad :authority");
-    return;
-  }
-  if (st->s->w->stopping) {
-    respond_error(st, PXERR_SHUTTING_DOWN, "proxy is shutting down");
-    return;
-  }
-  struct ws_upgrade_req req = {.path = st->path,
-                               .host = st->authority,
-                               .version = st->ws_version,
-                               .protocol = st->ws_protocol,
-                               .extensions = st->ws_extensions,
-                               .origin = st->origin};
-  st->state = H2S_DIALING;
-  if (end_stream) st->client_eof = 1;
-  st->ws = ws_upgrade_start(st->s->w, &target, &opts, &req, on_ws, st);
-}
-
-/* connect-udp (RFC 9298 §3.4): the target comes from :path through the URI template. */
-static void start_connect_udp(struct h2_stream *st, int end_stream) {
-  const struct config *cfg = st->s->w->cfg;
-  char host[AUTHORITY_HOST_MAX + 1];
-  uint16_t port;
-  struct authority target;
-  st->info.proto = "connect-udp";
-  if (!st->path || udp_tmpl_match(cfg->udp_template, st->path, strlen(st->path), host, sizeof(host), &port) != 0) {
-    respond_error(st, PXERR_BAD_REQUEST, "path does not match the connect-udp template");
-    return;
-  }
-  if (authority_from_host(host, port, &target) != 0) {
-    respond_error(st, PXERR_BAD_REQUEST, "bad connect-udp target");
-    return;
-  }
-  authority_format(&target, st->info.target, sizeof(st->info.target));
-  st->state = H2S_DIALING;
-  if (end_stream) st->client_eof = 1;
-  st->udp = udp_ep_dial(st->s->w, &target, on_udp_dial, st);
-}
-
+/* CONNECT (H2C-*), and extended CONNECT (RFC 8441): nghttp2 has checked :scheme, :path and
+ * :authority (XC-03); connect-udp (RFC 9298 §3.4) and websocket are served. */
 static void start_connect(struct h2_stream *st, int end_stream) {
-  const char *why = NULL;
-  struct authority target;
-  if (!st->authority || authority_parse(st->authority, strlen(st->authority), &target, &why) != 0) {
-    respond_error(st, PXERR_BAD_REQUEST, why ? why : "bad :authority");
+  enum px_proto proto = PX_PROTO_CONNECT;
+  if (st->protocol && strcmp(st->protocol, "connect-udp") == 0) proto = PX_PROTO_CONNECT_UDP;
+  else if (st->protocol && strcmp(st->protocol, "websocket") == 0) proto = PX_PROTO_WEBSOCKET;
+  struct px_request *rq = new_request(st, proto);
+  if (st->protocol && proto == PX_PROTO_CONNECT) {
+    px_request_fail(rq, PXERR_NOT_IMPLEMENTED, "unsupported :protocol"); /* XC-04 */
     return;
   }
   /* A Host that disagrees with :authority makes the request malformed (H2C-03). */
-  if (st->host && strcasecmp(st->host, st->authority) != 0) {
-    respond_error(st, PXERR_BAD_REQUEST, "host differs from :authority");
-    return;
-  }
-  authority_format(&target, st->info.target, sizeof(st->info.target));
-  if (st->s->w->stopping) {
-    respond_error(st, PXERR_SHUTTING_DOWN, "proxy is shutting down");
+  if (!st->protocol && st->host && st->authority && strcasecmp(st->host, st->authority) != 0) {
+    px_request_fail(rq, PXERR_BAD_REQUEST, "host differs from :authority");
     return;
   }
   st->state = H2S_DIALING;
   if (end_stream) st->client_eof = 1;
-  st->dial = tcp_ep_dial(st->s->w, &target, on_dial, st);
+  px_request_start(rq);
 }
 
 void h2_stream_on_request(struct h2_stream *st, int end_stream) {
@@ -507,20 +393,6 @@ void h2_stream_on_request(struct h2_stream *st, int end_stream) {
     return;
   }
   if (strcmp(st->method, "CONNECT") == 0) {
-    if (st->protocol) {
-      /* Extended CONNECT (RFC 8441); nghttp2 has checked :scheme, :path and :authority (XC-03). */
-      if (strcmp(st->protocol, "connect-udp") == 0) {
-        start_connect_udp(st, end_stream);
-        return;
-      }
-      if (strcmp(st->protocol, "websocket") == 0) {
-        start_websocket(st, end_stream);
-        return;
-      }
-      st->info.proto = "extended-connect";
-      respond_error(st, PXERR_NOT_IMPLEMENTED, "unsupported :protocol"); /* XC-04 */
-      return;
-    }
     start_connect(st, end_stream);
     return;
   }
@@ -569,7 +441,7 @@ static void ep_abort(struct tun_ep *self) {
   if (self->tun && tunnel_reason(self->tun) == TUN_CLOSE_PROTOCOL_ERROR)
     rst(st, NGHTTP2_PROTOCOL_ERROR);
   else
-    rst(st, strcmp(st->info.proto, "websocket") == 0 ? NGHTTP2_CANCEL : NGHTTP2_CONNECT_ERROR);
+    rst(st, st->proto == PX_PROTO_WEBSOCKET ? NGHTTP2_CANCEL : NGHTTP2_CONNECT_ERROR);
 }
 
 static void ep_close(struct tun_ep *self) {

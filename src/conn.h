@@ -61,6 +61,7 @@ struct conn {
                                      plaintext sniffed so far (SNIFF); chunks owned */
   const struct conn_fe_ops *fe;   /* NULL until chosen */
   void *fe_data;                  /* owned through fe->on_close */
+  const struct config_listener *listener; /* borrowed: the listener it was accepted on */
   char peer[64];                  /* "addr:port" of the client */
   unsigned tls_listener : 1;      /* accepted on a tls:// listener */
   unsigned closing : 1;           /* conn_close or conn_abort was called: no upcall to the front

@@ -92,6 +92,27 @@ void log_json_str(struct strbuf *sb, const char *s) {
   strbuf_append(sb, out, n);
 }
 
+void log_access_head(struct strbuf *sb, const char *front, const char *proto, const char *client,
+                     const char *target) {
+  char ts[40];
+  time_t now = time(NULL);
+  struct tm tm;
+  gmtime_r(&now, &tm);
+  if (strftime(ts, sizeof(ts), "%Y-%m-%dT%H:%M:%SZ", &tm) == 0) ts[0] = '\0';
+  strbuf_printf(sb, "{\"time\":\"%s\",\"client\":", ts);
+  log_json_str(sb, client);
+  strbuf_printf(sb, ",\"front\":\"%s\",\"proto\":\"%s\",\"target\":", front, proto);
+  log_json_str(sb, target);
+}
+
+void log_access_write(const struct strbuf *sb) {
+  if (sb->overflow) {
+    log_error("access log: line over %d bytes dropped", LOG_ACCESS_LINE_MAX);
+    return;
+  }
+  log_access_line(sb->p, sb->len);
+}
+
 int log_limit_pass(struct log_limit *l, uint64_t now_ms, uint64_t interval_ms, uint32_t burst,
                    uint64_t *suppressed) {
   if (l->lines == 0 || now_ms - l->window_start_ms >= interval_ms) {

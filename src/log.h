@@ -38,6 +38,23 @@ void log_access_line(const char *line, size_t len);
 #define LOG_JSON_STR_MAX 512
 void log_json_str(struct strbuf *sb, const char *s);
 
+/* An access line is a flat JSON object built in a fixed buffer of LOG_ACCESS_LINE_MAX + 1 bytes.
+ * At most four of its strings come from outside (client, target, then resolved, or error and
+ * detail), each cut to LOG_JSON_STR_MAX, and everything else is short (LOG_ACCESS_FIXED_MAX:
+ * keys, time, numbers, names), so a line always fits whole: never cut into invalid JSON, never
+ * written past the buffer. */
+#define LOG_ACCESS_FIXED_MAX 512
+_Static_assert(4 * LOG_JSON_STR_MAX + LOG_ACCESS_FIXED_MAX <= LOG_ACCESS_LINE_MAX,
+               "an access line must fit in one atomic write");
+
+/* Starts an access line in |sb| with the fields every line begins with -- time, client, front
+ * end, protocol, target -- and leaves the object open. |front| and |proto| are static names. */
+void log_access_head(struct strbuf *sb, const char *front, const char *proto, const char *client,
+                     const char *target);
+/* Writes the line built in |sb|. It cannot overflow (see LOG_ACCESS_FIXED_MAX), but if a change
+ * ever makes it, the line is dropped with an error line: a broken line is worse than none. */
+void log_access_write(const struct strbuf *sb);
+
 /* A rate limit for one kind of log line (one per worker and kind: no locking). Floods from
  * clients -- refused connections, failing accepts, protocol mismatches -- would otherwise write a
  * line per connection. At most |burst| lines per |interval_ms|; the lines held back are counted,

@@ -1,5 +1,7 @@
 #include "src/pxerr.h"
 
+#include <stdio.h>
+
 static const struct {
   int status;
   const char *token;
@@ -36,4 +38,37 @@ const char *http_reason(int status) {
   case 505: return "HTTP Version Not Supported";
   default: return "Unknown";
   }
+}
+
+size_t pxerr_sf_string(char *out, size_t cap, const char *s) {
+  size_t n = 0;
+  if (cap < 3) return 0;
+  out[n++] = '"';
+  for (; s && *s && n + 4 < cap; s++) {
+    unsigned char ch = (unsigned char)*s;
+    if (ch == '"' || ch == '\\') out[n++] = '\\';
+    out[n++] = (ch < 0x20 || ch > 0x7e) ? '?' : (char)ch;
+  }
+  out[n++] = '"';
+  out[n] = '\0';
+  return n;
+}
+
+size_t pxerr_proxy_status(char *out, size_t cap, enum pxerr e, const char *detail) {
+  /* The type is a short token; the details take what is left of a PXERR_PROXY_STATUS_MAX. */
+  char details[160];
+  pxerr_sf_string(details, sizeof(details), detail);
+  int n = snprintf(out, cap, "h2tunnel; error=%s%s%s", pxerr_token(e), detail ? "; details=" : "",
+                   detail ? details : "");
+  return n < 0 ? 0 : (size_t)n < cap ? (size_t)n : cap - 1;
+}
+
+size_t pxerr_body(char *out, size_t cap, int status, const char *detail) {
+  int n = snprintf(out, cap, "%d %s%s%s\n", status, http_reason(status), detail ? ": " : "", detail ? detail : "");
+  if (n < 0) n = 0;
+  if ((size_t)n >= cap) { /* cut: keep the newline */
+    n = (int)cap - 1;
+    out[n - 1] = '\n';
+  }
+  return (size_t)n;
 }

@@ -3,6 +3,8 @@
 #ifndef H2T_PXERR_H
 #define H2T_PXERR_H
 
+#include <stddef.h>
+
 #define PXERR_MAP(XX)                                                                            \
   XX(NONE, 200, "none")                                                                          \
   XX(BAD_REQUEST, 400, "http_request_error")                                                     \
@@ -35,10 +37,29 @@ enum pxerr {
       PXERR_COUNT
 };
 
+/* Room for a Proxy-Status value and for an error body (pxerr_proxy_status, pxerr_body). */
+#define PXERR_PROXY_STATUS_MAX 256
+#define PXERR_BODY_MAX 256
+
 int pxerr_status(enum pxerr e);
 const char *pxerr_token(enum pxerr e);
 /* A short lowercase name for metrics labels, e.g. "conn_refused". */
 const char *pxerr_name(enum pxerr e);
 const char *http_reason(int status);
+
+/* The Proxy-Status field value for |e| (RFC 9209 §2), the one serialisation every front end
+ * sends: "h2tunnel; error=<type>" plus "; details=<sf-string>" when |detail| is non-NULL, with
+ * the details cut to fit. Writes into |out| (NUL-terminated) and returns the length; |cap| is
+ * at least PXERR_PROXY_STATUS_MAX. */
+size_t pxerr_proxy_status(char *out, size_t cap, enum pxerr e, const char *detail);
+
+/* The text body of an error answer: "<status> <reason>[: <detail>]\n", cut to fit |cap| (at
+ * least 2) but always ending in a newline. Returns the length. */
+size_t pxerr_body(char *out, size_t cap, int status, const char *detail);
+
+/* Writes |s| (NULL: "") into |out| as an RFC 8941 sf-string: quoted, '"' and '\\' escaped,
+ * bytes outside printable ASCII as '?'; cut to fit |cap| but never inside an escape. Returns the
+ * length (NUL-terminated), or 0 when |cap| < 3 (nothing written). */
+size_t pxerr_sf_string(char *out, size_t cap, const char *s);
 
 #endif

@@ -1,25 +1,21 @@
-/* Upstream TCP endpoint. The dialer (tunnel/dialer.c) resolves the target under policy and hands
- * over one connected socket; with TLS the endpoint then runs the client handshake. After that it
- * is a tun_ep: reads go straight into pooled chunks handed to the tunnel; writes are queued and
- * flushed once per loop turn; shutdown is a FIN after the queue drains; abort is an RST
- * (SO_LINGER 0).
+/* Upstream TCP endpoint. It wraps a socket the dialer (proxy/dialer.c) connected; with TLS it
+ * then runs the client handshake. After that it is a tun_ep: reads go straight into pooled
+ * chunks handed to the tunnel; writes are queued and flushed once per loop turn; shutdown is a FIN
+ * after the queue drains; abort is an RST (SO_LINGER 0).
  *
  * Lifecycle (|state|):
  *
  *   from        event                                     to          what happens
- *   (start)     tcp_ep_dial2                              DIALING     dialer_start
- *   DIALING     dialer: connected, no TLS                 OPEN        owner's callback with |t|
- *   DIALING     dialer: connected, TLS                    HANDSHAKE   the rest of the connect
- *                                                                     deadline on |timer|
- *   DIALING     dialer: failed                            CLOSING     owner's callback with NULL
+ *   (start)     tcp_ep_new                                OPEN        the socket is ours
+ *   OPEN        tcp_ep_tls_start                          HANDSHAKE   its deadline on |timer|
  *   HANDSHAKE   verified / failed / deadline / EOF        DELIVERING  result deferred to the loop
  *   DELIVERING  deferred delivery: success                OPEN        owner's callback with |t|
  *   DELIVERING  deferred delivery: failure                CLOSING     owner's callback with NULL
  *   OPEN        ops->close, bytes or FIN left to send     DRAINING    close deadline on |timer|
  *   OPEN        ops->close, nothing left / ops->abort     CLOSING     (abort: RST)
  *   DRAINING    queue flushed and FIN done, or deadline   CLOSING     (deadline: RST)
- *   any but CLOSING  tcp_ep_cancel                        CLOSING     cancel the dialer or the
- *                                                                     delivery; RST a socket
+ *   any but CLOSING  tcp_ep_cancel                        CLOSING     cancel the delivery; RST
+ *                                                                     the socket
  *   CLOSING     tcp_ep_cancel, ops->close                 CLOSING     nothing
  *   CLOSING     last handle closed                        (freed)
  *
@@ -35,17 +31,16 @@
 #include <openssl/err.h>
 #include <openssl/x509v3.h>
 
+#include "src/authority.h"
 #include "src/buf.h"
 #include "src/log.h"
 #include "src/net.h"
 #include "src/sockout.h"
 #include "src/tls.h"
 #include "src/worker.h"
-#include "tunnel/dialer.h"
 #include "tunnel/tunnel.h"
 
 enum tcp_ep_state {
-  TCP_EP_DIALING,    /* |dialer| runs; no socket yet */
   TCP_EP_HANDSHAKE,  /* TLS client handshake on |tcp| */
   TCP_EP_DELIVERING, /* handshake outcome in |err|; the owner's callback waits in |defer| */
   TCP_EP_OPEN,       /* the owner's: tun_ep ops and upcalls */
@@ -66,21 +61,19 @@ struct tcp_ep {
   struct worker *w;              /* back-pointer: the owning worker */
   enum tcp_ep_state state;
   enum tcp_ep_wr wr;
-  uv_tcp_t *tcp;                 /* owned once the dialer hands it over (its own allocation, freed
-                                    in its close callback); NULL while dialing */
+  uv_tcp_t *tcp;                 /* owned: handed over by the dialer (its own allocation, freed in
+                                    its close callback) */
   uv_timer_t timer;              /* TLS handshake deadline, then the close (drain) deadline */
   int handles;                   /* open libuv handles (|timer|, |tcp|); freed at 0 */
   uv_shutdown_t sreq;            /* sreq.handle != NULL while a shutdown is in flight */
   struct sockout so;
   struct worker_defer defer;     /* flush, or the deferred handshake outcome */
-  struct dialer *dialer;         /* owned while DIALING */
-  tcp_dial_cb cb;
+  tcp_tls_cb cb;                 /* the handshake's owner */
   void *cb_arg;
-  uint64_t deadline;             /* loop time the dial (with TLS: the handshake) must end by */
   enum pxerr err;                /* DELIVERING: the handshake outcome */
   const char *err_detail;
   char peer[64];
-  SSL *ssl;                      /* owned: TLS to the upstream (set up at dial time), or NULL */
+  SSL *ssl;                      /* owned: TLS to the upstream (tcp_ep_tls_start), or NULL */
   struct tls_io tio;             /* ciphertext in; out goes to |so| */
   tcp_pre_read_cb pre_cb;        /* reads before a tunnel attaches, or NULL */
   void *pre_arg;
@@ -117,24 +110,18 @@ static void on_tcp_closed(uv_handle_t *h) {
   handle_closed(t);
 }
 
-/* Enters CLOSING (once): stops the dialer or a pending delivery and closes every handle, with an
- * RST when |reset| and the FIN was not sent. */
+/* Enters CLOSING (once): stops a pending delivery and closes both handles, with an RST when
+ * |reset| and the FIN was not sent. */
 static void close_handles(struct tcp_ep *t, int reset) {
   if (t->state == TCP_EP_CLOSING) return;
   t->state = TCP_EP_CLOSING;
   worker_defer_cancel(&t->defer);
-  if (t->dialer) {
-    dialer_cancel(t->dialer);
-    t->dialer = NULL;
-  }
-  if (t->tcp) {
-    if (!reset || t->wr == TCP_WR_FIN_SENT || uv_tcp_close_reset(t->tcp, on_tcp_closed) != 0)
-      uv_close((uv_handle_t *)t->tcp, on_tcp_closed);
-  }
+  if (!reset || t->wr == TCP_WR_FIN_SENT || uv_tcp_close_reset(t->tcp, on_tcp_closed) != 0)
+    uv_close((uv_handle_t *)t->tcp, on_tcp_closed);
   uv_close((uv_handle_t *)&t->timer, on_ep_timer_closed);
 }
 
-/* ---- dialing --------------------------------------------------------------------------------- */
+/* ---- construction and the TLS handshake ------------------------------------------------------ */
 
 static void tls_start(struct tcp_ep *t);
 
@@ -164,32 +151,7 @@ static void handshake_done(struct tcp_ep *t, enum pxerr err, const char *detail)
 
 static void on_handshake_timer(uv_timer_t *h) { handshake_done(h->data, PXERR_CONN_TIMEOUT, "connect timed out"); }
 
-static void on_dialed(void *arg, uv_tcp_t *tcp, const struct sockaddr *peer, enum pxerr err, const char *detail) {
-  struct tcp_ep *t = arg;
-  t->dialer = NULL;
-  if (err != PXERR_NONE) {
-    close_handles(t, 0);
-    t->cb(t->cb_arg, NULL, err, detail);
-    return;
-  }
-  t->tcp = tcp;
-  tcp->data = t;
-  t->handles++;
-  net_format_addr(peer, t->peer, sizeof(t->peer));
-  uv_tcp_nodelay(tcp, 1);
-  if (!t->ssl) {
-    t->state = TCP_EP_OPEN;
-    t->cb(t->cb_arg, t, PXERR_NONE, NULL);
-    return;
-  }
-  t->state = TCP_EP_HANDSHAKE;
-  uint64_t now = uv_now(&t->w->loop);
-  uv_timer_start(&t->timer, on_handshake_timer, t->deadline > now ? t->deadline - now : 0, 0);
-  tls_start(t);
-}
-
-/* The TLS client, set up before the dial so that the names are kept by OpenSSL (SNI and the
- * name to verify: |name| is a host name or an IP literal). */
+/* The TLS client: |name| is SNI and the name to verify (a host name or an IP literal). */
 static void tls_setup(struct tcp_ep *t, const char *name) {
   struct authority tmp;
   t->ssl = SSL_new(t->w->client_ssl_ctx);
@@ -204,29 +166,33 @@ static void tls_setup(struct tcp_ep *t, const char *name) {
   }
 }
 
-struct tcp_ep *tcp_ep_dial(struct worker *w, const struct authority *target, tcp_dial_cb cb, void *arg) {
-  return tcp_ep_dial2(w, target, NULL, cb, arg);
-}
-
-struct tcp_ep *tcp_ep_dial2(struct worker *w, const struct authority *target,
-                            const struct tcp_dial_opts *opts, tcp_dial_cb cb, void *arg) {
+struct tcp_ep *tcp_ep_new(struct worker *w, uv_tcp_t *connected, const struct sockaddr *peer) {
   struct tcp_ep *t = xcalloc(1, sizeof(*t));
   t->w = w;
-  t->state = TCP_EP_DIALING;
+  t->state = TCP_EP_OPEN;
   t->ep.ops = &tcp_ep_ops;
-  t->cb = cb;
-  t->cb_arg = arg;
   sockout_init(&t->so, &w->pool);
   t->tio.pool = &w->pool;
   t->tio.out = &t->so.q;
   list_init(&t->defer.link);
   uv_timer_init(&w->loop, &t->timer);
   t->timer.data = t;
-  t->handles = 1;
-  t->deadline = uv_now(&w->loop) + w->cfg->connect_timeout_ms;
-  if (opts && opts->tls) tls_setup(t, opts->verify_name ? opts->verify_name : target->host);
-  t->dialer = dialer_start(w, target, opts && opts->trusted, on_dialed, t);
+  t->tcp = connected;
+  connected->data = t;
+  t->handles = 2;
+  net_format_addr(peer, t->peer, sizeof(t->peer));
+  uv_tcp_nodelay(connected, 1);
   return t;
+}
+
+void tcp_ep_tls_start(struct tcp_ep *t, const char *name, uint64_t timeout_ms, tcp_tls_cb cb, void *arg) {
+  CHECK(t->state == TCP_EP_OPEN && !t->ssl && !t->ep.tun);
+  t->cb = cb;
+  t->cb_arg = arg;
+  tls_setup(t, name);
+  t->state = TCP_EP_HANDSHAKE;
+  uv_timer_start(&t->timer, on_handshake_timer, timeout_ms, 0);
+  tls_start(t);
 }
 
 void tcp_ep_cancel(struct tcp_ep *t) { close_handles(t, 1); }

@@ -8,9 +8,6 @@
  * from its timer's close callback -- never from inside an upcall. */
 #include "tunnel/tunnel.h"
 
-#include <string.h>
-#include <time.h>
-
 #include "src/buf.h"
 #include "src/log.h"
 #include "src/worker.h"
@@ -19,8 +16,7 @@ struct tunnel {
   struct worker *w;        /* back-pointer: the owning worker */
   struct list link;        /* in w->tunnels */
   struct tun_ep *a, *b;    /* borrowed until finish; a = client side, b = upstream side */
-  const struct tun_info *info; /* borrowed from the client side's owner, which outlives us */
-  enum tun_proto proto;
+  struct tun_info info;    /* for the access line (and the protocol) */
   uv_timer_t timer;        /* idle and max-duration deadlines */
   uint64_t last_active_ms; /* uv_now of the last byte either way */
   enum tun_close_reason reason;
@@ -55,57 +51,18 @@ static int is_paused(struct tunnel *t, struct tun_ep *reader) {
   return reader == t->a ? t->a_paused : t->b_paused;
 }
 
-static enum tun_proto proto_of(const char *name) {
-  if (name && strcmp(name, "websocket") == 0) return TUN_PROTO_WEBSOCKET;
-  if (name && strcmp(name, "connect-udp") == 0) return TUN_PROTO_CONNECT_UDP;
-  return TUN_PROTO_CONNECT;
-}
-
 static void on_timer_closed(uv_handle_t *h) { free(h->data); }
-
-/* An access line is a flat JSON object built in a fixed buffer. At most four of its strings come
- * from outside (client, target, then resolved, or error and detail), each cut to
- * LOG_JSON_STR_MAX, and everything else is short, so a line always fits whole: never cut into
- * invalid JSON, never written past the buffer. */
-#define ACCESS_FIXED_MAX 512 /* keys, time, numbers, close reason */
-_Static_assert(4 * LOG_JSON_STR_MAX + ACCESS_FIXED_MAX <= LOG_ACCESS_LINE_MAX,
-               "an access line must fit in one atomic write");
-
-/* The fields every access line starts with: time, client, front end, protocol, target; leaves
- * the JSON object open. */
-static void access_head(struct strbuf *sb, const struct tun_info *info, const char *proto) {
-  char ts[40];
-  time_t now = time(NULL);
-  struct tm tm;
-  gmtime_r(&now, &tm);
-  if (strftime(ts, sizeof(ts), "%Y-%m-%dT%H:%M:%SZ", &tm) == 0) ts[0] = '\0';
-  strbuf_printf(sb, "{\"time\":\"%s\",\"client\":", ts);
-  log_json_str(sb, info->client);
-  strbuf_printf(sb, ",\"front\":\"%s\",\"proto\":\"%s\",\"target\":", info->front ? info->front : "?",
-                proto);
-  log_json_str(sb, info->target);
-}
-
-/* Writes the finished line; |sb| cannot overflow (see ACCESS_FIXED_MAX), but if a change ever
- * makes it, a broken line is worse than a missing one. */
-static void access_write(const struct strbuf *sb) {
-  if (sb->overflow) {
-    log_error("access log: line over %d bytes dropped", LOG_ACCESS_LINE_MAX);
-    return;
-  }
-  log_access_line(sb->p, sb->len);
-}
 
 static void log_access(struct tunnel *t) {
   char line[LOG_ACCESS_LINE_MAX + 1];
   struct strbuf sb;
   strbuf_init_fixed(&sb, line, sizeof(line));
-  access_head(&sb, t->info, tun_proto_name(t->proto));
+  log_access_head(&sb, t->info.front, tun_proto_name(t->info.proto), t->info.client, t->info.target);
   strbuf_puts(&sb, ",\"resolved\":");
-  log_json_str(&sb, t->info->resolved);
+  log_json_str(&sb, t->info.resolved);
   strbuf_printf(&sb, ",\"status\":%d,\"bytes_up\":%llu,\"bytes_down\":%llu,\"duration_ms\":%llu,\"close\":\"%s\"",
-                t->info->status, (unsigned long long)t->a->bytes_read, (unsigned long long)t->b->bytes_read,
-                (unsigned long long)(uv_now(&t->w->loop) - t->info->start_ms), tun_close_reason_name(t->reason));
+                t->info.status, (unsigned long long)t->a->bytes_read, (unsigned long long)t->b->bytes_read,
+                (unsigned long long)(uv_now(&t->w->loop) - t->info.start_ms), tun_close_reason_name(t->reason));
   const struct tun_dgram_stats *d = t->b->dgram;
   if (d) {
     strbuf_printf(&sb,
@@ -116,21 +73,7 @@ static void log_access(struct tunnel *t) {
                   (unsigned long long)d->drops_up, (unsigned long long)d->drops_down);
   }
   strbuf_puts(&sb, "}");
-  access_write(&sb);
-}
-
-void tunnel_log_rejected(struct worker *w, const struct tun_info *info, const char *error,
-                         const char *detail) {
-  char line[LOG_ACCESS_LINE_MAX + 1];
-  struct strbuf sb;
-  strbuf_init_fixed(&sb, line, sizeof(line));
-  access_head(&sb, info, info->proto ? info->proto : "connect");
-  strbuf_printf(&sb, ",\"status\":%d,\"error\":", info->status);
-  log_json_str(&sb, error);
-  strbuf_puts(&sb, ",\"detail\":");
-  log_json_str(&sb, detail);
-  strbuf_printf(&sb, ",\"duration_ms\":%llu}", (unsigned long long)(uv_now(&w->loop) - info->start_ms));
-  access_write(&sb);
+  log_access_write(&sb);
 }
 
 static void finish(struct tunnel *t) {
@@ -143,7 +86,7 @@ static void finish(struct tunnel *t) {
   a->ops->close(a);
   b->ops->close(b);
   list_remove(&t->link);
-  METRIC_SUB(&t->w->metrics, tunnels_active[t->proto], 1);
+  METRIC_SUB(&t->w->metrics, tunnels_active[t->info.proto], 1);
   t->timer.data = t;
   uv_close((uv_handle_t *)&t->timer, on_timer_closed);
   worker_maybe_finish(t->w);
@@ -153,9 +96,9 @@ static void on_timer(uv_timer_t *h) {
   struct tunnel *t = h->data;
   const struct config *cfg = t->w->cfg;
   uint64_t now = uv_now(&t->w->loop);
-  uint64_t idle_ms = t->proto == TUN_PROTO_CONNECT_UDP ? cfg->udp_idle_timeout_ms : cfg->idle_timeout_ms;
+  uint64_t idle_ms = t->info.proto == TUN_PROTO_CONNECT_UDP ? cfg->udp_idle_timeout_ms : cfg->idle_timeout_ms;
   uint64_t idle_at = t->last_active_ms + idle_ms;
-  uint64_t max_at = t->info->start_ms + cfg->max_duration_ms;
+  uint64_t max_at = t->info.start_ms + cfg->max_duration_ms;
   if (cfg->max_duration_ms && now >= max_at) {
     tunnel_kill(t, TUN_CLOSE_MAX_DURATION);
     return;
@@ -177,15 +120,14 @@ struct tunnel *tunnel_new(struct worker *w, struct tun_ep *a, struct tun_ep *b,
   t->w = w;
   t->a = a;
   t->b = b;
-  t->info = info;
-  t->proto = proto_of(info->proto);
+  t->info = *info;
   a->tun = t;
   b->tun = t;
   uv_timer_init(&w->loop, &t->timer);
   t->timer.data = t;
   list_insert_tail(&w->tunnels, &t->link);
-  METRIC_ADD(&w->metrics, tunnels_opened[t->proto], 1);
-  METRIC_ADD(&w->metrics, tunnels_active[t->proto], 1);
+  METRIC_ADD(&w->metrics, tunnels_opened[t->info.proto], 1);
+  METRIC_ADD(&w->metrics, tunnels_active[t->info.proto], 1);
   return t;
 }
 

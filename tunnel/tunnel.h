@@ -12,6 +12,7 @@
 #include <stdint.h>
 #include <sys/socket.h>
 
+#include "src/metrics.h"
 #include "tunnel/endpoint.h"
 
 struct worker;
@@ -41,9 +42,9 @@ enum tun_close_reason {
 
 const char *tun_close_reason_name(enum tun_close_reason r);
 
-/* What the access log says about the tunnel; filled by the front end before tunnel_start. */
+/* What the access log says about the tunnel; given to tunnel_new (which copies it). */
 struct tun_info {
-  const char *proto;                 /* static: "connect", "websocket", "connect-udp" */
+  enum tun_proto proto;              /* also picks the metrics and the idle timeout */
   const char *front;                 /* static: "h1", "h2" */
   char client[64];                   /* "addr:port" */
   char target[300];                  /* authority as requested */
@@ -53,8 +54,7 @@ struct tun_info {
 };
 
 /* Creates a tunnel between |a| (client side) and |b| (upstream side) owned by worker |w|. The
- * endpoints must be fresh (tun == NULL). Nothing moves until tunnel_start. |info| is borrowed:
- * it belongs to a's owner (h1_conn, h2_stream), which outlives the tunnel. */
+ * endpoints must be fresh (tun == NULL). Nothing moves until tunnel_start. |info| is copied. */
 struct tunnel *tunnel_new(struct worker *w, struct tun_ep *a, struct tun_ep *b,
                           const struct tun_info *info);
 /* Writes |first| (taken, may be NULL) to b -- the bytes that came after the request head -- and
@@ -72,11 +72,6 @@ void tunnel_on_read(struct tun_ep *ep, struct buf_chunk *c);
 void tunnel_on_drain(struct tun_ep *ep);
 void tunnel_on_eof(struct tun_ep *ep);
 void tunnel_on_error(struct tun_ep *ep, enum tun_close_reason reason);
-
-/* Logs the access line of a request that never became a tunnel (|status| with |error| the
- * Proxy-Status error type and |detail|). */
-void tunnel_log_rejected(struct worker *w, const struct tun_info *info, const char *error,
-                         const char *detail);
 
 /* A no-op op, for endpoint tables that have nothing to do for some op. */
 void tun_ep_noop(struct tun_ep *self);

@@ -13,7 +13,6 @@
 #include "src/net.h"
 #include "src/worker.h"
 #include "tunnel/capsule.h"
-#include "tunnel/resolve.h"
 #include "tunnel/tunnel.h"
 
 /* Room kept before a received payload: type (1) + length varint (<= 4) + context ID (1). */
@@ -23,14 +22,10 @@
 struct udp_ep {
   struct tun_ep ep;              /* the tunnel's view of this side */
   struct worker *w;              /* back-pointer: the owning worker */
-  uv_udp_t udp;
-  int handle_open;               /* udp initialised and not yet closed */
-  struct resolve *res;           /* owned: resolution in progress, or NULL */
+  uv_udp_t *udp;                 /* owned: connected; freed in its close callback */
   struct worker_defer defer;     /* EOF delivery after the client side ended */
   struct capsule_decoder dec;    /* capsules from the client */
   struct tun_dgram_stats stats;
-  udp_dial_cb cb;
-  void *cb_arg;
   char peer[64];
   unsigned reading : 1;          /* the tunnel accepts datagrams now */
   unsigned receiving : 1;        /* uv_udp_recv_start is active */
@@ -42,75 +37,39 @@ static const struct tun_ep_ops udp_ep_ops;
 struct tun_ep *udp_ep_tun(struct udp_ep *u) { return &u->ep; }
 const char *udp_ep_peer(const struct udp_ep *u) { return u->peer; }
 
-static void free_ep(struct udp_ep *u) {
+static void on_closed(uv_handle_t *h) {
+  struct udp_ep *u = h->data;
+  free(h);
   worker_defer_cancel(&u->defer);
   capsule_decoder_free(&u->dec);
   free(u);
 }
 
-static void on_closed(uv_handle_t *h) { free_ep(h->data); }
-
+/* Closes the socket (once); the memory goes in its close callback. */
 static void release(struct udp_ep *u) {
-  if (u->res) {
-    resolve_cancel(u->res);
-    u->res = NULL;
-  }
-  if (u->handle_open) {
-    u->handle_open = 0;
-    uv_close((uv_handle_t *)&u->udp, on_closed);
-  } else {
-    free_ep(u);
-  }
+  if (!uv_is_closing((uv_handle_t *)u->udp)) uv_close((uv_handle_t *)u->udp, on_closed);
 }
 
-static void on_resolved(void *arg, enum pxerr err, const char *detail, const struct dns_result *allowed) {
-  struct udp_ep *u = arg;
-  u->res = NULL;
-  if (err == PXERR_NONE) {
-    const struct sockaddr *sa = (const struct sockaddr *)&allowed->addrs[0];
-    net_format_addr(sa, u->peer, sizeof(u->peer));
-    int r = uv_udp_init(&u->w->loop, &u->udp);
-    if (r == 0) {
-      u->udp.data = u;
-      u->handle_open = 1;
-      r = uv_udp_connect(&u->udp, sa);
-    }
-    if (r == 0) {
-      /* Never cause IP fragmentation: DF on IPv4 (RFC 9298 §3.1, UDP-07). */
-      uv_os_fd_t fd;
-      int pmtu = IP_PMTUDISC_DO;
-      if (sa->sa_family == AF_INET && uv_fileno((uv_handle_t *)&u->udp, &fd) == 0)
-        setsockopt(fd, IPPROTO_IP, IP_MTU_DISCOVER, &pmtu, sizeof(pmtu));
-      /* Room for bursts: datagrams that do not fit are lost before we can count them. */
-      int size = 1 << 20;
-      uv_recv_buffer_size((uv_handle_t *)&u->udp, &size);
-      size = 1 << 20;
-      uv_send_buffer_size((uv_handle_t *)&u->udp, &size);
-    }
-    if (r != 0) {
-      err = r == UV_ENETUNREACH || r == UV_EHOSTUNREACH ? PXERR_UNREACHABLE : PXERR_CONN_ERROR;
-      detail = uv_strerror(r);
-    }
-  }
-  if (err != PXERR_NONE) {
-    u->detached = 1;
-    u->cb(u->cb_arg, NULL, err, detail);
-    release(u);
-    return;
-  }
-  u->cb(u->cb_arg, u, PXERR_NONE, NULL);
-}
-
-struct udp_ep *udp_ep_dial(struct worker *w, const struct authority *target, udp_dial_cb cb, void *arg) {
+struct udp_ep *udp_ep_new(struct worker *w, uv_udp_t *connected, const struct sockaddr *peer) {
   struct udp_ep *u = xcalloc(1, sizeof(*u));
   u->w = w;
   u->ep.ops = &udp_ep_ops;
   u->ep.dgram = &u->stats;
-  u->cb = cb;
-  u->cb_arg = arg;
+  u->udp = connected;
+  connected->data = u;
   list_init(&u->defer.link);
   capsule_decoder_init(&u->dec, 0);
-  u->res = resolve_start(w, target, on_resolved, u);
+  net_format_addr(peer, u->peer, sizeof(u->peer));
+  /* Never cause IP fragmentation: DF on IPv4 (RFC 9298 §3.1, UDP-07). */
+  uv_os_fd_t fd;
+  int pmtu = IP_PMTUDISC_DO;
+  if (peer->sa_family == AF_INET && uv_fileno((uv_handle_t *)connected, &fd) == 0)
+    setsockopt(fd, IPPROTO_IP, IP_MTU_DISCOVER, &pmtu, sizeof(pmtu));
+  /* Room for bursts: datagrams that do not fit are lost before we can count them. */
+  int size = 1 << 20;
+  uv_recv_buffer_size((uv_handle_t *)connected, &size);
+  size = 1 << 20;
+  uv_send_buffer_size((uv_handle_t *)connected, &size);
   return u;
 }
 
@@ -167,7 +126,7 @@ static void on_recv(uv_udp_t *h, ssize_t nread, const uv_buf_t *buf, const struc
 static void ep_read_start(struct tun_ep *self) {
   struct udp_ep *u = container_of(self, struct udp_ep, ep);
   u->reading = 1;
-  if (!u->receiving && u->handle_open && uv_udp_recv_start(&u->udp, on_alloc, on_recv) == 0) u->receiving = 1;
+  if (!u->receiving && !u->detached && uv_udp_recv_start(u->udp, on_alloc, on_recv) == 0) u->receiving = 1;
 }
 
 /* The socket keeps receiving so that drops are counted rather than left to the kernel. */
@@ -194,7 +153,7 @@ static void ep_write(struct tun_ep *self, struct buf_chunk *c) {
       return;
     }
     uv_buf_t b = uv_buf_init((char *)payload, (unsigned)plen);
-    int r = u->handle_open ? uv_udp_try_send(&u->udp, &b, 1, NULL) : UV_EBADF;
+    int r = uv_udp_try_send(u->udp, &b, 1, NULL);
     if (r >= 0) {
       u->stats.dgrams_sent++;
       u->stats.bytes_sent += plen;

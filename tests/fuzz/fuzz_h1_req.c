@@ -12,7 +12,9 @@
  *   - an accepted CONNECT or connect-udp head ends in CRLF CRLF exactly at the reported end, with
  *     CRLF line ends only and no obs-fold: the tunnel's first byte is the one after it;
  *   - an accepted CONNECT's authority is its target parsed, and survives format/parse; a
- *     connect-udp path is the tail of its target; a local target is origin-form. */
+ *     connect-udp path is the tail of its target; a local target is origin-form;
+ *   - a request's Proxy-Authorization value (h1_req_take_credentials) holds no CR or LF, and is
+ *     the same however the bytes were split. */
 #include <stdarg.h>
 #include <stdint.h>
 #include <stdio.h>
@@ -181,6 +183,11 @@ static void run(const uint8_t *in, size_t len, const struct h1_req_limits *lim, 
         size_t end = off + (size_t)(p - copy) + used;
         check_done(in, start, end, &r, out);
         CHECK(!h1_req_started(&r));
+        /* Credentials go to the request path as presented: one field value, whole. */
+        char *cred = h1_req_take_credentials(&r);
+        CHECK(!cred || !strpbrk(cred, "\r\n"));
+        logf_(out, "cred %08x|", cred ? fnv1a(cred, strlen(cred)) : 0u);
+        free(cred);
         start = end;
         stop = r.head.kind == H1_REQ_CONNECT || r.head.kind == H1_REQ_CONNECT_UDP || !r.head.keep_alive;
       }

@@ -1,4 +1,4 @@
-/* Fuzz target for tunnel/ws_resp.c, the WebSocket backend response head parser (issue 8: every
+/* Fuzz target for proxy/ws_resp.c, the WebSocket backend response head parser (issue 8: every
  * parser fuzzed). The first input byte picks the head limit and the split points; the rest is
  * what a backend sends. The input is parsed whole, one byte at a time, and in three pieces:
  * the outcome must be the same every way (the result does not depend on how the bytes arrive),
@@ -9,7 +9,7 @@
 #include <stdlib.h>
 #include <string.h>
 
-#include "tunnel/ws_resp.h"
+#include "proxy/ws_resp.h"
 
 int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size);
 

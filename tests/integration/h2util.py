@@ -1,7 +1,8 @@
 """HTTP/2 helpers for the integration tests (Debian python3-h2 4.1 / hpack / hyperframe).
 
-H2Client drives one HTTP/2 connection to the proxy (TLS with ALPN h2, or h2c prior knowledge on
-the cleartext listener) from a single thread: every wait is a bounded loop of pump() calls. Raw
+H2Client, the one HTTP/2 test client (every test_h2_* and test_xc_* test uses it), drives one
+connection to the proxy (TLS with ALPN h2, or h2c prior knowledge on the cleartext listener) from
+a single thread: every wait is a bounded loop of pump() calls. Raw
 frame builders are here for the malformed and abuse cases python-h2 refuses to produce. Spec IDs
 (H2C-*, H2-*, DOS-*, NG-*) refer to /work/shared/reference/spec-checklist.md.
 """
@@ -246,7 +247,8 @@ class Stream:
         self.sid = sid
         self.keep = keep
         self.ack = ack              # acknowledge DATA at once (give the window back)
-        self.headers = None
+        self.headers = None         # the response header fields: name -> value (the first one)
+        self.status = None          # :status as an int
         self.trailers = None
         self.data = bytearray()
         self.received = 0
@@ -256,21 +258,8 @@ class Stream:
         self.reset = None           # RST_STREAM error code, when reset
         self.sent = 0
 
-    @property
-    def status(self):
-        if self.headers is None:
-            return None
-        for k, v in self.headers:
-            if k in (b":status", ":status"):
-                return int(v)
-        return None
-
-    def header(self, name):
-        for k, v in self.headers or []:
-            k = k.decode() if isinstance(k, bytes) else k
-            if k == name:
-                return v.decode() if isinstance(v, bytes) else v
-        return None
+    def header(self, name, default=None):
+        return (self.headers or {}).get(name, default)
 
     @property
     def closed(self):
@@ -281,31 +270,58 @@ class Stream:
             self.sid, self.status, self.received, self.sent, self.ended, self.reset)
 
 
-class H2Client:
-    """One HTTP/2 connection to the proxy, driven by pump() from the calling thread.
+class ServerSettings(dict):
+    """The SETTINGS the server sent (id -> value), also readable by h2's names
+    (settings.enable_connect_protocol); a setting it did not send is None."""
 
-    settings: extra local SETTINGS (e.g. {h2.settings.SettingCodes.INITIAL_WINDOW_SIZE: 8 << 20})
+    def __getattr__(self, name):
+        try:
+            return self.get(int(h2.settings.SettingCodes[name.upper()]))
+        except KeyError:
+            raise AttributeError(name) from None
+
+
+def fields(headers):
+    """Header fields as a dict of the first value of each name."""
+    out = {}
+    for k, v in headers:
+        out.setdefault(k, v)
+    return out
+
+
+class H2Client:
+    """One HTTP/2 connection to the proxy (TLS with ALPN h2, or h2c prior knowledge on the
+    cleartext listener), driven by pump() from the calling thread. python3-h2 4.1 with outbound
+    validation off, so that plain CONNECT and malformed requests go out as written (PYH2-01).
+
+    settings: extra local SETTINGS (e.g. {h2.settings.SettingCodes.MAX_CONCURRENT_STREAMS: 10})
+    stream_window: our INITIAL_WINDOW_SIZE (bytes; default 65535)
     conn_window: raise the connection receive window to this size (bytes)."""
 
-    def __init__(self, port, tls_ca=None, timeout=10, settings=None, conn_window=None):
-        self.sock = open_socket(port, tls_ca, timeout)
+    def __init__(self, port, tls_ca=None, host="127.0.0.1", timeout=10, settings=None,
+                 stream_window=None, conn_window=None):
+        self.sock = open_socket(port, tls_ca, timeout, host)
         cfg = h2.config.H2Configuration(client_side=True, validate_outbound_headers=False,
                                         normalize_outbound_headers=False,
-                                        validate_inbound_headers=False, header_encoding=None)
+                                        validate_inbound_headers=False,
+                                        normalize_inbound_headers=False, header_encoding="utf-8")
         self.c = h2.connection.H2Connection(cfg)
-        self.c.local_settings = h2.settings.Settings(
-            client=True, initial_values={h2.settings.SettingCodes.ENABLE_PUSH: 0,
-                                         h2.settings.SettingCodes.MAX_CONCURRENT_STREAMS: 1000,
-                                         **(settings or {})})
+        local = {h2.settings.SettingCodes.ENABLE_PUSH: 0,
+                 h2.settings.SettingCodes.MAX_CONCURRENT_STREAMS: 1000}
+        if stream_window:
+            local[h2.settings.SettingCodes.INITIAL_WINDOW_SIZE] = stream_window
+        local.update(settings or {})
+        self.c.local_settings = h2.settings.Settings(client=True, initial_values=local)
         self.c.initiate_connection()
         if conn_window and conn_window > 65535:
             self.c.increment_flow_control_window(conn_window - 65535)
         self.streams = {}
-        self.remote_settings = {}
-        self.settings_seen = threading.Event()
+        self.remote_settings = ServerSettings()  # every SETTINGS value the server sent
+        self.first_settings = None  # the ids the server's first SETTINGS frame carried
         self.goaway = None          # (error_code, last_stream_id, additional_data)
         self.eof = False
         self.events = 0
+        self.pings_acked = set()
         self.rx = bytearray()       # read while sending, not yet handled
         self.flush()
 
@@ -348,9 +364,10 @@ class H2Client:
         self.events += 1
         st = self.streams.get(getattr(ev, "stream_id", None))
         if isinstance(ev, h2.events.ResponseReceived):
-            st.headers = ev.headers
+            st.headers = fields(ev.headers)
+            st.status = int(st.headers.get(":status", "0"))
         elif isinstance(ev, h2.events.TrailersReceived):
-            st.trailers = ev.headers
+            st.trailers = fields(ev.headers)
         elif isinstance(ev, h2.events.DataReceived):
             if st is None:
                 self.c.acknowledge_received_data(ev.flow_controlled_length, ev.stream_id)
@@ -371,9 +388,12 @@ class H2Client:
         elif isinstance(ev, h2.events.ConnectionTerminated):
             self.goaway = (ev.error_code, ev.last_stream_id, ev.additional_data)
         elif isinstance(ev, h2.events.RemoteSettingsChanged):
-            for k, v in ev.changed_settings.items():
-                self.remote_settings[int(k)] = v.new_value
-            self.settings_seen.set()
+            sent = {int(k): v.new_value for k, v in ev.changed_settings.items()}
+            if self.first_settings is None:
+                self.first_settings = sent
+            self.remote_settings.update(sent)
+        elif isinstance(ev, h2.events.PingAckReceived):
+            self.pings_acked.add(ev.ping_data)
 
     def wait(self, pred, timeout=10, what="condition"):
         deadline = time.monotonic() + timeout
@@ -391,24 +411,26 @@ class H2Client:
         return True
 
     def wait_settings(self, timeout=10):
-        self.wait(lambda: self.settings_seen.is_set(), timeout, "server SETTINGS")
+        """The server's SETTINGS (ServerSettings), once its first SETTINGS frame arrived."""
+        self.wait(lambda: self.first_settings is not None, timeout, "server SETTINGS")
         return self.remote_settings
 
-    # -- requests
-    def connect(self, authority, extra=(), end_stream=False, keep=True, ack=True, data=None):
-        """Plain CONNECT (H2C-01: only :method and :authority). Returns the stream id. With
-        `data`, a DATA frame follows the HEADERS at once, before any response (H2C-06)."""
-        hdrs = [(":method", "CONNECT")]
-        if authority is not None:
-            hdrs.append((":authority", authority))
-        return self.request_raw(hdrs + list(extra), end_stream=end_stream, keep=keep, ack=ack,
-                                data=data)
+    def ping_ok(self, timeout=5):
+        """True once the connection answered a PING (shows it survived); fails the test otherwise."""
+        payload = os.urandom(8)
+        self.c.ping(payload)
+        self.flush()
+        self.wait(lambda: payload in self.pings_acked, timeout, "PING ACK")
+        return True
 
-    def request_raw(self, headers, end_stream=False, keep=True, ack=True, data=None):
+    # -- requests
+    def request(self, headers, end_stream=False, keep=True, ack=True, data=None):
+        """Sends a request head as given (no validation). Returns the stream id. With `data`, DATA
+        follows the HEADERS at once, before any response (at most one window, not waited for)."""
         sid = self.c.get_next_available_stream_id()
         self.streams[sid] = Stream(sid, keep=keep, ack=ack)
         self.c.send_headers(sid, headers, end_stream=end_stream)
-        if data is not None:  # at most one window: split into frames, no waiting
+        if data is not None:
             fs = self.c.max_outbound_frame_size
             for i in range(0, len(data), fs):
                 self.c.send_data(sid, data[i:i + fs])
@@ -416,9 +438,23 @@ class H2Client:
         self.flush()
         return sid
 
+    def connect(self, authority, extra=(), end_stream=False, keep=True, ack=True, data=None):
+        """Plain CONNECT (H2C-01: only :method and :authority). Returns the stream id. With
+        `data`, a DATA frame follows the HEADERS at once, before any response (H2C-06)."""
+        hdrs = [(":method", "CONNECT")]
+        if authority is not None:
+            hdrs.append((":authority", authority))
+        return self.request(hdrs + list(extra), end_stream=end_stream, keep=keep, ack=ack, data=data)
+
+    def connect_udp(self, authority, path, scheme="https", extra=()):
+        """Extended CONNECT for connect-udp (RFC 9298 §3.4, UDP-01)."""
+        return self.request([(":method", "CONNECT"), (":protocol", "connect-udp"),
+                             (":scheme", scheme), (":authority", authority), (":path", path),
+                             ("capsule-protocol", "?1")] + list(extra))
+
     def get(self, path, authority="127.0.0.1"):
-        return self.request_raw([(":method", "GET"), (":scheme", "https"), (":authority", authority),
-                                 (":path", path)], end_stream=True)
+        return self.request([(":method", "GET"), (":scheme", "https"), (":authority", authority),
+                             (":path", path)], end_stream=True)
 
     def wait_response(self, sid, timeout=10):
         st = self.streams[sid]

@@ -1,4 +1,4 @@
-"""Dialing upstreams (tunnel/dialer.c, tunnel/tcp_ep.c) from outside, with real clients.
+"""Dialing upstreams (proxy/dialer.c, tunnel/tcp_ep.c) from outside, with real clients.
 
 Names come from a FakeDNS; every address is on loopback (Linux routes all of 127.0.0.0/8 to lo),
 and all addresses of a name share the origin's port, so one address can refuse (nothing listens

@@ -184,12 +184,12 @@ class SemanticsTest(unittest.TestCase):
         with self.client() as cli:
             sib = cli.open_tunnel(self.echo.addr)
             for tag, hdrs in cases:
-                sid = cli.request_raw(hdrs)
+                sid = cli.request(hdrs)
                 st = cli.wait_closed(sid)
                 seen[tag] = self.assert_rejected(st, (400,), tag)
                 self.sibling_ok(cli, sib, tag)
             # all of them at once on fresh stream ids, then the sibling again
-            sids = [cli.request_raw(h) for _t, h in cases]
+            sids = [cli.request(h) for _t, h in cases]
             for (tag, _h), sid in zip(cases, sids):
                 self.assert_rejected(cli.wait_closed(sid), (400,), tag + " (batch)")
             self.sibling_ok(cli, sib, "batch")
@@ -308,7 +308,7 @@ class SemanticsTest(unittest.TestCase):
             self.assertNotEqual(s.get(2), 1)  # never ENABLE_PUSH=1
             # websocket and connect-udp are served (test_xc_*); anything else is 501 (XC-04).
             for proto in ("foo-unknown", "connect-ip"):
-                sid = cli.request_raw([(":method", "CONNECT"), (":protocol", proto), (":scheme", "https"),
+                sid = cli.request([(":method", "CONNECT"), (":protocol", proto), (":scheme", "https"),
                                        (":authority", self.echo.addr), (":path", "/chat")])
                 st = cli.wait_closed(sid)
                 self.assertEqual(st.status, 501, proto)
@@ -319,7 +319,7 @@ class SemanticsTest(unittest.TestCase):
         with Proxy(["--no-extended-connect"]) as p, H2Client(p.tls_port, tls_ca=p.ca) as cli:
             s = cli.wait_settings()
             self.assertNotIn(SETTINGS_ENABLE_CONNECT_PROTOCOL, s)
-            sid = cli.request_raw([(":method", "CONNECT"), (":protocol", "websocket"), (":scheme", "https"),
+            sid = cli.request([(":method", "CONNECT"), (":protocol", "websocket"), (":scheme", "https"),
                                    (":authority", self.echo.addr), (":path", "/")])
             st = cli.wait_closed(sid)
             self.assertEqual(st.reset, PROTOCOL_ERROR)
@@ -347,7 +347,7 @@ class SemanticsTest(unittest.TestCase):
                 self.assertGreaterEqual(mm['h2tunnel_connections_by_protocol_total{protocol="h2"}'], 1)
                 n = cli.wait_closed(cli.get("/nope"))
                 self.assertEqual(n.status, 404)
-                sid = cli.request_raw([(":method", "POST"), (":scheme", "https"), (":authority", "x"),
+                sid = cli.request([(":method", "POST"), (":scheme", "https"), (":authority", "x"),
                                        (":path", "/healthz")], data=b"body")
                 cli.c.end_stream(sid)
                 cli.flush()

@@ -9,6 +9,7 @@ import unittest
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 import harness  # noqa: E402
+from h2util import H2Client  # noqa: E402
 import xcutil  # noqa: E402
 from harness import EchoOrigin, Proxy  # noqa: E402
 
@@ -22,7 +23,7 @@ class MixedOnOneConnection(unittest.TestCase):
     def test_100_udp_and_100_connect(self):
         with xcutil.UDPEcho() as ue, EchoOrigin() as te, \
                 Proxy(["--h2-max-streams", "256", "--drain-timeout", "2s"]) as p, \
-                xcutil.H2Client(p.tls_port, ca=p.ca) as c:
+                H2Client(p.tls_port, tls_ca=p.ca, **xcutil.WINDOWS) as c:
             settings = c.wait_settings()
             self.assertEqual(settings.enable_connect_protocol, 1)
             self.assertGreaterEqual(settings.max_concurrent_streams, N_UDP + N_TCP)
@@ -48,13 +49,14 @@ class MixedOnOneConnection(unittest.TestCase):
 
             expect_udp = {s: {dgram(i, k) for k in range(DGRAMS_PER_STREAM)} for s, i in udp.items()}
             got_udp = {s: set() for s in udp}
+            readers = {s: xcutil.CapsuleReader() for s in udp}
             expect_tcp = {s: b"".join(harness.prng_chunks(1000 + i, TCP_BYTES)) for s, i in tcp.items()}
 
             # Send everything: datagrams on each UDP stream, payload + END_STREAM on each TCP one.
             for s, i in udp.items():
-                c.send(s, b"".join(xcutil.datagram_capsule(d) for d in sorted(expect_udp[s])))
+                c.send_all(s, b"".join(xcutil.datagram_capsule(d) for d in sorted(expect_udp[s])))
             for s, i in tcp.items():
-                c.send(s, expect_tcp[s], end_stream=True)
+                c.send_all(s, expect_tcp[s], end_stream=True)
 
             def collect():
                 for s in udp:
@@ -62,7 +64,7 @@ class MixedOnOneConnection(unittest.TestCase):
                     if st.data:
                         data = bytes(st.data)
                         st.data.clear()
-                        got_udp[s].update(xcutil.CapsuleReader.udp_payloads(st.capsules.feed(data)))
+                        got_udp[s].update(xcutil.CapsuleReader.udp_payloads(readers[s].feed(data)))
 
             def done():
                 collect()
@@ -81,7 +83,7 @@ class MixedOnOneConnection(unittest.TestCase):
                     for s in udp:
                         missing = expect_udp[s] - got_udp[s]
                         if missing:
-                            c.send(s, b"".join(xcutil.datagram_capsule(d) for d in missing))
+                            c.send_all(s, b"".join(xcutil.datagram_capsule(d) for d in missing))
             sys.stderr.write("\n  mixed: udp streams complete %d/%d, tcp streams ended %d/%d, "
                              "resend rounds %d, udp echo count %d\n"
                              % (sum(got_udp[s] >= expect_udp[s] for s in udp), N_UDP,
@@ -99,7 +101,7 @@ class MixedOnOneConnection(unittest.TestCase):
                 self.assertEqual(bytes(st.data), expect_tcp[s], "tcp echo corrupt on stream %d" % s)
             # Close the UDP streams and check the books.
             for s in udp:
-                c.send(s, b"", end_stream=True)
+                c.send_all(s, b"", end_stream=True)
             c.wait(lambda: all(c.streams[s].closed for s in udp), 20, "udp streams closed")
             self.assertIsNone(c.goaway)
             self.assertTrue(c.ping_ok())

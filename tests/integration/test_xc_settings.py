@@ -9,6 +9,7 @@ import unittest
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 import harness  # noqa: E402
+from h2util import H2Client  # noqa: E402
 import xcutil  # noqa: E402
 from harness import EchoOrigin, Proxy  # noqa: E402
 
@@ -27,24 +28,24 @@ class ExtendedConnectNegotiation(unittest.TestCase):
         sid = c.connect(echo.addr)
         st = c.wait_response(sid)
         self.assertEqual(st.status, 200)
-        c.send(sid, b"still alive", end_stream=True)
+        c.send_all(sid, b"still alive", end_stream=True)
         c.wait_closed(sid)
         self.assertEqual(bytes(st.data), b"still alive")
         self.assertIsNone(c.goaway)
 
     def test_setting_advertised(self):
         """XC-01: the server's first SETTINGS carries ENABLE_CONNECT_PROTOCOL = 1."""
-        with Proxy() as p, xcutil.H2Client(p.tls_port, ca=p.ca) as c:
+        with Proxy() as p, H2Client(p.tls_port, tls_ca=p.ca, **xcutil.WINDOWS) as c:
             c.wait_settings()
             self.assertEqual(c.first_settings.get(ENABLE_CONNECT_PROTOCOL), 1, c.first_settings)
-        with Proxy() as p, xcutil.H2Client(p.tcp_port) as c:  # h2c prior knowledge too
+        with Proxy() as p, H2Client(p.tcp_port, **xcutil.WINDOWS) as c:  # h2c prior knowledge too
             c.wait_settings()
             self.assertEqual(c.first_settings.get(ENABLE_CONNECT_PROTOCOL), 1, c.first_settings)
 
     def test_unknown_protocol_501(self):
         """XC-04 / IP-01: :protocol foo and connect-ip -> 501 with proxy-status; connection
         survives; the access log records the rejection."""
-        with EchoOrigin() as echo, Proxy() as p, xcutil.H2Client(p.tls_port, ca=p.ca) as c:
+        with EchoOrigin() as echo, Proxy() as p, H2Client(p.tls_port, tls_ca=p.ca, **xcutil.WINDOWS) as c:
             auth = "localhost:%d" % p.tls_port
             for proto, path in (("foo", "/"), ("connect-ip", "/.well-known/masque/ip/*/*/")):
                 sid = c.request(xc(proto, auth, path))
@@ -61,7 +62,7 @@ class ExtendedConnectNegotiation(unittest.TestCase):
     def test_malformed_extended_connect(self):
         """XC-03: :protocol without :path / :scheme / :authority, or on a GET -> RST_STREAM
         (PROTOCOL_ERROR) from nghttp2; the connection survives."""
-        with EchoOrigin() as echo, Proxy() as p, xcutil.H2Client(p.tls_port, ca=p.ca) as c:
+        with EchoOrigin() as echo, Proxy() as p, H2Client(p.tls_port, tls_ca=p.ca, **xcutil.WINDOWS) as c:
             auth = "localhost:%d" % p.tls_port
             full = xc("websocket", auth, "/chat", "http")
             variants = {
@@ -81,10 +82,10 @@ class ExtendedConnectNegotiation(unittest.TestCase):
         (websocket, connect-udp) get RST_STREAM(PROTOCOL_ERROR); the connection survives and
         no backend is contacted."""
         with EchoOrigin() as echo, xcutil.UDPEcho() as ue, Proxy(["--no-extended-connect"]) as p, \
-                xcutil.H2Client(p.tls_port, ca=p.ca) as c:
+                H2Client(p.tls_port, tls_ca=p.ca, **xcutil.WINDOWS) as c:
             c.wait_settings()
             self.assertNotIn(ENABLE_CONNECT_PROTOCOL, c.first_settings)
-            self.assertEqual(c.conn.remote_settings.enable_connect_protocol, 0)
+            self.assertEqual(c.c.remote_settings.enable_connect_protocol, 0)
             auth = "localhost:%d" % p.tls_port
             sid = c.request(xc("websocket", echo.addr, "/chat", "http")
                             + [("sec-websocket-version", "13")])

@@ -12,6 +12,7 @@ import unittest
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 import harness  # noqa: E402
+from h2util import H2Client  # noqa: E402
 import xcutil  # noqa: E402
 from harness import Proxy  # noqa: E402
 
@@ -52,7 +53,7 @@ class UdpOverH2(UdpCase):
     def test_10k_datagrams_and_observability(self):
         """UDP-01/05/06/07: 10,000 datagrams of 1..1400 bytes echoed (>= 99%, none corrupt);
         200 + capsule-protocol ?1 without content-length; access log and metrics counters."""
-        with xcutil.UDPEcho() as e, Proxy(DRAIN) as p, xcutil.H2Client(p.tls_port, ca=p.ca) as c:
+        with xcutil.UDPEcho() as e, Proxy(DRAIN) as p, H2Client(p.tls_port, tls_ca=p.ca, **xcutil.WINDOWS) as c:
             self.assertEqual(c.wait_settings().enable_connect_protocol, 1)  # XC-01
             sid, st = self.h2_tunnel(p, c, "127.0.0.1", e.port)
             self.assertEqual(st.status, 200, st.headers)
@@ -65,7 +66,7 @@ class UdpOverH2(UdpCase):
             self.assertEqual(r["sent"], N_DGRAMS)
             self.assertEqual(r["corrupt"], 0, r)
             self.assertGreaterEqual(r["echoed"], 0.99 * N_DGRAMS, r)
-            c.send(sid, b"", end_stream=True)  # UDP has no half-close: the tunnel ends
+            c.send_all(sid, b"", end_stream=True)  # UDP has no half-close: the tunnel ends
             c.wait_closed(sid)
             rec = p.wait_access_log(lambda x: x.get("proto") == "connect-udp" and "dgrams_up" in x)
             self.assertEqual(rec["front"], "h2")
@@ -87,7 +88,7 @@ class UdpOverH2(UdpCase):
     def test_private_target_403(self):
         """UDP-09: a loopback target under the default policy -> 403 destination_ip_prohibited."""
         with xcutil.UDPEcho() as e, Proxy(DRAIN, allow_loopback=False) as p, \
-                xcutil.H2Client(p.tls_port, ca=p.ca) as c:
+                H2Client(p.tls_port, tls_ca=p.ca, **xcutil.WINDOWS) as c:
             sid, st = self.h2_tunnel(p, c, "127.0.0.1", e.port)
             self.assertEqual(st.status, 403, st.headers)
             self.assertIn("error=destination_ip_prohibited", st.headers.get("proxy-status", ""))
@@ -106,7 +107,7 @@ class UdpOverH2(UdpCase):
                "/.well-known/masque/udp/fe80%3A%3A1%25eth0/53/",
                "/masque/udp/127.0.0.1/53/",
                "/.well-known/masque/udp/127.0.0.1/53/extra/"]
-        with Proxy(DRAIN) as p, xcutil.H2Client(p.tls_port, ca=p.ca) as c:
+        with Proxy(DRAIN) as p, H2Client(p.tls_port, tls_ca=p.ca, **xcutil.WINDOWS) as c:
             for path in bad:
                 sid = c.connect_udp("localhost:%d" % p.tls_port, path)
                 st = c.wait_response(sid)
@@ -118,7 +119,7 @@ class UdpOverH2(UdpCase):
         """--udp-template with a query form; the default path is then refused (400)."""
         tmpl = "/masque?h={target_host}&p={target_port}"
         with xcutil.UDPEcho() as e, Proxy(DRAIN + ["--udp-template", tmpl]) as p, \
-                xcutil.H2Client(p.tls_port, ca=p.ca) as c:
+                H2Client(p.tls_port, tls_ca=p.ca, **xcutil.WINDOWS) as c:
             sid, st = self.h2_tunnel(p, c, "127.0.0.1", e.port, template=tmpl)
             self.assertEqual(st.status, 200, st.headers)
             self.assertTrue(self.ping(xcutil.H2UdpTunnel(c, sid)))
@@ -132,14 +133,14 @@ class UdpOverH2(UdpCase):
     @unittest.skipUnless(has_ipv6_loopback(), "no IPv6 loopback")
     def test_ipv6_target(self):
         """UDP-03: an IPv6 literal with percent-encoded colons (::1 -> %3A%3A1)."""
-        with xcutil.UDPEcho("::1") as e, Proxy(DRAIN) as p, xcutil.H2Client(p.tls_port, ca=p.ca) as c:
+        with xcutil.UDPEcho("::1") as e, Proxy(DRAIN) as p, H2Client(p.tls_port, tls_ca=p.ca, **xcutil.WINDOWS) as c:
             path = xcutil.udp_path("::1", e.port)
             self.assertIn("%3A%3A1", path)
             sid = c.connect_udp("localhost:%d" % p.tls_port, path)
             st = c.wait_response(sid)
             self.assertEqual(st.status, 200, st.headers)
             self.assertTrue(self.ping(xcutil.H2UdpTunnel(c, sid), b"v6"))
-            c.send(sid, b"", end_stream=True)
+            c.send_all(sid, b"", end_stream=True)
             rec = p.wait_access_log(lambda x: x.get("proto") == "connect-udp" and "dgrams_up" in x)
             self.assertEqual(rec["target"], "[::1]:%d" % e.port)
 
@@ -147,7 +148,7 @@ class UdpOverH2(UdpCase):
         """UDP-06: an unknown capsule type (0x2a) is skipped; a DATAGRAM split at every byte
         boundary is reassembled; a context-ID-1 datagram is dropped (drops_up in the access log)
         and the tunnel keeps working."""
-        with xcutil.UDPEcho() as e, Proxy(DRAIN) as p, xcutil.H2Client(p.tls_port, ca=p.ca) as c:
+        with xcutil.UDPEcho() as e, Proxy(DRAIN) as p, H2Client(p.tls_port, tls_ca=p.ca, **xcutil.WINDOWS) as c:
             sid, st = self.h2_tunnel(p, c, "127.0.0.1", e.port)
             self.assertEqual(st.status, 200)
             tun = xcutil.H2UdpTunnel(c, sid)
@@ -161,7 +162,7 @@ class UdpOverH2(UdpCase):
             self.assertIn(b"after-unknown", got)
             # One DATAGRAM in one-byte DATA frames.
             for b in xcutil.datagram_capsule(b"split-at-every-byte"):
-                c.send(sid, bytes([b]))
+                c.send_all(sid, bytes([b]))
             got = []
             deadline = time.time() + 3
             while b"split-at-every-byte" not in got and time.time() < deadline:
@@ -172,7 +173,7 @@ class UdpOverH2(UdpCase):
             tun.send_raw(xcutil.datagram_capsule(b"ctx1-must-not-arrive", context_id=1))
             self.assertTrue(self.ping(tun, b"after-ctx1"))
             self.assertEqual(e.count, before + 1)  # only the ping (no loss on loopback here)
-            c.send(sid, b"", end_stream=True)
+            c.send_all(sid, b"", end_stream=True)
             c.wait_closed(sid)
             rec = p.wait_access_log(lambda x: x.get("proto") == "connect-udp" and "dgrams_up" in x)
             self.assertEqual(rec["drops_up"], 1, rec)
@@ -182,11 +183,11 @@ class UdpOverH2(UdpCase):
     def test_malformed_capsule_ends_tunnel(self):
         """UDP-06 / RFC 9297 §3.3: a capsule length beyond the maximum is malformed: the stream
         is reset with PROTOCOL_ERROR and the connection survives."""
-        with xcutil.UDPEcho() as e, Proxy(DRAIN) as p, xcutil.H2Client(p.tls_port, ca=p.ca) as c:
+        with xcutil.UDPEcho() as e, Proxy(DRAIN) as p, H2Client(p.tls_port, tls_ca=p.ca, **xcutil.WINDOWS) as c:
             sid, st = self.h2_tunnel(p, c, "127.0.0.1", e.port)
             self.assertEqual(st.status, 200)
             self.assertTrue(self.ping(xcutil.H2UdpTunnel(c, sid)))
-            c.send(sid, b"\x00" + b"\xff" * 8)  # DATAGRAM, Length = 2^62-1
+            c.send_all(sid, b"\x00" + b"\xff" * 8)  # DATAGRAM, Length = 2^62-1
             c.wait_closed(sid, timeout=5)
             self.assertEqual(st.reset, 1, "expected RST_STREAM(PROTOCOL_ERROR), got %r" % st.reset)
             self.assertTrue(c.ping_ok())
@@ -196,15 +197,15 @@ class UdpOverH2(UdpCase):
     def test_truncated_and_oversized_capsules(self):
         """UDP-06: a capsule cut short by END_STREAM, and a 70,000-byte DATAGRAM (over the
         65,527-byte UDP maximum), each end the stream with RST_STREAM(PROTOCOL_ERROR)."""
-        with xcutil.UDPEcho() as e, Proxy(DRAIN) as p, xcutil.H2Client(p.tls_port, ca=p.ca) as c:
+        with xcutil.UDPEcho() as e, Proxy(DRAIN) as p, H2Client(p.tls_port, tls_ca=p.ca, **xcutil.WINDOWS) as c:
             sid, st = self.h2_tunnel(p, c, "127.0.0.1", e.port)
             self.assertEqual(st.status, 200)
-            c.send(sid, xcutil.datagram_capsule(b"x" * 100)[:50], end_stream=True)
+            c.send_all(sid, xcutil.datagram_capsule(b"x" * 100)[:50], end_stream=True)
             c.wait_closed(sid, timeout=5)
             self.assertEqual(st.reset, 1, "truncated: expected PROTOCOL_ERROR, got %r" % st.reset)
             sid, st = self.h2_tunnel(p, c, "127.0.0.1", e.port)
             self.assertEqual(st.status, 200)
-            c.send(sid, xcutil.datagram_capsule(b"y" * 70000))
+            c.send_all(sid, xcutil.datagram_capsule(b"y" * 70000))
             c.wait_closed(sid, timeout=5)
             self.assertEqual(st.reset, 1, "oversized: expected PROTOCOL_ERROR, got %r" % st.reset)
             self.assertTrue(c.ping_ok())
@@ -219,9 +220,9 @@ class UdpOverH2(UdpCase):
     def test_optimistic_datagram(self):
         """UDP-08: on HTTP/2 a DATAGRAM sent right behind the HEADERS, before the 200, is
         buffered (or dropped) but never breaks the stream."""
-        with xcutil.UDPEcho() as e, Proxy(DRAIN) as p, xcutil.H2Client(p.tls_port, ca=p.ca) as c:
+        with xcutil.UDPEcho() as e, Proxy(DRAIN) as p, H2Client(p.tls_port, tls_ca=p.ca, **xcutil.WINDOWS) as c:
             sid = c.connect_udp("localhost:%d" % p.tls_port, xcutil.udp_path("127.0.0.1", e.port))
-            c.send(sid, xcutil.datagram_capsule(b"optimistic"))
+            c.send_all(sid, xcutil.datagram_capsule(b"optimistic"))
             st = c.wait_response(sid)
             self.assertEqual(st.status, 200)
             tun = xcutil.H2UdpTunnel(c, sid)
@@ -237,7 +238,7 @@ class UdpOverH2(UdpCase):
         with socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as hole:
             hole.bind(("127.0.0.1", 0))
             port = hole.getsockname()[1]
-        with Proxy(DRAIN) as p, xcutil.H2Client(p.tls_port, ca=p.ca) as c:
+        with Proxy(DRAIN) as p, H2Client(p.tls_port, tls_ca=p.ca, **xcutil.WINDOWS) as c:
             sid, st = self.h2_tunnel(p, c, "127.0.0.1", port)
             self.assertEqual(st.status, 200)
             tun = xcutil.H2UdpTunnel(c, sid)
@@ -248,14 +249,14 @@ class UdpOverH2(UdpCase):
                     break
             closed = st.closed
             if not closed:
-                c.send(sid, b"", end_stream=True)
+                c.send_all(sid, b"", end_stream=True)
                 c.wait_closed(sid)
             self.assertTrue(closed, "stream still open after ICMP port unreachable")
 
     def test_udp_idle_timeout(self):
         """--udp-idle-timeout 1s ends an idle tunnel (UDP-07); a busy one outlives it."""
         with xcutil.UDPEcho() as e, Proxy(DRAIN + ["--udp-idle-timeout", "1s"]) as p, \
-                xcutil.H2Client(p.tls_port, ca=p.ca) as c:
+                H2Client(p.tls_port, tls_ca=p.ca, **xcutil.WINDOWS) as c:
             sid, st = self.h2_tunnel(p, c, "127.0.0.1", e.port)
             busy, bst = self.h2_tunnel(p, c, "127.0.0.1", e.port)
             self.assertEqual((st.status, bst.status), (200, 200))
@@ -273,7 +274,7 @@ class UdpOverH2(UdpCase):
             self.assertGreaterEqual(rec["duration_ms"], 900)
             self.assertLess(rec["duration_ms"], 3000)
             self.assertTrue(c.ping_ok())
-            c.send(busy, b"", end_stream=True)
+            c.send_all(busy, b"", end_stream=True)
             c.wait_closed(busy)
 
 

@@ -15,6 +15,7 @@ import unittest
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 import harness  # noqa: E402
+from h2util import H2Client  # noqa: E402
 import xcutil  # noqa: E402
 from harness import Proxy  # noqa: E402
 
@@ -240,7 +241,7 @@ class FakeBackendCases(unittest.TestCase):
         an upgrade -> 502 proxy-status http_upgrade_failed naming the problem."""
         for mode, detail in (("badaccept", "Sec-WebSocket-Accept"), ("noupgrade", "Upgrade")):
             with self.subTest(mode=mode), FakeWSBackend(mode) as b, Proxy() as p, \
-                    xcutil.H2Client(p.tls_port, ca=p.ca) as c:
+                    H2Client(p.tls_port, tls_ca=p.ca, **xcutil.WINDOWS) as c:
                 sid = c.request(ws_headers(b.addr))
                 st = c.wait_response(sid)
                 self.assertEqual(st.status, 502, st.headers)
@@ -253,21 +254,21 @@ class FakeBackendCases(unittest.TestCase):
     def test_frame_with_101_forwarded(self):
         """XC-09: bytes in the same read as the backend's 101 head reach the client; then
         client frames reach the backend."""
-        with FakeWSBackend("early") as b, Proxy() as p, xcutil.H2Client(p.tls_port, ca=p.ca) as c:
+        with FakeWSBackend("early") as b, Proxy() as p, H2Client(p.tls_port, tls_ca=p.ca, **xcutil.WINDOWS) as c:
             sid = c.request(ws_headers(b.addr))
             st = c.wait_response(sid)
             self.assertEqual(st.status, 200, st.headers)
             c.wait(lambda: len(st.data) >= 7, 10, "early frame")
             self.assertEqual(bytes(st.data), b"\x81\x05early")
             f = masked_frame(1, b"hi")
-            c.send(sid, f, end_stream=True)
+            c.send_all(sid, f, end_stream=True)
             c.wait_closed(sid)
             b.wait_finished(1)
             self.assertEqual(bytes(b.results[0].get("got", b"")), f)
 
     def test_backend_abort_cancel(self):
         """XC-08: a backend abort after the 200 -> RST_STREAM(CANCEL), connection survives."""
-        with FakeWSBackend("abort") as b, Proxy() as p, xcutil.H2Client(p.tls_port, ca=p.ca) as c:
+        with FakeWSBackend("abort") as b, Proxy() as p, H2Client(p.tls_port, tls_ca=p.ca, **xcutil.WINDOWS) as c:
             sid = c.request(ws_headers(b.addr))
             st = c.wait_response(sid)
             self.assertEqual(st.status, 200, st.headers)
@@ -295,7 +296,7 @@ class RequestFieldChecks(unittest.TestCase):
         with FakeWSBackend("status403") as b, Proxy(list(args)) as p:
             hdrs = [(k, v if k != ":authority" else b.addr)
                     for k, v in self.request_with(path, **fields)]
-            with xcutil.H2Client(p.tls_port, ca=p.ca) as c:
+            with H2Client(p.tls_port, tls_ca=p.ca, **xcutil.WINDOWS) as c:
                 sid = c.request(hdrs)
                 st = c.wait_response(sid, timeout=20)
                 self.assertEqual(st.status, status, st.headers)
@@ -339,7 +340,7 @@ class RequestFieldChecks(unittest.TestCase):
         (PROTOCOL_ERROR, RFC 9113 §8.2.1) before our own check; no backend connection either."""
         cases = [{"path": "/a b"}, {"path": "chat"}, {"extensions": "a\r\nX-Injected: 1"}, {"protocol": "chat\x00x"}]
         with FakeWSBackend("status403") as b, Proxy(["--h2-max-header-list", "1m"]) as p, \
-                xcutil.H2Client(p.tls_port, ca=p.ca) as c:
+                H2Client(p.tls_port, tls_ca=p.ca, **xcutil.WINDOWS) as c:
             for case in cases:
                 with self.subTest(**case):
                     path = case.pop("path", "/chat")

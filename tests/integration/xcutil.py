@@ -1,6 +1,7 @@
-"""Helpers for the Extended CONNECT integration tests (test_xc_*.py): an HTTP/2 client on
-python3-h2, RFC 9297 capsules, UDP echo origins, a paced datagram exchange, and the
-python3-websockets echo backend (started as a subprocess with Debian's interpreter).
+"""Helpers for the Extended CONNECT integration tests (test_xc_*.py): RFC 9297 capsules, UDP
+echo origins, datagram transports over connect-udp (HTTP/2 streams of h2util.H2Client, HTTP/1.1
+upgraded sockets), a paced datagram exchange, and the python3-websockets echo backend (started as
+a subprocess with Debian's interpreter).
 
 Spec IDs (XC-*, UDP-*, PYH2-01, NODE-02) refer to /work/shared/reference/spec-checklist.md.
 Every loop here is bounded in count and in time."""
@@ -17,12 +18,6 @@ import tempfile
 import threading
 import time
 
-import h2.config
-import h2.connection
-import h2.events
-import h2.exceptions
-import h2.settings
-
 HERE = os.path.dirname(os.path.abspath(__file__))
 sys.path.insert(0, HERE)
 import harness  # noqa: E402
@@ -30,6 +25,9 @@ import harness  # noqa: E402
 SYS_PYTHON = "/usr/bin/python3" if os.path.exists("/usr/bin/python3") else sys.executable
 NODE = "/usr/bin/node" if os.path.exists("/usr/bin/node") else "node"
 DEFAULT_TEMPLATE = "/.well-known/masque/udp/{target_host}/{target_port}/"
+# The windows the Extended CONNECT tests open their HTTP/2 clients with: datagram bursts and the
+# oversized-capsule cases go out without waiting for credit.
+WINDOWS = {"stream_window": 1 << 24, "conn_window": 1 << 24}
 
 
 # ---------------------------------------------------------------------------------------------
@@ -107,201 +105,6 @@ def udp_path(host, port, template=DEFAULT_TEMPLATE):
 
 
 # ---------------------------------------------------------------------------------------------
-# HTTP/2 client (python3-h2 4.1; PYH2-01: outbound validation off so plain CONNECT works)
-
-
-class Stream:
-    def __init__(self, sid):
-        self.sid = sid
-        self.headers = None      # dict of the final response headers
-        self.status = None
-        self.data = bytearray()
-        self.ended = False
-        self.reset = None        # error code of a RST_STREAM from the server
-        self.capsules = CapsuleReader()
-
-    @property
-    def closed(self):
-        return self.ended or self.reset is not None
-
-
-class H2Client:
-    """One HTTP/2 connection to the proxy (TLS with ALPN h2, or h2c prior knowledge)."""
-
-    def __init__(self, port, ca=None, host="127.0.0.1", timeout=10, window=1 << 24):
-        s = socket.create_connection((host, port), timeout=timeout)
-        s.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
-        if ca:
-            ctx = ssl.create_default_context(cafile=ca)
-            ctx.set_alpn_protocols(["h2"])
-            s = ctx.wrap_socket(s, server_hostname="localhost")
-            assert s.selected_alpn_protocol() == "h2", s.selected_alpn_protocol()
-        self.sock = s
-        self.conn = h2.connection.H2Connection(h2.config.H2Configuration(
-            client_side=True, validate_outbound_headers=False, validate_inbound_headers=False,
-            normalize_inbound_headers=False, header_encoding="utf-8"))
-        self.conn.local_settings = h2.settings.Settings(client=True, initial_values={
-            h2.settings.SettingCodes.INITIAL_WINDOW_SIZE: window,
-            h2.settings.SettingCodes.ENABLE_PUSH: 0})
-        self.conn.initiate_connection()
-        self.conn.increment_flow_control_window(window)
-        self.streams = {}
-        self.settings_received = False
-        self.first_settings = None
-        self.goaway = None
-        self.eof = False
-        self.flush()
-
-    def close(self):
-        try:
-            self.sock.close()
-        except OSError:
-            pass
-
-    def __enter__(self):
-        return self
-
-    def __exit__(self, *a):
-        self.close()
-
-    def flush(self):
-        d = self.conn.data_to_send()
-        if d:
-            self.sock.sendall(d)
-
-    def pump(self, timeout=0.1):
-        """Reads whatever arrives within `timeout` and dispatches events. Returns bytes read."""
-        if self.eof:
-            time.sleep(min(timeout, 0.05))
-            return 0
-        r, _, _ = select.select([self.sock], [], [], timeout)
-        if not r and not (isinstance(self.sock, ssl.SSLSocket) and self.sock.pending()):
-            return 0
-        try:
-            data = self.sock.recv(1 << 18)
-        except (ConnectionResetError, ssl.SSLError):
-            data = b""
-        except (BlockingIOError, socket.timeout, ssl.SSLWantReadError):
-            return 0
-        if not data:
-            self.eof = True
-            return 0
-        for ev in self.conn.receive_data(data):
-            self._event(ev)
-        self.flush()
-        return len(data)
-
-    def _event(self, ev):
-        sid = getattr(ev, "stream_id", None)
-        st = self.streams.get(sid) if sid else None
-        if isinstance(ev, h2.events.RemoteSettingsChanged):
-            if not self.settings_received:
-                # The ids the server's first SETTINGS frame actually carried.
-                self.first_settings = {int(k): v.new_value for k, v in ev.changed_settings.items()}
-            self.settings_received = True
-        elif isinstance(ev, h2.events.ResponseReceived) and st:
-            st.headers = {k: v for k, v in ev.headers}
-            st.status = int(st.headers.get(":status", "0"))
-        elif isinstance(ev, h2.events.DataReceived):
-            if ev.flow_controlled_length:
-                self.conn.acknowledge_received_data(ev.flow_controlled_length, sid)
-            if st:
-                st.data += ev.data
-        elif isinstance(ev, h2.events.StreamEnded) and st:
-            st.ended = True
-        elif isinstance(ev, h2.events.StreamReset) and st:
-            st.reset = ev.error_code
-        elif isinstance(ev, h2.events.ConnectionTerminated):
-            self.goaway = ev.error_code
-
-    def wait(self, pred, timeout=10, what="condition"):
-        deadline = time.time() + timeout
-        while not pred():
-            if time.time() > deadline:
-                raise AssertionError("timed out waiting for %s" % what)
-            if self.eof and not pred():
-                raise AssertionError("connection closed while waiting for %s" % what)
-            self.pump(0.05)
-
-    def wait_settings(self, timeout=10):
-        self.wait(lambda: self.settings_received, timeout, "server SETTINGS")
-        return self.conn.remote_settings
-
-    def request(self, headers, end_stream=False):
-        sid = self.conn.get_next_available_stream_id()
-        self.streams[sid] = Stream(sid)
-        self.conn.send_headers(sid, headers, end_stream=end_stream)
-        self.flush()
-        return sid
-
-    def connect_udp(self, authority, path, scheme="https", extra=()):
-        return self.request([(":method", "CONNECT"), (":protocol", "connect-udp"),
-                             (":scheme", scheme), (":authority", authority), (":path", path),
-                             ("capsule-protocol", "?1")] + list(extra))
-
-    def connect(self, target):
-        return self.request([(":method", "CONNECT"), (":authority", target)])
-
-    def wait_response(self, sid, timeout=10):
-        st = self.streams[sid]
-        self.wait(lambda: st.status is not None or st.reset is not None, timeout,
-                  "response on stream %d" % sid)
-        return st
-
-    def wait_closed(self, sid, timeout=10):
-        st = self.streams[sid]
-        self.wait(lambda: st.closed, timeout, "end of stream %d" % sid)
-        return st
-
-    def send(self, sid, data, end_stream=False, timeout=10):
-        """Sends DATA, waiting for flow-control window as needed."""
-        view = memoryview(data)
-        deadline = time.time() + timeout
-        while view:
-            try:
-                win = min(self.conn.local_flow_control_window(sid),
-                          self.conn.max_outbound_frame_size)
-            except h2.exceptions.StreamClosedError:
-                raise
-            if win <= 0:
-                if time.time() > deadline:
-                    raise AssertionError("no flow-control window on stream %d" % sid)
-                self.pump(0.05)
-                continue
-            n = min(win, len(view))
-            self.conn.send_data(sid, view[:n].tobytes())
-            view = view[n:]
-            self.flush()
-        if end_stream:
-            self.conn.end_stream(sid)
-            self.flush()
-
-    def reset_stream(self, sid, code=8):
-        self.conn.reset_stream(sid, code)
-        self.flush()
-
-    def ping_ok(self, timeout=5):
-        """True if the connection still answers a PING (used to show it survived)."""
-        got = []
-        payload = os.urandom(8)
-        self.conn.ping(payload)
-        self.flush()
-        orig = self._event
-
-        def ev_hook(ev):
-            if isinstance(ev, h2.events.PingAckReceived) and ev.ping_data == payload:
-                got.append(True)
-            orig(ev)
-
-        self._event = ev_hook
-        try:
-            self.wait(lambda: got, timeout, "PING ACK")
-        finally:
-            self._event = orig
-        return True
-
-
-# ---------------------------------------------------------------------------------------------
 # UDP echo origin
 
 
@@ -358,12 +161,15 @@ class UDPEcho:
 
 
 class H2UdpTunnel:
+    """Datagrams over a connect-udp stream of an h2util.H2Client."""
+
     def __init__(self, client, sid):
         self.c, self.sid = client, sid
         self.st = client.streams[sid]
+        self.capsules = CapsuleReader()
 
     def send_raw(self, data):
-        self.c.send(self.sid, data)
+        self.c.send_all(self.sid, data)
 
     def send_payload(self, payload, context_id=0):
         self.send_raw(datagram_capsule(payload, context_id))
@@ -373,7 +179,7 @@ class H2UdpTunnel:
         self.c.pump(timeout)
         data = bytes(self.st.data)
         self.st.data.clear()
-        return CapsuleReader.udp_payloads(self.st.capsules.feed(data))
+        return CapsuleReader.udp_payloads(self.capsules.feed(data))
 
     @property
     def closed(self):

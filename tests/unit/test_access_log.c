@@ -18,7 +18,7 @@
 #include "src/strbuf.h"
 #include "src/util.h"
 #include "src/worker.h"
-#include "tunnel/tunnel.h"
+#include "proxy/request.h"
 
 /* ---- a strict parser for the flat objects we log: {"key":"string"|integer,...} -------------- */
 
@@ -134,12 +134,16 @@ static void fill(char *dst, size_t size, const char *pattern) {
   dst[size - 1] = '\0';
 }
 
-/* Every field at its largest, full of bytes that need escaping (6 bytes each for most). */
+static int g_answered;
+static void m_answer_error(void *fe, const struct px_outcome *out) { g_answered = out->status; }
+static const struct px_front_ops g_ops = {.answer_error = m_answer_error};
+
+/* A refused request's line (written by the request path) with every outside field at its
+ * largest, full of bytes that need escaping (6 bytes each for most). */
 static void test_rejected_line_huge_fields(void **state) {
-  static char error[10000], detail[20000];
+  static char target[10000], detail[20000];
   struct config cfg;
   struct worker *w = xcalloc(1, sizeof(*w));
-  struct tun_info info;
   FILE *f = tmpfile();
   (void)state;
   assert_non_null(f);
@@ -147,17 +151,15 @@ static void test_rejected_line_huge_fields(void **state) {
   config_init(&cfg);
   w->cfg = &cfg;
   assert_int_equal(uv_loop_init(&w->loop), 0);
-  memset(&info, 0, sizeof(info));
-  info.proto = "websocket";
-  info.front = "h2";
-  fill(info.client, sizeof(info.client), "\"\x01\xff\\");
-  fill(info.target, sizeof(info.target), "\\\x7f\"\x1f");
-  fill(error, sizeof(error), "e\"");
+  struct px_request *rq = px_request_new(w, PX_FRONT_H2, PX_PROTO_WEBSOCKET, &g_ops, NULL);
+  fill(rq->client, sizeof(rq->client), "\"\x01\xff\\");
+  fill(target, sizeof(target), "\\\x7f\"\x1f");
   fill(detail, sizeof(detail), "\x80\x02\"\\d");
-  info.status = 431;
-  info.start_ms = uv_now(&w->loop);
+  rq->authority = target; /* refused before it was interpreted: logged as asked for */
 
-  tunnel_log_rejected(w, &info, error, detail);
+  g_answered = 0;
+  px_request_fail(rq, PXERR_HEAD_TOO_LARGE, detail);
+  assert_int_equal(g_answered, 431);
 
   size_t len;
   char *out = read_all(f, &len);
@@ -169,11 +171,13 @@ static void test_rejected_line_huge_fields(void **state) {
   if (n < 0) fail_msg("not a flat JSON object: %s", out);
   assert_int_equal(find(m, n, "status")->num, 431);
   assert_string_equal(find(m, n, "proto")->str, "websocket");
-  assert_cut_of(find(m, n, "client")->str, info.client);
-  assert_cut_of(find(m, n, "target")->str, info.target);
-  assert_cut_of(find(m, n, "error")->str, error);
+  assert_string_equal(find(m, n, "front")->str, "h2");
+  assert_string_equal(find(m, n, "error")->str, "http_request_error");
+  assert_true(strlen(find(m, n, "client")->str) > 0);
+  assert_cut_of(find(m, n, "target")->str, target);
   assert_cut_of(find(m, n, "detail")->str, detail);
   assert_true(strlen(find(m, n, "detail")->str) < strlen(detail)); /* really cut */
+  assert_true(strlen(find(m, n, "target")->str) < strlen(target));
   assert_non_null(find(m, n, "duration_ms"));
   free_members(m, n);
 

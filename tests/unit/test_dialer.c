@@ -1,36 +1,17 @@
-/* Unit tests for the upstream dial path on a real worker loop: tunnel/dialer.c (resolve under
- * policy, RFC 8305 racing, every outcome, cancel in every state) and the dial half of
- * tunnel/tcp_ep.c (the hand-over, TLS handshake, cancel in every endpoint state). Both .c files
- * are included, as h2o's tests do, so that a test can see which state it cancels in.
- *
- * Addresses: every origin of a test uses one port P on different loopback addresses (Linux routes
- * all of 127.0.0.0/8 to lo): 127.0.0.3 accepts; nothing listens on 127.0.0.2 or 127.0.0.4
- * (refused); 127.0.0.5 and 127.0.0.6 are black holes when a test opens them (a listener with a
- * full accept queue: Linux drops further SYNs). Names come from a fake DNS server on the same
- * loop. Every test ends with every handle closed and uv_loop_close() == 0, and LeakSanitizer
- * checks that nothing outlives its close. */
+/* Unit tests for the upstream dial path on a real worker loop (tests/unit/upstream_fx.h):
+ * proxy/dialer.c (resolve under the address policy, RFC 8305 racing, every outcome, cancel in
+ * every state) and the first half of tunnel/tcp_ep.c's life (the hand-over from the dialer, the
+ * TLS handshake, cancel in every endpoint state). Both .c files are included, as h2o's tests do,
+ * so that a test can see which state it cancels in. */
 #include <stdarg.h>
 #include <stddef.h>
 #include <setjmp.h>
 #include <stdint.h>
 #include <cmocka.h>
 
-#include <errno.h>
-#include <fcntl.h>
-#include <netinet/in.h>
-#include <poll.h>
-#include <stdio.h>
-#include <string.h>
-#include <sys/socket.h>
-#include <unistd.h>
-
-#include "fake_dns.h"
-#include "src/config.h"
-#include "src/dns.h"
+#include "upstream_fx.h"
 #include "src/log.h"
-#include "src/policy.h"
-#include "src/worker.h"
-#include "tunnel/dialer.c"
+#include "proxy/dialer.c"
 #include "tunnel/tcp_ep.c"
 
 /* ---- fixture ------------------------------------------------------------------------------- */
@@ -57,165 +38,8 @@ static const struct fake_dns_rr g_rrs[] = {
     {"slow.test", 0, NULL},
 };
 
-#define MAX_HELD 64
-#define MAX_HOLES 2
-
-/* One worker (no listeners) whose resolver asks the fake server; an origin on 127.0.0.3:|port|
- * that accepts and closes (or, with |hold|, keeps the connections open); a check handle that
- * runs once per loop turn, after the turn's I/O callbacks and before the worker's deferred work
- * and the close callbacks -- the turn's last chance to cancel. The loop never waits more than
- * 10 ms, so the hook also runs while nothing happens. */
-struct fx {
-  struct config cfg;
-  struct worker *w; /* heap: struct worker is large */
-  struct fake_dns dns;
-  uv_tcp_t origin;
-  int port;
-  int accepted;
-  int hold;                    /* keep accepted connections open */
-  uv_tcp_t *held[MAX_HELD];    /* owned: closed at teardown */
-  int nheld;
-  int holes[MAX_HOLES][4];     /* black holes: listener and fillers (POSIX fds), or -1 */
-  uv_check_t hook;
-  uv_timer_t guard;            /* wakes the loop every 10 ms so that the hook runs while waiting */
-  void (*on_turn)(struct fx *f); /* what the hook does, or NULL */
-  void *turn_arg;
-};
-
-static void free_on_close(uv_handle_t *h) { free(h); }
-
-static void on_origin_conn(uv_stream_t *s, int status) {
-  struct fx *f = s->data;
-  uv_tcp_t *c = xcalloc(1, sizeof(*c));
-  uv_tcp_init(s->loop, c);
-  if (status == 0 && uv_accept(s, (uv_stream_t *)c) == 0) {
-    f->accepted++;
-    if (f->hold && f->nheld < MAX_HELD) {
-      f->held[f->nheld++] = c;
-      return;
-    }
-  }
-  uv_close((uv_handle_t *)c, free_on_close);
-}
-
-static void on_hook(uv_check_t *h) {
-  struct fx *f = h->data;
-  if (f->on_turn) f->on_turn(f);
-}
-
-static void on_guard(uv_timer_t *h) {}
-
-static int setup(void **state) {
-  struct fx *f = xcalloc(1, sizeof(*f));
-  struct sockaddr_in sin;
-  struct sockaddr_storage ss;
-  int len = sizeof(ss);
-
-  memset(f->holes, -1, sizeof(f->holes));
-  config_init(&f->cfg);
-  assert_int_equal(policy_allow_net(f->cfg.policy, "loopback"), 0);
-  assert_int_equal(policy_allow_net(f->cfg.policy, "link-local"), 0);
-  assert_int_equal(policy_set_ports(f->cfg.policy, "*"), 0);
-  f->cfg.connect_timeout_ms = 5000;
-  snprintf(f->cfg.dns_servers, sizeof(f->cfg.dns_servers), "127.0.0.1:1"); /* replaced below */
-  f->w = xcalloc(1, sizeof(*f->w));
-  assert_int_equal(worker_init(f->w, 0, &f->cfg, NULL), 0);
-  f->w->client_ssl_ctx = SSL_CTX_new(TLS_client_method());
-  assert_non_null(f->w->client_ssl_ctx);
-  /* The fake server lives on the worker's loop, so its port is known only now: give the worker
-   * a resolver that asks it. */
-  assert_int_equal(fake_dns_start(&f->w->loop, &f->dns, g_rrs, ARRAY_SIZE(g_rrs)), 0);
-  char servers[64];
-  snprintf(servers, sizeof(servers), "127.0.0.1:%d", f->dns.port);
-  struct dns_opts o = {.timeout_ms = 1000, .tries = 1, .servers = servers};
-  dns_close(f->w->dns);
-  assert_int_equal(dns_new(&f->w->loop, &o, &f->w->dns), 0);
-
-  assert_int_equal(uv_tcp_init(&f->w->loop, &f->origin), 0);
-  f->origin.data = f;
-  uv_ip4_addr("127.0.0.3", 0, &sin);
-  assert_int_equal(uv_tcp_bind(&f->origin, (const struct sockaddr *)&sin, 0), 0);
-  assert_int_equal(uv_listen((uv_stream_t *)&f->origin, 64, on_origin_conn), 0);
-  assert_int_equal(uv_tcp_getsockname(&f->origin, (struct sockaddr *)&ss, &len), 0);
-  f->port = ntohs(((struct sockaddr_in *)&ss)->sin_port);
-
-  assert_int_equal(uv_check_init(&f->w->loop, &f->hook), 0);
-  f->hook.data = f;
-  assert_int_equal(uv_check_start(&f->hook, on_hook), 0);
-  assert_int_equal(uv_timer_init(&f->w->loop, &f->guard), 0);
-  assert_int_equal(uv_timer_start(&f->guard, on_guard, 10, 10), 0);
-  uv_unref((uv_handle_t *)&f->guard);
-  *state = f;
-  return 0;
-}
-
-/* Stops the worker the way a graceful stop ends (resolver and worker handles closed), closes the
- * test's handles, and checks that the loop has nothing left and no chunk is out. */
-static int teardown(void **state) {
-  struct fx *f = *state;
-  f->on_turn = NULL;
-  for (int i = 0; i < f->nheld; i++) uv_close((uv_handle_t *)f->held[i], free_on_close);
-  for (int i = 0; i < MAX_HOLES; i++)
-    for (int j = 0; j < 4; j++)
-      if (f->holes[i][j] >= 0) close(f->holes[i][j]);
-  fake_dns_stop(&f->dns);
-  uv_close((uv_handle_t *)&f->origin, NULL);
-  uv_close((uv_handle_t *)&f->hook, NULL);
-  uv_close((uv_handle_t *)&f->guard, NULL);
-  uv_close((uv_handle_t *)&f->w->stop_async, NULL);
-  f->w->stopping = 1;
-  worker_maybe_finish(f->w);
-  assert_int_equal(uv_run(&f->w->loop, UV_RUN_DEFAULT), 0);
-  assert_int_equal(uv_loop_close(&f->w->loop), 0);
-  assert_int_equal(f->w->pool.in_use, 0);
-  buf_pool_dispose(&f->w->pool);
-  SSL_CTX_free(f->w->client_ssl_ctx);
-  config_dispose(&f->cfg);
-  free(f->w);
-  free(f);
-  return 0;
-}
-
-/* Runs the loop until *|flag| is set; fails after |max_ms|. */
-static void run_until(struct fx *f, const int *flag, uint64_t max_ms) {
-  uv_update_time(&f->w->loop);
-  uint64_t start = uv_now(&f->w->loop);
-  while (!*flag) {
-    assert_true(uv_now(&f->w->loop) - start < max_ms);
-    uv_run(&f->w->loop, UV_RUN_ONCE);
-  }
-}
-
-static uint64_t now_ms(struct fx *f) {
-  uv_update_time(&f->w->loop);
-  return uv_now(&f->w->loop);
-}
-
-/* Makes |ip|:port a black hole: a listener with a backlog of 0 whose queue a filler connection
- * fills, so that Linux drops further SYNs and a connect() hangs. A probe checks that it does. */
-static void black_hole(struct fx *f, int slot, const char *ip) {
-  struct sockaddr_in sin;
-  int *fds = f->holes[slot];
-
-  uv_ip4_addr(ip, f->port, &sin);
-  fds[0] = socket(AF_INET, SOCK_STREAM, 0);
-  assert_true(fds[0] >= 0);
-  assert_int_equal(bind(fds[0], (const struct sockaddr *)&sin, sizeof(sin)), 0);
-  assert_int_equal(listen(fds[0], 0), 0);
-  for (int i = 1; i < 4; i++) {
-    fds[i] = socket(AF_INET, SOCK_STREAM | SOCK_NONBLOCK, 0);
-    assert_true(fds[i] >= 0);
-    int r = connect(fds[i], (const struct sockaddr *)&sin, sizeof(sin));
-    assert_true(r == 0 || errno == EINPROGRESS);
-    if (i == 1) { /* the first one completes: the queue is full from now on */
-      struct pollfd p = {.fd = fds[1], .events = POLLOUT};
-      assert_int_equal(poll(&p, 1, 2000), 1);
-    }
-  }
-  /* The last filler is the probe: its SYN must go unanswered. */
-  struct pollfd p = {.fd = fds[3], .events = POLLOUT};
-  assert_int_equal(poll(&p, 1, 300), 0);
-}
+static int setup(void **state) { return fx_setup(state, g_rrs, ARRAY_SIZE(g_rrs)); }
+static int teardown(void **state) { return fx_teardown(state); }
 
 /* ---- the dialer ------------------------------------------------------------------------------ */
 
@@ -251,12 +75,18 @@ static void on_dres(void *arg, uv_tcp_t *tcp, const struct sockaddr *peer, enum 
   }
 }
 
+/* The address policy, as the request path applies it. */
+static int check_policy(void *arg, const struct sockaddr *sa, const char **why) {
+  struct fx *f = arg;
+  return policy_check_addr(f->cfg.policy, sa, why);
+}
+
 static void dstart(struct fx *f, const char *host, struct dres *r) {
   struct authority a = {.kind = AUTHORITY_NAME, .port = (uint16_t)f->port};
   snprintf(a.host, sizeof(a.host), "%s", host);
   r->f = f;
   r->start = now_ms(f);
-  r->d = dialer_start(f->w, &a, 0, on_dres, r);
+  r->d = dialer_start(f->w, &a, check_policy, f, on_dres, r);
   assert_non_null(r->d);
   assert_int_equal(r->calls, 0); /* never from inside the call */
 }
@@ -399,15 +229,15 @@ static void test_order(void **state) {
   sa4(&res.addrs[3], "1.0.0.3");
   sa6(&res.addrs[4], "::b");
   sa4(&res.addrs[5], "1.0.0.4");
-  dialer_order(&res);
-  assert_int_equal(res.n, 6);
+  size_t order[DNS_MAX_ADDRS];
+  dialer_order(&res, order);
   for (size_t i = 0; i < res.n; i++)
-    assert_string_equal(net_format_addr((const struct sockaddr *)&res.addrs[i], buf, sizeof(buf)), want[i]);
+    assert_string_equal(net_format_addr((const struct sockaddr *)&res.addrs[order[i]], buf, sizeof(buf)), want[i]);
   struct dns_result v6only = {.n = 2};
   sa6(&v6only.addrs[0], "::b");
   sa6(&v6only.addrs[1], "::a");
-  dialer_order(&v6only);
-  assert_string_equal(net_format_addr((const struct sockaddr *)&v6only.addrs[0], buf, sizeof(buf)), "[::b]:1");
+  dialer_order(&v6only, order);
+  assert_string_equal(net_format_addr((const struct sockaddr *)&v6only.addrs[order[0]], buf, sizeof(buf)), "[::b]:1");
 }
 
 static int g_connecting;
@@ -426,8 +256,8 @@ static void test_v6_first(void **state) {
   f->turn_arg = &r;
   dstart(f, "v6first.test", &r);
   run_until(f, &g_connecting, 5000);
-  assert_int_equal(r.d->addrs.n, 2);
-  assert_int_equal(r.d->addrs.addrs[0].ss_family, AF_INET6);
+  assert_int_equal(r.d->naddrs, 2);
+  assert_int_equal(r.d->addrs[0].sa.sa_family, AF_INET6);
   run_until(f, &r.calls, 5000);
   assert_int_equal(r.err, PXERR_NONE); /* [::1]:P refuses (nothing there) or accepts: either way */
 }
@@ -518,11 +348,18 @@ static void test_cancel_delivering_failure(void **state) {
   dial_and_cancel(*state, "refused.test", cancel_delivering);
 }
 
-/* ---- tcp_ep: the dial half ------------------------------------------------------------------- */
+/* ---- tcp_ep: from the dialer's hand-over to an open endpoint ---------------------------------- */
 
-/* What one tcp_ep dial saw, and when the test cancels it. */
+/* A dial as the request path composes it: the dialer, then tcp_ep_new on the socket it hands
+ * over, then (with TLS) the endpoint's handshake within what is left of the connect deadline.
+ * What it saw, and when the test cancels it. */
 struct dial_rec {
-  struct tcp_ep *ep;
+  struct fx *f;
+  struct dialer *d;  /* while dialing */
+  struct tcp_ep *ep; /* once the dialer handed over */
+  const char *host;  /* the name dialed: with TLS, the name verified */
+  int tls;
+  uint64_t deadline;
   int calls;
   enum pxerr err;
   const char *detail;
@@ -534,11 +371,10 @@ struct dial_rec {
 };
 
 static unsigned g_ep_states_cancelled;     /* bit per tcp_ep state a sweep cancelled in */
-static unsigned g_dialer_states_cancelled; /* bit per dialer state, while DIALING */
+static unsigned g_dialer_states_cancelled; /* bit per dialer state, while dialing */
 static int g_cancelled_while_closing;      /* a sweep cancelled with a failed attempt closing */
 
-static void on_dial(void *arg, struct tcp_ep *ep, enum pxerr err, const char *detail) {
-  struct dial_rec *r = arg;
+static void on_dial(struct dial_rec *r, struct tcp_ep *ep, enum pxerr err, const char *detail) {
   r->calls++;
   r->settled = 1;
   r->err = err;
@@ -554,15 +390,40 @@ static void on_dial(void *arg, struct tcp_ep *ep, enum pxerr err, const char *de
   }
 }
 
-static void ep_cancel(struct dial_rec *r) {
-  struct tcp_ep *t = r->ep;
-  g_ep_states_cancelled |= 1u << t->state;
-  if (t->state == TCP_EP_DIALING) {
-    g_dialer_states_cancelled |= 1u << t->dialer->state;
-    if (t->dialer->state == DIALER_CONNECTING && closing_attempts(t->dialer) > 0) g_cancelled_while_closing = 1;
+static void on_rec_tls(void *arg, struct tcp_ep *ep, enum pxerr err, const char *detail) {
+  on_dial(arg, ep, err, detail);
+}
+
+static void on_rec_dialed(void *arg, uv_tcp_t *tcp, const struct sockaddr *peer, enum pxerr err, const char *detail) {
+  struct dial_rec *r = arg;
+  r->d = NULL;
+  if (err != PXERR_NONE) {
+    on_dial(r, NULL, err, detail);
+    return;
   }
-  tcp_ep_cancel(t);
-  assert_int_equal(t->state, TCP_EP_CLOSING);
+  r->ep = tcp_ep_new(r->f->w, tcp, peer);
+  assert_int_equal(r->ep->state, TCP_EP_OPEN);
+  if (!r->tls) {
+    on_dial(r, r->ep, PXERR_NONE, NULL);
+    return;
+  }
+  uint64_t now = uv_now(&r->f->w->loop);
+  tcp_ep_tls_start(r->ep, r->host, r->deadline > now ? r->deadline - now : 0, on_rec_tls, r);
+  assert_int_equal(r->calls, 0); /* never from inside the call */
+}
+
+static void ep_cancel(struct dial_rec *r) {
+  if (r->d) {
+    g_dialer_states_cancelled |= 1u << r->d->state;
+    if (r->d->state == DIALER_CONNECTING && closing_attempts(r->d) > 0) g_cancelled_while_closing = 1;
+    dialer_cancel(r->d);
+    r->d = NULL;
+  } else {
+    struct tcp_ep *t = r->ep;
+    g_ep_states_cancelled |= 1u << t->state;
+    tcp_ep_cancel(t);
+    assert_int_equal(t->state, TCP_EP_CLOSING);
+  }
   r->cancelled = r->settled = 1;
 }
 
@@ -571,14 +432,16 @@ static void cancel_at_turn(struct fx *f) {
   if (r && !r->settled && ++r->turns == r->cancel_at) ep_cancel(r);
 }
 
-static struct tcp_ep *ep_dial(struct fx *f, const char *host, int tls, struct dial_rec *r) {
+static void ep_dial(struct fx *f, const char *host, int tls, struct dial_rec *r) {
   struct authority a = {.kind = AUTHORITY_NAME, .port = (uint16_t)f->port};
-  struct tcp_dial_opts o = {.tls = tls};
   snprintf(a.host, sizeof(a.host), "%s", host);
-  r->ep = tcp_ep_dial2(f->w, &a, &o, on_dial, r);
-  assert_non_null(r->ep);
+  r->f = f;
+  r->host = host;
+  r->tls = tls;
+  r->deadline = now_ms(f) + f->cfg.connect_timeout_ms;
+  r->d = dialer_start(f->w, &a, check_policy, f, on_rec_dialed, r);
+  assert_non_null(r->d);
   assert_int_equal(r->calls, 0); /* never from inside the call */
-  return r->ep;
 }
 
 static void test_ep_connected(void **state) {
@@ -635,7 +498,7 @@ static void test_ep_cancel_at_every_turn(void **state) {
   g_ep_states_cancelled = g_dialer_states_cancelled = 0;
   g_cancelled_while_closing = 0;
   assert_int_equal(sweep(f, "two.test", 0), PXERR_NONE);
-  assert_int_equal(g_ep_states_cancelled, 1u << TCP_EP_DIALING);
+  assert_int_equal(g_ep_states_cancelled, 0); /* without TLS the endpoint is handed on at once */
   assert_int_equal(g_dialer_states_cancelled,
                    1u << DIALER_RESOLVING | 1u << DIALER_CONNECTING | 1u << DIALER_DELIVERING);
   assert_true(g_cancelled_while_closing);
@@ -649,12 +512,15 @@ static void test_ep_tls_cancel_at_every_turn(void **state) {
   f->cfg.connect_timeout_ms = 300;
   g_ep_states_cancelled = g_dialer_states_cancelled = 0;
   assert_int_equal(sweep(f, "ok.test", 1), PXERR_CONN_TIMEOUT);
-  assert_int_equal(g_ep_states_cancelled, 1u << TCP_EP_DIALING | 1u << TCP_EP_HANDSHAKE);
+  /* (A loopback connect may complete within the turn it starts in: CONNECTING is not certain.) */
+  assert_true(g_dialer_states_cancelled & 1u << DIALER_RESOLVING);
+  assert_true(g_dialer_states_cancelled & 1u << DIALER_DELIVERING);
+  assert_int_equal(g_ep_states_cancelled, 1u << TCP_EP_HANDSHAKE);
 }
 
 static void cancel_ep_delivering(struct fx *f) {
   struct dial_rec *r = f->turn_arg;
-  if (!r->settled && r->ep->state == TCP_EP_DELIVERING) ep_cancel(r);
+  if (!r->settled && r->ep && r->ep->state == TCP_EP_DELIVERING) ep_cancel(r);
 }
 
 /* The handshake failed on the origin's close; cancelled before that outcome is delivered. */
@@ -701,6 +567,10 @@ static void test_ep_cancel_handshake(void **state) {
   f->hold = 1;
   ep_dial(f, "ok.test", 1, &r);
   run_until(f, &f->accepted, 5000);
+  for (int i = 0; !r.ep; i++) { /* the dialer hands over at the end of the turn it connected in */
+    assert_true(i < 100);
+    uv_run(&f->w->loop, UV_RUN_ONCE);
+  }
   assert_int_equal(r.ep->state, TCP_EP_HANDSHAKE);
   ep_cancel(&r);
   tcp_ep_cancel(r.ep); /* idempotent */

@@ -13,6 +13,7 @@
 #include <cmocka.h>
 
 #include <stdio.h>
+#include <stdlib.h>
 #include <string.h>
 
 #include "h1/h1_req.h"
@@ -394,8 +395,52 @@ static void test_misuse(void **state) {
   h1_req_dispose(&r);
 }
 
+/* Feeds |in| cut at |cut| (0: whole) and returns the credentials of the last request returned. */
+static char *credentials_of(const char *in, size_t len, size_t cut) {
+  struct h1_req r;
+  size_t off = 0, used;
+  char *cred = NULL;
+  h1_req_init(&r, &default_limits);
+  while (off < len) {
+    size_t n = cut && off < cut ? cut - off : len - off;
+    enum h1_req_status st = h1_req_feed(&r, in + off, n, &used);
+    assert_int_not_equal(st, H1_REQ_ERROR);
+    off += used;
+    if (st == H1_REQ_DONE) {
+      free(cred);
+      cred = h1_req_take_credentials(&r);
+      assert_null(h1_req_take_credentials(&r)); /* handed over once */
+      if (r.head.kind == H1_REQ_CONNECT) break;
+    }
+  }
+  h1_req_dispose(&r);
+  return cred;
+}
+
+/* Proxy-Authorization is carried as presented (the first one, trailing whitespace cut), for the
+ * request path; not checked here. Each request has its own. */
+static void test_credentials(void **state) {
+  static const char connect[] = "CONNECT h:1 HTTP/1.1\r\nHost: h:1\r\nProxy-Authorization: Basic dXNlcjpwdw==  \r\n"
+                                "proxy-authorization: Basic b3RoZXI6eA==\r\n\r\n";
+  static const char pipelined[] = "GET /healthz HTTP/1.1\r\nHost: h\r\nProxy-Authorization: Basic a\r\n\r\n"
+                                  "CONNECT h:1 HTTP/1.1\r\nHost: h:1\r\n\r\n";
+  (void)state;
+  for (size_t cut = 0; cut < sizeof(connect) - 1; cut++) {
+    char *c = credentials_of(connect, sizeof(connect) - 1, cut);
+    assert_non_null(c);
+    assert_string_equal(c, "Basic dXNlcjpwdw==");
+    free(c);
+  }
+  assert_null(credentials_of(pipelined, sizeof(pipelined) - 1, 0));
+  char *c = credentials_of(pipelined, 64, 0); /* the first request alone */
+  assert_non_null(c);
+  assert_string_equal(c, "Basic a");
+  free(c);
+}
+
 int main(void) {
   const struct CMUnitTest tests[] = {
+      cmocka_unit_test(test_credentials),
       cmocka_unit_test(test_accept),      cmocka_unit_test(test_reject),
       cmocka_unit_test(test_reject_connect_udp_kind),
       cmocka_unit_test(test_limits),      cmocka_unit_test(test_long_values),

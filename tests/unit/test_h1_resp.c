@@ -1,6 +1,6 @@
-/* Unit tests for h1/h1_resp.c: RFC 8941 sf-string escaping (and its truncation safety), response
- * heads, and error responses whose Content-Length matches the body and whose Proxy-Status cannot
- * be used for header injection. */
+/* Unit tests for h1/h1_resp.c: response heads, tunnel heads, and error responses (built from the
+ * request path's Proxy-Status value and body, src/pxerr.c) whose Content-Length matches the body
+ * and whose Proxy-Status cannot be used for header injection. */
 #include <stdarg.h>
 #include <stddef.h>
 #include <setjmp.h>
@@ -12,62 +12,15 @@
 #include <string.h>
 
 #include "h1/h1_resp.h"
+#include "proxy/request.h"
+#include "src/pxerr.h"
 
-static void test_sf_string(void **state) {
-  (void)state;
-  char out[64];
-  assert_int_equal(h1_sf_string(out, sizeof(out), "connection refused"), 20);
-  assert_string_equal(out, "\"connection refused\"");
-  assert_int_equal(h1_sf_string(out, sizeof(out), ""), 2);
-  assert_string_equal(out, "\"\"");
-  assert_int_equal(h1_sf_string(out, sizeof(out), NULL), 2);
-  assert_string_equal(out, "\"\"");
-  h1_sf_string(out, sizeof(out), "say \"hi\" \\o/");
-  assert_string_equal(out, "\"say \\\"hi\\\" \\\\o/\"");
-  /* Controls, DEL and non-ASCII bytes become '?'; sf-strings are printable ASCII only. */
-  h1_sf_string(out, sizeof(out), "a\r\nb\tc\x7f" "d\xc3\xa9");
-  assert_string_equal(out, "\"a??b?c?d??\"");
-  h1_sf_string(out, sizeof(out), " ~");
-  assert_string_equal(out, "\" ~\"");
-}
-
-/* Whatever the capacity, the result is NUL-terminated within it, quoted at both ends, and never
- * ends inside an escape. */
-static void test_sf_string_truncation(void **state) {
-  (void)state;
-  const char *inputs[] = {"abcdefghij", "\"\"\"\"\"\"", "\\\\\\\\\\", "a\"b\\c\"d\\e"};
-  for (size_t i = 0; i < sizeof(inputs) / sizeof(inputs[0]); i++) {
-    for (size_t cap = 0; cap < 30; cap++) {
-      char buf[32];
-      memset(buf, 'Z', sizeof(buf));
-      size_t n = h1_sf_string(buf, cap, inputs[i]);
-      if (cap < 3) {
-        assert_int_equal(n, 0);
-        assert_int_equal(buf[0], 'Z'); /* nothing written */
-        continue;
-      }
-      assert_true(n < cap);
-      assert_int_equal(buf[n], '\0');
-      assert_int_equal(strlen(buf), n);
-      assert_true(buf[cap] == 'Z'); /* nothing past cap */
-      assert_true(n >= 2);
-      assert_int_equal(buf[0], '"');
-      assert_int_equal(buf[n - 1], '"');
-      /* Inner part: every backslash escapes the next char, which is " or \. */
-      for (size_t k = 1; k + 1 < n; k++) {
-        if (buf[k] == '\\') {
-          assert_true(k + 2 < n);
-          assert_true(buf[k + 1] == '"' || buf[k + 1] == '\\');
-          k++;
-        } else {
-          assert_true(buf[k] != '"');
-        }
-      }
-    }
-  }
-  /* With ample room nothing is dropped. */
-  char big[64];
-  assert_int_equal(h1_sf_string(big, sizeof(big), "abcdefghij"), 12);
+/* An error answer as the request path describes it and h1 serialises it. */
+static size_t error_resp(char *buf, size_t cap, enum pxerr e, const char *detail) {
+  char ps[PXERR_PROXY_STATUS_MAX], body[PXERR_BODY_MAX];
+  pxerr_proxy_status(ps, sizeof(ps), e, detail);
+  pxerr_body(body, sizeof(body), pxerr_status(e), detail);
+  return h1_resp_error(buf, cap, pxerr_status(e), ps, body);
 }
 
 static void test_resp_head(void **state) {
@@ -106,7 +59,7 @@ static const char *check_framing(const char *resp, size_t n) {
 static void test_resp_error(void **state) {
   (void)state;
   char buf[1024];
-  size_t n = h1_resp_error(buf, sizeof(buf), 502, "connection_refused", "connection refused");
+  size_t n = error_resp(buf, sizeof(buf), PXERR_CONN_REFUSED, "connection refused");
   assert_true(n > 0);
   const char *body = check_framing(buf, n);
   assert_true(strncmp(buf, "HTTP/1.1 502 Bad Gateway\r\n", 26) == 0);
@@ -118,21 +71,40 @@ static void test_resp_error(void **state) {
   assert_string_equal(body, "502 Bad Gateway: connection refused\n");
 
   /* No detail: no details parameter. */
-  n = h1_resp_error(buf, sizeof(buf), 403, "destination_ip_prohibited", NULL);
+  n = error_resp(buf, sizeof(buf), PXERR_DEST_PROHIBITED, NULL);
   body = check_framing(buf, n);
   assert_non_null(strstr(buf, "\r\nProxy-Status: h2tunnel; error=destination_ip_prohibited\r\n"));
   assert_null(strstr(buf, "details="));
   assert_string_equal(body, "403 Forbidden\n");
 
   /* Too small: 0. */
-  assert_int_equal(h1_resp_error(buf, 40, 502, "connection_refused", "x"), 0);
+  assert_int_equal(error_resp(buf, 40, PXERR_CONN_REFUSED, "x"), 0);
+
+  /* A status relayed from a WebSocket backend: no Proxy-Status. */
+  n = h1_resp_error(buf, sizeof(buf), 403, "", "403: refused\n");
+  body = check_framing(buf, n);
+  assert_null(strstr(buf, "Proxy-Status"));
+  assert_string_equal(body, "403: refused\n");
+}
+
+static void test_resp_tunnel(void **state) {
+  (void)state;
+  char buf[512];
+  struct px_header cp[] = {{"capsule-protocol", "?1"}};
+  size_t n = h1_resp_tunnel(buf, sizeof(buf), NULL, NULL, 0);
+  assert_int_equal(n, strlen(buf));
+  assert_string_equal(buf, "HTTP/1.1 200 Connection Established\r\n\r\n");
+  n = h1_resp_tunnel(buf, sizeof(buf), "connect-udp", cp, 1);
+  assert_int_equal(n, strlen(buf));
+  assert_string_equal(buf, "HTTP/1.1 101 Switching Protocols\r\nConnection: Upgrade\r\nUpgrade: connect-udp\r\n"
+                           "capsule-protocol: ?1\r\n\r\n");
+  assert_int_equal(h1_resp_tunnel(buf, 20, "connect-udp", cp, 1), 0); /* too small: nothing */
 }
 
 static void test_resp_error_no_injection(void **state) {
   (void)state;
   char buf[1024];
-  size_t n = h1_resp_error(buf, sizeof(buf), 400, "http_request_error",
-                           "bad\r\nSet-Cookie: evil=1\r\n\"quoted\"");
+  size_t n = error_resp(buf, sizeof(buf), PXERR_BAD_REQUEST, "bad\r\nSet-Cookie: evil=1\r\n\"quoted\"");
   const char *body = check_framing(buf, n);
   /* The head gets no new header line: the detail stays inside Proxy-Status as an sf-string. */
   char head[1024];
@@ -151,7 +123,7 @@ static void test_resp_error_long_detail(void **state) {
   memset(detail, 'd', sizeof(detail) - 1);
   detail[sizeof(detail) - 1] = '\0';
   char buf[2048];
-  size_t n = h1_resp_error(buf, sizeof(buf), 504, "connection_timeout", detail);
+  size_t n = error_resp(buf, sizeof(buf), PXERR_CONN_TIMEOUT, detail);
   assert_true(n > 0);
   const char *body = check_framing(buf, n); /* Content-Length still matches a truncated body */
   assert_true(strlen(body) < sizeof(detail));
@@ -172,10 +144,9 @@ static void test_unknown_status_reason(void **state) {
 
 int main(void) {
   const struct CMUnitTest tests[] = {
-      cmocka_unit_test(test_sf_string),
-      cmocka_unit_test(test_sf_string_truncation),
       cmocka_unit_test(test_resp_head),
       cmocka_unit_test(test_resp_error),
+      cmocka_unit_test(test_resp_tunnel),
       cmocka_unit_test(test_resp_error_no_injection),
       cmocka_unit_test(test_resp_error_long_detail),
       cmocka_unit_test(test_unknown_status_reason),

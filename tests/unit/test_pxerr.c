@@ -1,5 +1,6 @@
 /* Unit tests for src/pxerr.c: each proxy error's HTTP status, RFC 9209 error type and metric name
- * come from one table, and every status it uses has a reason phrase. */
+ * come from one table, and every status it uses has a reason phrase; the one Proxy-Status
+ * serialisation (RFC 8941 sf-string details, truncation safety) and the error body. */
 #include <stdarg.h>
 #include <stddef.h>
 #include <setjmp.h>
@@ -7,6 +8,7 @@
 #include <cmocka.h>
 
 #include <ctype.h>
+#include <stdio.h>
 #include <string.h>
 
 #include "src/pxerr.h"
@@ -63,11 +65,111 @@ static void test_reasons(void **state) {
   assert_string_equal(http_reason(999), "Unknown");
 }
 
+static void test_sf_string(void **state) {
+  (void)state;
+  char out[64];
+  assert_int_equal(pxerr_sf_string(out, sizeof(out), "connection refused"), 20);
+  assert_string_equal(out, "\"connection refused\"");
+  assert_int_equal(pxerr_sf_string(out, sizeof(out), ""), 2);
+  assert_string_equal(out, "\"\"");
+  assert_int_equal(pxerr_sf_string(out, sizeof(out), NULL), 2);
+  assert_string_equal(out, "\"\"");
+  pxerr_sf_string(out, sizeof(out), "say \"hi\" \\o/");
+  assert_string_equal(out, "\"say \\\"hi\\\" \\\\o/\"");
+  /* Controls, DEL and non-ASCII bytes become '?'; sf-strings are printable ASCII only. */
+  pxerr_sf_string(out, sizeof(out), "a\r\nb\tc\x7f" "d\xc3\xa9");
+  assert_string_equal(out, "\"a??b?c?d??\"");
+  pxerr_sf_string(out, sizeof(out), " ~");
+  assert_string_equal(out, "\" ~\"");
+}
+
+/* Whatever the capacity, the result is NUL-terminated within it, quoted at both ends, and never
+ * ends inside an escape. */
+static void test_sf_string_truncation(void **state) {
+  (void)state;
+  const char *inputs[] = {"abcdefghij", "\"\"\"\"\"\"", "\\\\\\\\\\", "a\"b\\c\"d\\e"};
+  for (size_t i = 0; i < sizeof(inputs) / sizeof(inputs[0]); i++) {
+    for (size_t cap = 0; cap < 30; cap++) {
+      char buf[32];
+      memset(buf, 'Z', sizeof(buf));
+      size_t n = pxerr_sf_string(buf, cap, inputs[i]);
+      if (cap < 3) {
+        assert_int_equal(n, 0);
+        assert_int_equal(buf[0], 'Z'); /* nothing written */
+        continue;
+      }
+      assert_true(n < cap);
+      assert_int_equal(buf[n], '\0');
+      assert_int_equal(strlen(buf), n);
+      assert_true(buf[cap] == 'Z'); /* nothing past cap */
+      assert_true(n >= 2);
+      assert_int_equal(buf[0], '"');
+      assert_int_equal(buf[n - 1], '"');
+      /* Inner part: every backslash escapes the next char, which is " or \. */
+      for (size_t k = 1; k + 1 < n; k++) {
+        if (buf[k] == '\\') {
+          assert_true(k + 2 < n);
+          assert_true(buf[k + 1] == '"' || buf[k + 1] == '\\');
+          k++;
+        } else {
+          assert_true(buf[k] != '"');
+        }
+      }
+    }
+  }
+  /* With ample room nothing is dropped. */
+  char big[64];
+  assert_int_equal(pxerr_sf_string(big, sizeof(big), "abcdefghij"), 12);
+}
+
+static void test_proxy_status(void **state) {
+  (void)state;
+  char ps[PXERR_PROXY_STATUS_MAX];
+  size_t n = pxerr_proxy_status(ps, sizeof(ps), PXERR_CONN_REFUSED, "connection refused");
+  assert_int_equal(n, strlen(ps));
+  assert_string_equal(ps, "h2tunnel; error=connection_refused; details=\"connection refused\"");
+  pxerr_proxy_status(ps, sizeof(ps), PXERR_DEST_PROHIBITED, NULL);
+  assert_string_equal(ps, "h2tunnel; error=destination_ip_prohibited");
+  /* No header injection: control bytes become '?', quotes are escaped. */
+  pxerr_proxy_status(ps, sizeof(ps), PXERR_BAD_REQUEST, "a\r\nSet-Cookie: x\"");
+  assert_string_equal(ps, "h2tunnel; error=http_request_error; details=\"a??Set-Cookie: x\\\"\"");
+  /* A long detail is cut inside the sf-string, which stays closed. */
+  char detail[1000];
+  memset(detail, '"', sizeof(detail) - 1);
+  detail[sizeof(detail) - 1] = '\0';
+  n = pxerr_proxy_status(ps, sizeof(ps), PXERR_CONN_TIMEOUT, detail);
+  assert_true(n < sizeof(ps));
+  assert_int_equal(ps[n - 1], '"');
+  assert_int_equal(ps[n - 2], '"'); /* an escaped quote, then the closing one */
+  assert_int_equal(ps[n - 3], '\\');
+}
+
+static void test_body(void **state) {
+  (void)state;
+  char body[PXERR_BODY_MAX];
+  size_t len = pxerr_body(body, sizeof(body), 502, "connection refused");
+  assert_int_equal(len, strlen(body));
+  assert_string_equal(body, "502 Bad Gateway: connection refused\n");
+  pxerr_body(body, sizeof(body), 403, NULL);
+  assert_string_equal(body, "403 Forbidden\n");
+  char detail[600];
+  memset(detail, 'd', sizeof(detail) - 1);
+  detail[sizeof(detail) - 1] = '\0';
+  size_t n = pxerr_body(body, sizeof(body), 504, detail);
+  assert_int_equal(n, sizeof(body) - 1);
+  assert_int_equal(strlen(body), n);
+  assert_int_equal(body[n - 1], '\n'); /* cut, but still a line */
+}
+
 int main(void) {
   const struct CMUnitTest tests[] = {
       cmocka_unit_test(test_table),
       cmocka_unit_test(test_every_entry),
       cmocka_unit_test(test_reasons),
+      cmocka_unit_test(test_sf_string),
+      cmocka_unit_test(test_sf_string_truncation),
+      cmocka_unit_test(test_proxy_status),
+      cmocka_unit_test(test_body),
   };
   return cmocka_run_group_tests(tests, NULL, NULL);
 }

@@ -148,7 +148,7 @@ static int setup(void **state) {
   list_init(&f->w->deferred);
   mock_init(&f->a, "a", &f->w->pool);
   mock_init(&f->b, "b", &f->w->pool);
-  f->info.proto = "connect";
+  f->info.proto = TUN_PROTO_CONNECT;
   f->info.front = "h1";
   snprintf(f->info.client, sizeof(f->info.client), "127.0.0.1:5555");
   snprintf(f->info.target, sizeof(f->info.target), "example.com:443");
@@ -566,22 +566,10 @@ static void test_access_log_line(void **state) {
   assert_non_null(strstr(log, "\"close\":\"upstream_fin\"}"));
 }
 
-static void test_log_rejected(void **state) {
-  struct fx *f = *state;
-  f->info.status = 403;
-  tunnel_log_rejected(f->w, &f->info, "destination_ip_prohibited", "loopback");
-  const char *log = access_log();
-  assert_int_equal(count_lines(log), 1);
-  assert_non_null(strstr(log, "\"status\":403,"));
-  assert_non_null(strstr(log, "\"error\":\"destination_ip_prohibited\""));
-  assert_non_null(strstr(log, "\"detail\":\"loopback\""));
-  assert_non_null(strstr(log, "\"target\":\"example.com:443\""));
-}
-
 static void test_metrics_gauge(void **state) {
   struct fx *f = *state;
   struct metrics *m = &f->w->metrics;
-  f->info.proto = "websocket";
+  f->info.proto = TUN_PROTO_WEBSOCKET;
   struct tunnel *t = tunnel_new(f->w, &f->a.ep, &f->b.ep, &f->info);
   assert_int_equal(m->tunnels_active[TUN_PROTO_WEBSOCKET], 1);
   assert_int_equal(m->tunnels_opened[TUN_PROTO_WEBSOCKET], 1);
@@ -642,7 +630,6 @@ int main(void) {
       T(test_activity_defers_idle_timeout),
       T(test_max_duration),
       T(test_access_log_line),
-      T(test_log_rejected),
       T(test_metrics_gauge),
       cmocka_unit_test(test_reason_names),
   };

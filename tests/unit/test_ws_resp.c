@@ -1,4 +1,4 @@
-/* Unit tests for tunnel/ws_resp.c, the WebSocket backend response head parser (checklist XC-07,
+/* Unit tests for proxy/ws_resp.c, the WebSocket backend response head parser (checklist XC-07,
  * XC-09; issue 8 fuzzing item). Every case is fed whole, one byte at a time and split at every
  * position: the result must not depend on the split, and the head end is exact. */
 #include <stdarg.h>
@@ -10,7 +10,7 @@
 #include <string.h>
 
 #include "src/util.h"
-#include "tunnel/ws_resp.h"
+#include "proxy/ws_resp.h"
 
 #define HEAD_MAX 16384
 

@@ -1,4 +1,4 @@
-/* Unit tests for the request half of tunnel/ws_upgrade.c: ws_upgrade_build_request checks the
+/* Unit tests for the request half of proxy/ws_upgrade.c: ws_upgrade_build_request checks the
  * client's fields and serializes the backend Upgrade request (checklist XC-06; issue 8 item 2:
  * the request used to be built with `n += snprintf` into a stack buffer and ran off it). */
 #include <stdarg.h>
@@ -11,7 +11,7 @@
 
 #include "src/strbuf.h"
 #include "src/util.h"
-#include "tunnel/ws_upgrade.h"
+#include "proxy/ws_upgrade.h"
 
 #define KEY "dGhlIHNhbXBsZSBub25jZQ=="
 #define REQ_MAX 32768

@@ -1,4 +1,4 @@
-/* The dialer (see dialer.h): resolve under policy, then race the addresses (RFC 8305).
+/* The dialer (see dialer.h): resolve under the caller's check, then race the addresses (RFC 8305).
  *
  * Each connection attempt is its own heap object with its own uv_tcp_t. A failed or losing
  * attempt is closed exactly once, by the dialer, and frees itself in its close callback; the
@@ -11,7 +11,7 @@
  *   from        event                                      to          what happens
  *   (start)     dialer_start                               RESOLVING   resolve, arm the deadline
  *   RESOLVING   addresses allowed                          CONNECTING  order them, start the first
- *   RESOLVING   policy refused, DNS error                  DELIVERING  keep resolve's error
+ *   RESOLVING   every address refused, DNS error           DELIVERING  keep resolve's error
  *   RESOLVING   deadline                                   DELIVERING  cancel resolve; dns_timeout
  *   CONNECTING  an attempt failed, addresses left          CONNECTING  close it, start the next now
  *   CONNECTING  an attempt failed, others still in flight  CONNECTING  close it
@@ -30,7 +30,7 @@
  * timer. An outcome decided by a socket event is delivered at the end of that loop turn's I/O, so
  * a cancel caused by anything read in the same turn (an RST_STREAM, the client closing) comes
  * first. */
-#include "tunnel/dialer.h"
+#include "proxy/dialer.h"
 
 #include <netinet/in.h>
 #include <string.h>
@@ -38,7 +38,6 @@
 #include "src/log.h"
 #include "src/net.h"
 #include "src/worker.h"
-#include "tunnel/resolve.h"
 
 enum dialer_state {
   DIALER_RESOLVING,  /* |res| runs; the timer holds the deadline */
@@ -65,7 +64,12 @@ struct dialer {
   int handles;                 /* open handles: the timer and every attempt not yet closed */
   uint64_t deadline;           /* loop time by which a socket must be connected */
   uint64_t next_at;            /* loop time at which the next attempt starts (CONNECTING) */
-  struct dns_result addrs;     /* allowed addresses, in RFC 8305 order */
+  union dialer_addr {          /* allowed addresses, in RFC 8305 order (compact: a dial in flight */
+    struct sockaddr sa;        /* should cost little) */
+    struct sockaddr_in sin;
+    struct sockaddr_in6 sin6;
+  } addrs[DNS_MAX_ADDRS];
+  size_t naddrs;
   size_t next;                 /* index of the next address to try */
   struct list attempts;        /* struct dial_attempt.link: connecting */
   struct dial_attempt *winner; /* owned until handed over (DELIVERING) */
@@ -82,7 +86,7 @@ static void start_attempts(struct dialer *d);
 static void on_timer(uv_timer_t *h);
 
 static const struct sockaddr *addr_of(const struct dialer *d, const struct dial_attempt *a) {
-  return (const struct sockaddr *)&d->addrs.addrs[a->idx];
+  return &d->addrs[a->idx].sa;
 }
 
 /* ---- closing and freeing ------------------------------------------------------------------- */
@@ -239,15 +243,15 @@ static int attempt_start(struct dialer *d) {
  * delivers the failure when no attempt is left to wait for. */
 static void start_attempts(struct dialer *d) {
   uint64_t now = uv_now(&d->w->loop);
-  while (d->next < d->addrs.n && d->next_at <= now) {
+  while (d->next < d->naddrs && d->next_at <= now) {
     if (attempt_start(d) == 0) d->next_at = now + d->w->cfg->happy_eyeballs_delay_ms;
   }
-  if (list_empty(&d->attempts) && d->next >= d->addrs.n) {
+  if (list_empty(&d->attempts) && d->next >= d->naddrs) {
     give_up(d, d->err, d->detail); /* every address failed */
     return;
   }
   uint64_t at = d->deadline;
-  if (d->next < d->addrs.n && d->next_at < at) at = d->next_at;
+  if (d->next < d->naddrs && d->next_at < at) at = d->next_at;
   uv_timer_start(&d->timer, on_timer, at > now ? at - now : 0, 0);
 }
 
@@ -271,8 +275,13 @@ static void on_resolved(void *arg, enum pxerr err, const char *detail, const str
     give_up(d, err, detail);
     return;
   }
-  d->addrs = *allowed;
-  dialer_order(&d->addrs);
+  size_t order[DNS_MAX_ADDRS];
+  dialer_order(allowed, order);
+  for (size_t i = 0; i < allowed->n; i++) {
+    const struct sockaddr *sa = (const struct sockaddr *)&allowed->addrs[order[i]];
+    memcpy(&d->addrs[i], sa, net_addr_len(sa));
+  }
+  d->naddrs = allowed->n;
   d->state = DIALER_CONNECTING;
   d->next_at = uv_now(&d->w->loop);
   start_attempts(d);
@@ -280,8 +289,8 @@ static void on_resolved(void *arg, enum pxerr err, const char *detail, const str
 
 /* ---- API ------------------------------------------------------------------------------------ */
 
-struct dialer *dialer_start(struct worker *w, const struct authority *target, int trusted, dialer_cb cb,
-                            void *arg) {
+struct dialer *dialer_start(struct worker *w, const struct authority *target, resolve_check_cb check,
+                            void *check_arg, dialer_cb cb, void *arg) {
   struct dialer *d = xcalloc(1, sizeof(*d));
   d->state = DIALER_RESOLVING;
   d->w = w;
@@ -295,7 +304,7 @@ struct dialer *dialer_start(struct worker *w, const struct authority *target, in
   d->handles = 1;
   d->deadline = uv_now(&w->loop) + w->cfg->connect_timeout_ms;
   uv_timer_start(&d->timer, on_timer, w->cfg->connect_timeout_ms, 0);
-  d->res = trusted ? resolve_start_trusted(w, target, on_resolved, d) : resolve_start(w, target, on_resolved, d);
+  d->res = resolve_start(w, target, check, check_arg, on_resolved, d);
   return d;
 }
 
@@ -316,17 +325,17 @@ void dialer_cancel(struct dialer *d) {
   finish(d);
 }
 
-void dialer_order(struct dns_result *res) {
-  struct sockaddr_storage v6[DNS_MAX_ADDRS], v4[DNS_MAX_ADDRS];
+void dialer_order(const struct dns_result *res, size_t order[DNS_MAX_ADDRS]) {
+  size_t v6[DNS_MAX_ADDRS], v4[DNS_MAX_ADDRS];
   size_t n6 = 0, n4 = 0, n = 0;
   for (size_t i = 0; i < res->n; i++) {
     if (res->addrs[i].ss_family == AF_INET6)
-      v6[n6++] = res->addrs[i];
+      v6[n6++] = i;
     else
-      v4[n4++] = res->addrs[i];
+      v4[n4++] = i;
   }
   for (size_t i = 0; i < n6 || i < n4; i++) {
-    if (i < n6) res->addrs[n++] = v6[i];
-    if (i < n4) res->addrs[n++] = v4[i];
+    if (i < n6) order[n++] = v6[i];
+    if (i < n4) order[n++] = v4[i];
   }
 }

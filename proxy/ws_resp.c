@@ -10,7 +10,7 @@
  *   on_headers_complete         an interim 1xx (not 101) is dropped and parsing goes on with the
  *                               next head; a final head pauses llhttp right after its last LF,
  *                               which is where the head ends. */
-#include "tunnel/ws_resp.h"
+#include "proxy/ws_resp.h"
 
 #include <string.h>
 #include <strings.h>

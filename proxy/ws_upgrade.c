@@ -1,9 +1,9 @@
-/* Backend WebSocket handshake: check the client's fields and build the Upgrade request -> dial ->
- * write it -> parse the response head (ws_resp) -> a 101 with Upgrade, Connection and the right
- * Sec-WebSocket-Accept hands the connection over; another status is passed back to the client;
- * anything else is a 502 (http_upgrade_failed). A request that cannot be built is refused with
- * 400 or 431 before any dial. */
-#include "tunnel/ws_upgrade.h"
+/* Backend WebSocket handshake: check the client's fields and build the Upgrade request -> dial
+ * (-> TLS) -> write it -> parse the response head (ws_resp) -> a 101 with Upgrade, Connection and
+ * the right Sec-WebSocket-Accept hands the connection over; another status is passed back to the
+ * client; anything else is a 502 (http_upgrade_failed). A request that cannot be built is refused
+ * with 400 or 431 before any dial. */
+#include "proxy/ws_upgrade.h"
 
 #include <openssl/evp.h>
 #include <openssl/rand.h>
@@ -16,7 +16,8 @@
 #include "src/log.h"
 #include "src/strbuf.h"
 #include "src/worker.h"
-#include "tunnel/ws_resp.h"
+#include "proxy/dialer.h"
+#include "proxy/ws_resp.h"
 
 #define WS_GUID "258EAFA5-E914-47DA-95CA-C5AB0DC85B11"
 
@@ -24,30 +25,34 @@ _Static_assert(sizeof(((struct ws_upgrade_result *)0)->protocol) == WS_RESP_PROT
 _Static_assert(sizeof(((struct ws_upgrade_result *)0)->extensions) == WS_RESP_EXTENSIONS_MAX + 1, "sizes");
 
 /* The life of an upgrade. Transitions:
- *   start:      request built -> DIALING (timer running); request refused -> REFUSED (deferred)
- *   DIALING:    dialed -> HANDSHAKE (request written); dial failed or deadline -> DONE
+ *   ws_upgrade_new: request built -> NEW; refused -> (nothing allocated)
+ *   NEW:        ws_upgrade_start -> DIALING (timer running)
+ *   DIALING:    dialed -> TLS (with TLS) or HANDSHAKE (request written); dial failed or
+ *               deadline -> DONE
+ *   TLS:        verified -> HANDSHAKE (request written); failed or deadline -> DONE
  *   HANDSHAKE:  response judged, backend closed or deadline -> DONE
- *   REFUSED:    the deferred callback runs -> DONE
  *   any but DONE: ws_upgrade_cancel -> DONE (no callback)
  * The callback runs exactly once, on the way into DONE, unless cancelled. */
 enum ws_state {
-  WS_DIALING,   /* |ep| is a dial in progress */
+  WS_NEW,       /* the request is built; nothing dialed */
+  WS_DIALING,   /* |dialer| runs */
+  WS_TLS,       /* |ep| is connected and runs the TLS client handshake */
   WS_HANDSHAKE, /* |ep| is connected; the request is written, the response head is being read */
-  WS_REFUSED,   /* the client's fields made no valid request; the callback is deferred */
   WS_DONE,      /* the callback ran or the upgrade was cancelled; the timer is closing */
 };
 
 struct ws_upgrade {
   struct worker *w;          /* borrowed */
-  struct tcp_ep *ep;         /* owned until handed over: the backend connection (or dial) */
+  struct dialer *dialer;     /* owned while DIALING */
+  struct tcp_ep *ep;         /* owned in TLS and HANDSHAKE: the backend connection */
   uv_timer_t timer;          /* handshake deadline; its close callback frees the struct */
-  struct worker_defer defer; /* REFUSED: runs the callback from the loop */
   enum ws_state state;
   ws_upgrade_cb cb;
   void *arg;
+  int tls;
+  char tls_name[AUTHORITY_HOST_MAX + 1]; /* TLS: SNI and the name verified */
+  uint64_t dial_deadline;    /* loop time by which the connection (TLS included) must stand */
   struct strbuf request;     /* owned: the serialized request */
-  enum pxerr refused;        /* REFUSED: the error and its static reason */
-  const char *refused_why;
   char accept_expected[32];
   struct ws_resp resp;       /* the response head parser */
   struct ws_upgrade_result res;
@@ -157,29 +162,24 @@ static void on_timer_closed(uv_handle_t *h) {
 }
 
 /* Lets go of the backend: a dial is cancelled, a connection reset. */
-static void drop_ep(struct ws_upgrade *u, enum ws_state was) {
-  if (!u->ep) return;
-  if (was == WS_DIALING) {
-    tcp_ep_cancel(u->ep);
-  } else {
-    struct tun_ep *e = tcp_ep_tun(u->ep);
-    tcp_ep_set_pre_reader(u->ep, NULL, NULL);
-    e->aborted = 1;
-    e->ops->abort(e);
-    e->ops->close(e);
+static void drop_backend(struct ws_upgrade *u) {
+  if (u->dialer) {
+    dialer_cancel(u->dialer);
+    u->dialer = NULL;
   }
-  u->ep = NULL;
+  if (u->ep) {
+    tcp_ep_cancel(u->ep);
+    u->ep = NULL;
+  }
 }
 
 /* Moves to DONE: stops everything, then runs the callback. |ep| is handed over only on a 101. */
 static void finish(struct ws_upgrade *u, enum pxerr err, const char *detail, struct buf_chunk *leftover) {
-  enum ws_state was = u->state;
-  if (was == WS_DONE) {
+  if (u->state == WS_DONE) {
     buf_put(&u->w->pool, leftover);
     return;
   }
   u->state = WS_DONE;
-  worker_defer_cancel(&u->defer);
   uv_close((uv_handle_t *)&u->timer, on_timer_closed);
   struct tcp_ep *ep = NULL;
   if (err == PXERR_NONE && u->res.status == 101) {
@@ -190,7 +190,7 @@ static void finish(struct ws_upgrade *u, enum pxerr err, const char *detail, str
   } else {
     buf_put(&u->w->pool, leftover);
     leftover = NULL;
-    drop_ep(u, was);
+    drop_backend(u);
   }
   u->cb(u->arg, ep, &u->res, leftover, err, detail);
 }
@@ -202,7 +202,7 @@ static void judge(struct ws_upgrade *u, struct buf_chunk *rest) {
   u->res.status = r->status;
   if (r->status != 101) {
     buf_put(&u->w->pool, rest);
-    finish(u, PXERR_NONE, "backend refused the upgrade", NULL);
+    finish(u, PXERR_NONE, "the WebSocket backend refused the upgrade", NULL);
     return;
   }
   const char *bad = NULL;
@@ -248,17 +248,11 @@ static void on_backend_read(void *arg, struct buf_chunk *c, int err) {
   finish(u, PXERR_UPGRADE_FAILED, "backend did not upgrade", NULL);
 }
 
-static void on_dial(void *arg, struct tcp_ep *ep, enum pxerr err, const char *detail) {
-  struct ws_upgrade *u = arg;
-  if (err != PXERR_NONE) {
-    u->ep = NULL;
-    finish(u, err, detail, NULL);
-    return;
-  }
-  u->ep = ep;
+/* The connection stands (TLS verified if asked): send the request and read the answer. */
+static void send_request(struct ws_upgrade *u) {
   u->state = WS_HANDSHAKE;
-  struct tun_ep *e = tcp_ep_tun(ep);
-  tcp_ep_set_pre_reader(ep, on_backend_read, u);
+  struct tun_ep *e = tcp_ep_tun(u->ep);
+  tcp_ep_set_pre_reader(u->ep, on_backend_read, u);
   /* The request is at most --max-header-bytes: it may take more than one chunk. */
   for (size_t off = 0; off < u->request.len;) {
     struct buf_chunk *c = buf_get(&u->w->pool);
@@ -271,54 +265,79 @@ static void on_dial(void *arg, struct tcp_ep *ep, enum pxerr err, const char *de
   e->ops->read_start(e);
 }
 
+static void on_tls(void *arg, struct tcp_ep *ep, enum pxerr err, const char *detail) {
+  struct ws_upgrade *u = arg;
+  if (err != PXERR_NONE) {
+    u->ep = NULL; /* closing on its own */
+    finish(u, err, detail, NULL);
+    return;
+  }
+  send_request(u);
+}
+
+static void on_dialed(void *arg, uv_tcp_t *tcp, const struct sockaddr *peer, enum pxerr err, const char *detail) {
+  struct ws_upgrade *u = arg;
+  u->dialer = NULL;
+  if (err != PXERR_NONE) {
+    finish(u, err, detail, NULL);
+    return;
+  }
+  u->ep = tcp_ep_new(u->w, tcp, peer);
+  if (!u->tls) {
+    send_request(u);
+    return;
+  }
+  u->state = WS_TLS;
+  uint64_t now = uv_now(&u->w->loop);
+  tcp_ep_tls_start(u->ep, u->tls_name, u->dial_deadline > now ? u->dial_deadline - now : 0, on_tls, u);
+}
+
 static void on_timeout(uv_timer_t *h) {
   finish(h->data, PXERR_CONN_TIMEOUT, "backend did not answer the upgrade in time", NULL);
 }
 
-static void on_refused(struct worker_defer *d) {
-  struct ws_upgrade *u = container_of(d, struct ws_upgrade, defer);
-  finish(u, u->refused, u->refused_why, NULL);
-}
-
-struct ws_upgrade *ws_upgrade_start(struct worker *w, const struct authority *backend,
-                                    const struct tcp_dial_opts *opts, const struct ws_upgrade_req *req,
-                                    ws_upgrade_cb cb, void *arg) {
+struct ws_upgrade *ws_upgrade_new(struct worker *w, const struct ws_upgrade_req *req, enum pxerr *err,
+                                  const char **why) {
+  unsigned char nonce[16];
+  char key[32];
+  struct strbuf request;
+  CHECK(RAND_bytes(nonce, sizeof(nonce)) == 1);
+  EVP_EncodeBlock((unsigned char *)key, nonce, sizeof(nonce));
+  /* The request is built (and the client's fields checked) before anything is dialed: a refusal
+   * costs no connection and answers before the target policy would run. */
+  *err = ws_upgrade_build_request(req, key, w->cfg->max_header_bytes, &request, why);
+  if (*err != PXERR_NONE) {
+    log_info("ws upgrade refused before dialing: %s", *why);
+    return NULL;
+  }
   struct ws_upgrade *u = xcalloc(1, sizeof(*u));
   u->w = w;
-  u->cb = cb;
-  u->arg = arg;
-  u->defer.cb = on_refused;
+  u->state = WS_NEW;
+  u->request = request;
   ws_resp_init(&u->resp, w->cfg->max_header_bytes);
-  unsigned char nonce[16];
-  CHECK(RAND_bytes(nonce, sizeof(nonce)) == 1);
-  char key[32];
-  EVP_EncodeBlock((unsigned char *)key, nonce, sizeof(nonce));
   ws_accept_for_key(key, u->accept_expected);
   uv_timer_init(&w->loop, &u->timer);
   u->timer.data = u;
-  /* The request is built (and the client's fields checked) before anything is dialed: a refusal
-   * costs no connection and answers before the target policy would run. */
-  const char *why = NULL;
-  enum pxerr err = ws_upgrade_build_request(req, key, w->cfg->max_header_bytes, &u->request, &why);
-  if (err != PXERR_NONE) {
-    log_info("ws upgrade refused before dialing: %s", why);
-    u->state = WS_REFUSED;
-    u->refused = err;
-    u->refused_why = why;
-    worker_defer(w, &u->defer);
-    return u;
-  }
-  u->state = WS_DIALING;
-  uv_timer_start(&u->timer, on_timeout, w->cfg->connect_timeout_ms + w->cfg->header_timeout_ms, 0);
-  u->ep = tcp_ep_dial2(w, backend, opts, on_dial, u);
   return u;
 }
 
+void ws_upgrade_start(struct ws_upgrade *u, const struct authority *backend, const struct ws_backend_opts *opts,
+                      ws_upgrade_cb cb, void *arg) {
+  const struct config *cfg = u->w->cfg;
+  CHECK(u->state == WS_NEW);
+  u->cb = cb;
+  u->arg = arg;
+  u->tls = opts->tls;
+  snprintf(u->tls_name, sizeof(u->tls_name), "%s", opts->verify_name ? opts->verify_name : backend->host);
+  u->state = WS_DIALING;
+  u->dial_deadline = uv_now(&u->w->loop) + cfg->connect_timeout_ms;
+  uv_timer_start(&u->timer, on_timeout, cfg->connect_timeout_ms + cfg->header_timeout_ms, 0);
+  u->dialer = dialer_start(u->w, backend, opts->check, opts->check_arg, on_dialed, u);
+}
+
 void ws_upgrade_cancel(struct ws_upgrade *u) {
-  enum ws_state was = u->state;
-  if (was == WS_DONE) return;
+  if (u->state == WS_DONE) return;
   u->state = WS_DONE;
-  worker_defer_cancel(&u->defer);
-  drop_ep(u, was);
+  drop_backend(u);
   uv_close((uv_handle_t *)&u->timer, on_timer_closed);
 }

@@ -1,13 +1,17 @@
-/* The backend half of WebSocket over HTTP/2 (RFC 8441 §5 / RFC 6455 §4): dials the backend (TCP,
- * or TLS with verification), sends an HTTP/1.1 Upgrade request with our own Sec-WebSocket-Key,
- * reads the response head and checks Sec-WebSocket-Accept. On success the connected tcp_ep is
- * handed over, with any bytes that followed the 101 head (WebSocket frames, checklist XC-09).
- * A ws_upgrade owns itself (and the tcp_ep) until its callback has run or it is cancelled. */
+/* The backend half of WebSocket over HTTP/2 (RFC 8441 §5 / RFC 6455 §4): checks the client's
+ * fields and builds an HTTP/1.1 Upgrade request with our own Sec-WebSocket-Key (ws_upgrade_new,
+ * no I/O), then dials the backend (proxy/dialer.h, under the caller's address check), runs TLS
+ * with verification if asked, sends the request, reads the response head and checks
+ * Sec-WebSocket-Accept (ws_upgrade_start). On success the connected tcp_ep is handed over, with
+ * any bytes that followed the 101 head (WebSocket frames, checklist XC-09).
+ * A ws_upgrade owns itself (and the backend connection) until its callback has run or it is
+ * cancelled. */
 #ifndef H2T_WS_UPGRADE_H
 #define H2T_WS_UPGRADE_H
 
 #include "src/authority.h"
 #include "src/pxerr.h"
+#include "proxy/resolve.h"
 #include "tunnel/tcp_ep.h"
 
 struct worker;
@@ -38,12 +42,26 @@ struct ws_upgrade_result {
 typedef void (*ws_upgrade_cb)(void *arg, struct tcp_ep *ep, const struct ws_upgrade_result *res,
                               struct buf_chunk *leftover, enum pxerr err, const char *detail);
 
-/* Starts the upgrade. The callback always runs later from the loop. Fields that make no valid
- * request (see ws_upgrade_build_request) end it with that error before anything is dialed. */
-struct ws_upgrade *ws_upgrade_start(struct worker *w, const struct authority *backend,
-                                    const struct tcp_dial_opts *opts, const struct ws_upgrade_req *req,
-                                    ws_upgrade_cb cb, void *arg);
-/* The callback will not run; the backend connection (if any) is reset. */
+/* Checks the client's fields and builds the backend request (see ws_upgrade_build_request); no
+ * I/O. Returns the upgrade, or NULL with *|err| (PXERR_BAD_REQUEST, PXERR_HEAD_TOO_LARGE) and
+ * *|why| (static) when the fields make no valid request: that refusal costs no connection and
+ * comes before the target policy. */
+struct ws_upgrade *ws_upgrade_new(struct worker *w, const struct ws_upgrade_req *req, enum pxerr *err,
+                                  const char **why);
+
+/* Where the backend is and how to reach it. */
+struct ws_backend_opts {
+  int tls;                 /* TLS to the backend, certificate and name verified */
+  const char *verify_name; /* SNI and the name to verify (copied); NULL: the backend's host */
+  resolve_check_cb check;  /* the address check (dialer_start); NULL for a configured backend */
+  void *check_arg;         /* borrowed until the callback */
+};
+
+/* Dials |backend| and runs the handshake. The callback always runs later from the loop. */
+void ws_upgrade_start(struct ws_upgrade *u, const struct authority *backend, const struct ws_backend_opts *opts,
+                      ws_upgrade_cb cb, void *arg);
+/* Legal from ws_upgrade_new until the callback has run: the callback will not run; the backend
+ * connection (if any) is reset. */
 void ws_upgrade_cancel(struct ws_upgrade *u);
 
 /* Pure: checks the client's fields and serializes the backend request with Sec-WebSocket-Key

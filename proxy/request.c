@@ -1,0 +1,355 @@
+/* The request path (see request.h for the order of the steps and the phases). */
+#include "proxy/request.h"
+
+#include <stdio.h>
+#include <string.h>
+#include <strings.h>
+
+#include "proxy/dialer.h"
+#include "proxy/resolve.h"
+#include "src/buf.h"
+#include "src/conn.h"
+#include "src/log.h"
+#include "src/policy.h"
+#include "src/udp_tmpl.h"
+#include "src/worker.h"
+#include "tunnel/tcp_ep.h"
+#include "tunnel/tunnel.h"
+#include "tunnel/udp_ep.h"
+
+_Static_assert((int)PX_PROTO_CONNECT == (int)TUN_PROTO_CONNECT && (int)PX_PROTO_WEBSOCKET == (int)TUN_PROTO_WEBSOCKET &&
+                   (int)PX_PROTO_CONNECT_UDP == (int)TUN_PROTO_CONNECT_UDP && (int)PX_PROTO_FORWARD == TUN_PROTO_COUNT,
+               "the tunnel protocols keep the tunnel's values");
+
+static const char *const front_names[] = {
+#define XX(n, s) s,
+    PX_FRONT_MAP(XX)
+#undef XX
+};
+
+static const char *const proto_names[] = {
+#define XX(n, s) s,
+    PX_PROTO_MAP(XX)
+#undef XX
+};
+
+const char *px_front_name(enum px_front f) { return front_names[f]; }
+
+/* Copies the text |src| into |dst| (|cap| bytes), cut to fit: on the path of every request, so
+ * no printf. */
+static void set_text(char *dst, size_t cap, const char *src) {
+  size_t n = strnlen(src, cap - 1);
+  memcpy(dst, src, n);
+  dst[n] = '\0';
+}
+const char *px_proto_name(enum px_proto p) { return proto_names[p]; }
+
+struct px_request *px_request_new(struct worker *w, enum px_front front, enum px_proto proto,
+                                  const struct px_front_ops *ops, void *fe) {
+  struct px_request *rq = xcalloc(1, sizeof(*rq));
+  rq->w = w;
+  rq->cfg = w->cfg;
+  rq->front = front;
+  rq->proto = proto;
+  rq->ops = ops;
+  rq->fe = fe;
+  rq->client_addr.ss_family = AF_UNSPEC;
+  rq->start_ms = uv_now(&w->loop);
+  rq->phase = PX_NEW;
+  return rq;
+}
+
+void px_request_set_client(struct px_request *rq, struct conn *c) {
+  int len = sizeof(rq->client_addr);
+  if (uv_tcp_getpeername(&c->tcp, (struct sockaddr *)&rq->client_addr, &len) != 0)
+    rq->client_addr.ss_family = AF_UNSPEC;
+  set_text(rq->client, sizeof(rq->client), c->peer);
+  rq->listener = c->listener;
+}
+
+static void request_free(struct px_request *rq) {
+  buf_put(&rq->w->pool, rq->early);
+  free(rq->credentials);
+  free(rq);
+}
+
+/* ---- the error answer: described once, logged once, counted once ---------------------------- */
+
+/* The access-log line of a request that never became a tunnel. */
+static void log_rejected(const struct px_request *rq, const char *error) {
+  char line[LOG_ACCESS_LINE_MAX + 1];
+  struct strbuf sb;
+  strbuf_init_fixed(&sb, line, sizeof(line));
+  log_access_head(&sb, px_front_name(rq->front), px_proto_name(rq->proto), rq->client, rq->target);
+  strbuf_printf(&sb, ",\"status\":%d,\"error\":", rq->out.status);
+  log_json_str(&sb, error);
+  strbuf_puts(&sb, ",\"detail\":");
+  log_json_str(&sb, rq->out.detail);
+  strbuf_printf(&sb, ",\"duration_ms\":%llu}", (unsigned long long)(uv_now(&rq->w->loop) - rq->start_ms));
+  log_access_write(&sb);
+}
+
+/* Logs |rq|'s outcome, hands it to the front end and frees |rq|. */
+static void answer_error(struct px_request *rq) {
+  const struct px_outcome *o = &rq->out;
+  const char *error = o->relayed ? "backend_refused" : pxerr_token(o->err);
+  /* A target not interpreted yet is logged as it was asked for. */
+  if (!rq->target[0]) set_text(rq->target, sizeof(rq->target), rq->authority ? rq->authority : rq->path ? rq->path : "");
+  log_rejected(rq, error);
+  log_debug("%s %s: %s %s: %d %s (%s)", px_front_name(rq->front), rq->client, px_proto_name(rq->proto),
+            rq->target, o->status, error, o->detail ? o->detail : "");
+  rq->ops->answer_error(rq->fe, o);
+  request_free(rq);
+}
+
+/* Refuses |rq| with |err| (see pxerr.h for its status and Proxy-Status type). */
+static void fail(struct px_request *rq, enum pxerr err, const char *detail) {
+  struct px_outcome *o = &rq->out;
+  char proxy_status[PXERR_PROXY_STATUS_MAX], body[PXERR_BODY_MAX];
+  o->err = err;
+  o->detail = detail;
+  o->status = pxerr_status(err);
+  pxerr_proxy_status(proxy_status, sizeof(proxy_status), err, detail);
+  pxerr_body(body, sizeof(body), o->status, detail);
+  o->proxy_status = proxy_status;
+  o->body = body;
+  METRIC_ADD(&rq->w->metrics, errors[err], 1);
+  answer_error(rq);
+}
+
+/* The WebSocket backend answered, but not 101: the client sees its status (XC-07), without
+ * Proxy-Status (the refusal is the backend's, not ours). */
+static void relay_refusal(struct px_request *rq, int status, const char *detail) {
+  struct px_outcome *o = &rq->out;
+  char body[PXERR_BODY_MAX];
+  o->relayed = 1;
+  o->detail = detail;
+  o->status = status >= 200 && status <= 599 ? status : 502;
+  snprintf(body, sizeof(body), "%d: %s\n", status, detail);
+  o->proxy_status = "";
+  o->body = body;
+  answer_error(rq);
+}
+
+void px_request_fail(struct px_request *rq, enum pxerr err, const char *detail) { fail(rq, err, detail); }
+
+/* ---- success: the answer, then the tunnel ------------------------------------------------------ */
+
+/* The upstream |b| stands (|first_down|, taken, holds bytes it sent already): the front end
+ * answers, and the tunnel starts between its side and |b| with the client's early bytes. The
+ * tunnel keeps a copy of the access-log fields; |rq| is freed before the first byte moves. */
+static void succeed(struct px_request *rq, struct tun_ep *b, struct buf_chunk *first_down) {
+  struct px_outcome *o = &rq->out;
+  struct worker *w = rq->w;
+  o->status = 200;
+  int status = rq->ops->answer_ok(rq->fe, o);
+  if (status == 0) {
+    buf_put(&w->pool, first_down);
+    b->aborted = 1;
+    b->ops->abort(b);
+    b->ops->close(b);
+    request_free(rq);
+    return;
+  }
+  struct tun_info info = {.proto = (enum tun_proto)rq->proto,
+                          .front = px_front_name(rq->front),
+                          .status = status,
+                          .start_ms = rq->start_ms};
+  set_text(info.client, sizeof(info.client), rq->client);
+  set_text(info.target, sizeof(info.target), rq->target);
+  set_text(info.resolved, sizeof(info.resolved), o->peer);
+  struct tunnel *t = tunnel_new(w, rq->ops->client_ep(rq->fe), b, &info);
+  struct buf_chunk *early = rq->early;
+  rq->early = NULL;
+  request_free(rq);
+  if (first_down) tunnel_on_read(b, first_down); /* backend bytes read with its 101 (XC-09) */
+  tunnel_start(t, early);
+}
+
+/* ---- the upstream's results --------------------------------------------------------------------- */
+
+/* The policy on each resolved address (resolve.h). */
+static int check_addr(void *arg, const struct sockaddr *sa, const char **why) {
+  const struct px_request *rq = arg;
+  return policy_check_addr(rq->cfg->policy, sa, why);
+}
+
+static void on_dialed(void *arg, uv_tcp_t *tcp, const struct sockaddr *peer, enum pxerr err, const char *detail) {
+  struct px_request *rq = arg;
+  rq->dialer = NULL;
+  if (err != PXERR_NONE) {
+    fail(rq, err, detail);
+    return;
+  }
+  struct tcp_ep *ep = tcp_ep_new(rq->w, tcp, peer);
+  set_text(rq->out.peer, sizeof(rq->out.peer), tcp_ep_peer(ep));
+  succeed(rq, tcp_ep_tun(ep), NULL);
+}
+
+static void on_udp_handle_closed(uv_handle_t *h) { free(h); }
+
+/* connect-udp: the first allowed address gets a connected UDP socket (RFC 9298 §3.1: resolved
+ * before the answer, UDP-04). */
+static void on_resolved(void *arg, enum pxerr err, const char *detail, const struct dns_result *allowed) {
+  struct px_request *rq = arg;
+  rq->res = NULL;
+  if (err != PXERR_NONE) {
+    fail(rq, err, detail);
+    return;
+  }
+  const struct sockaddr *sa = (const struct sockaddr *)&allowed->addrs[0];
+  uv_udp_t *udp = xmalloc(sizeof(*udp));
+  CHECK(uv_udp_init(&rq->w->loop, udp) == 0);
+  int r = uv_udp_connect(udp, sa);
+  if (r != 0) {
+    uv_close((uv_handle_t *)udp, on_udp_handle_closed);
+    fail(rq, r == UV_ENETUNREACH || r == UV_EHOSTUNREACH ? PXERR_UNREACHABLE : PXERR_CONN_ERROR, uv_strerror(r));
+    return;
+  }
+  struct udp_ep *u = udp_ep_new(rq->w, udp, sa);
+  set_text(rq->out.peer, sizeof(rq->out.peer), udp_ep_peer(u));
+  rq->out.extra[rq->out.nextra++] = (struct px_header){"capsule-protocol", "?1"};
+  succeed(rq, udp_ep_tun(u), NULL);
+}
+
+static void on_ws(void *arg, struct tcp_ep *ep, const struct ws_upgrade_result *res, struct buf_chunk *leftover,
+                  enum pxerr err, const char *detail) {
+  struct px_request *rq = arg;
+  struct px_outcome *o = &rq->out;
+  rq->ws_up = NULL;
+  if (err != PXERR_NONE) {
+    fail(rq, err, detail);
+    return;
+  }
+  if (!ep) {
+    relay_refusal(rq, res->status, detail);
+    return;
+  }
+  /* |res| lives through this callback, and so through answer_ok. */
+  if (res->protocol[0]) o->extra[o->nextra++] = (struct px_header){"sec-websocket-protocol", res->protocol};
+  if (res->extensions[0]) o->extra[o->nextra++] = (struct px_header){"sec-websocket-extensions", res->extensions};
+  set_text(o->peer, sizeof(o->peer), tcp_ep_peer(ep));
+  succeed(rq, tcp_ep_tun(ep), leftover);
+}
+
+/* ---- the decision ------------------------------------------------------------------------------ */
+
+/* The target as requested becomes |rq->dest| (and |rq->target| for the log). Returns 0, or -1
+ * when |rq| was refused (and freed). */
+static int interpret(struct px_request *rq) {
+  const struct config *cfg = rq->cfg;
+  const char *why = NULL;
+  switch (rq->proto) {
+  case PX_PROTO_CONNECT:
+    if (rq->parsed) {
+      rq->dest = *rq->parsed;
+    } else if (!rq->authority || authority_parse(rq->authority, strlen(rq->authority), &rq->dest, &why) != 0) {
+      fail(rq, PXERR_BAD_REQUEST, why ? why : "bad :authority");
+      return -1;
+    }
+    authority_format(&rq->dest, rq->target, sizeof(rq->target));
+    return 0;
+  case PX_PROTO_CONNECT_UDP: {
+    /* RFC 9298 §3: the target is in the path, through the URI template. */
+    char host[AUTHORITY_HOST_MAX + 1];
+    uint16_t port;
+    if (!rq->path || udp_tmpl_match(cfg->udp_template, rq->path, strlen(rq->path), host, sizeof(host), &port) != 0) {
+      fail(rq, PXERR_BAD_REQUEST, "path does not match the connect-udp template");
+      return -1;
+    }
+    if (authority_from_host(host, port, &rq->dest) != 0) {
+      fail(rq, PXERR_BAD_REQUEST, "bad connect-udp target");
+      return -1;
+    }
+    authority_format(&rq->dest, rq->target, sizeof(rq->target));
+    return 0;
+  }
+  case PX_PROTO_WEBSOCKET: {
+    /* RFC 8441: the backend is the :authority itself (the policy applies as for CONNECT), or the
+     * one a --ws-route names for it (trusted). */
+    if (!rq->authority || !rq->path) {
+      fail(rq, PXERR_BAD_REQUEST, "websocket needs :authority and :path");
+      return -1;
+    }
+    set_text(rq->target, sizeof(rq->target), rq->authority);
+    const char *backend = rq->authority;
+    for (int i = 0; i < cfg->nws_routes; i++) {
+      if (strcasecmp(cfg->ws_routes[i].authority, rq->authority) == 0) {
+        backend = cfg->ws_routes[i].backend;
+        rq->tls = cfg->ws_routes[i].tls;
+        rq->trusted = 1;
+        break;
+      }
+    }
+    if (!rq->trusted && cfg->ws_routes_only) {
+      /* RFC 8441 "About Intermediaries" / checklist XC-12: route by configuration only. */
+      fail(rq, PXERR_MISDIRECTED, "no WebSocket route for this authority");
+      return -1;
+    }
+    if (authority_parse(backend, strlen(backend), &rq->dest, &why) != 0) {
+      fail(rq, PXERR_BAD_REQUEST, why ? why : "bad :authority");
+      return -1;
+    }
+    return 0;
+  }
+  case PX_PROTO_FORWARD:
+    break;
+  }
+  fail(rq, PXERR_NOT_IMPLEMENTED, "forwarding of absolute-form requests is not supported; use CONNECT");
+  return -1;
+}
+
+void px_request_start(struct px_request *rq) {
+  struct worker *w = rq->w;
+  if (interpret(rq) != 0) return;
+  /* Admission. */
+  if (w->stopping) {
+    fail(rq, PXERR_SHUTTING_DOWN, "proxy is shutting down");
+    return;
+  }
+  if (rq->proto == PX_PROTO_WEBSOCKET) {
+    /* The backend request is built (the client's fields checked) before any policy or dial: a
+     * refusal costs nothing (issue 8 item 2). */
+    enum pxerr err;
+    const char *why;
+    rq->ws.path = rq->path;
+    rq->ws.host = rq->authority;
+    rq->ws_up = ws_upgrade_new(w, &rq->ws, &err, &why);
+    if (!rq->ws_up) {
+      fail(rq, err, why);
+      return;
+    }
+  }
+  /* The policy on the name. */
+  if (!rq->trusted && policy_check_port(rq->cfg->policy, rq->dest.port) != 0) {
+    if (rq->ws_up) ws_upgrade_cancel(rq->ws_up);
+    rq->ws_up = NULL;
+    fail(rq, PXERR_PORT_DENIED, "port not allowed");
+    return;
+  }
+  switch (rq->proto) {
+  case PX_PROTO_CONNECT:
+    rq->phase = PX_DIALING;
+    rq->dialer = dialer_start(w, &rq->dest, check_addr, rq, on_dialed, rq);
+    break;
+  case PX_PROTO_CONNECT_UDP:
+    rq->phase = PX_RESOLVING;
+    rq->res = resolve_start(w, &rq->dest, check_addr, rq, on_resolved, rq);
+    break;
+  case PX_PROTO_WEBSOCKET: {
+    struct ws_backend_opts opts = {.tls = rq->tls, .check = rq->trusted ? NULL : check_addr, .check_arg = rq};
+    rq->phase = PX_UPGRADING;
+    ws_upgrade_start(rq->ws_up, &rq->dest, &opts, on_ws, rq);
+    break;
+  }
+  case PX_PROTO_FORWARD:
+    CHECK(0); /* refused by interpret */
+  }
+}
+
+void px_request_cancel(struct px_request *rq) {
+  if (rq->dialer) dialer_cancel(rq->dialer);
+  if (rq->res) resolve_cancel(rq->res);
+  if (rq->ws_up) ws_upgrade_cancel(rq->ws_up);
+  request_free(rq);
+}

@@ -1,0 +1,182 @@
+/* The request path: from a parsed request to a running tunnel or an error answer, one module for
+ * every front end and every protocol (DESIGN.md "One request path").
+ *
+ * A front end (h1/, h2/) parses a request, describes it in a struct px_request (px_request_new,
+ * then the fields marked "front end"), and calls px_request_start. From there this module
+ * decides, in this order and the same way for everyone:
+ *
+ *   interpret  the target as requested: the CONNECT authority, the connect-udp URI template,
+ *              the WebSocket route and backend                                  (400, 421)
+ *   admission  the worker is stopping (503); the place for limits
+ *   [ws]       the backend Upgrade request is built from the client's fields      (400, 431)
+ *   name       the policy on the name: the port, unless the backend is configured (403)
+ *   resolve    DNS, then the policy on each address (403 destination_ip_prohibited, 502, 504)
+ *   dial       TCP (RFC 8305 racing) / UDP (a connected socket) / WebSocket (TCP or TLS, then
+ *              the backend's HTTP/1.1 Upgrade)                                   (502, 504)
+ *   answer     ops->answer_ok in the front end's framing, then the tunnel starts between
+ *              ops->client_ep and the upstream, passing the early bytes; or ops->answer_error
+ *
+ * An error is described once, in |out| (status, Proxy-Status type and details, extra headers),
+ * logged once (an access-log line) and counted once (metrics) here; each front end only
+ * serialises it in its own framing. The front end refuses a request it could not parse with
+ * px_request_fail, so that it is logged and counted the same way.
+ *
+ * Phases (|phase|):
+ *   from        event                                   to          what happens
+ *   NEW         px_request_start: an error at once      (freed)     answer_error (within the call)
+ *   NEW         px_request_start: CONNECT               DIALING     dialer_start
+ *   NEW         px_request_start: connect-udp           RESOLVING   resolve_start
+ *   NEW         px_request_start: WebSocket             UPGRADING   ws_upgrade_start
+ *   NEW         px_request_fail                         (freed)     answer_error
+ *   DIALING     connected                               (freed)     answer_ok, tunnel
+ *   RESOLVING   an address allowed, UDP socket made     (freed)     answer_ok, tunnel
+ *   UPGRADING   the backend's 101                       (freed)     answer_ok, tunnel
+ *   DIALING, RESOLVING, UPGRADING: any failure, or the
+ *               backend's own refusal (relayed)         (freed)     answer_error
+ *   any         px_request_cancel                       (freed)     nothing is called
+ * Results of the upstream modules always arrive from the loop, never inside px_request_start.
+ *
+ * Ownership: the request is heap-allocated by px_request_new and owns itself from
+ * px_request_start (or px_request_fail) on; the front end keeps the pointer only to cancel it and
+ * must forget it in answer_ok / answer_error, after which it is freed. A live tunnel carries
+ * nothing of it: its access-log fields are copied into the tunnel. */
+#ifndef H2T_PROXY_REQUEST_H
+#define H2T_PROXY_REQUEST_H
+
+#include <stdint.h>
+#include <sys/socket.h>
+
+#include "proxy/ws_upgrade.h"
+#include "src/authority.h"
+#include "src/metrics.h"
+#include "src/pxerr.h"
+
+struct worker;
+struct config;
+struct config_listener;
+struct access_rule;
+struct conn;
+struct buf_chunk;
+struct tun_ep;
+struct dialer;
+struct resolve;
+
+#define PX_FRONT_MAP(XX) XX(H1, "h1") XX(H2, "h2")
+enum px_front {
+#define XX(n, s) PX_FRONT_##n,
+  PX_FRONT_MAP(XX)
+#undef XX
+};
+
+/* What was asked for. The tunnel protocols share the tunnel's values (enum tun_proto: metrics
+ * and the tunnel's timeouts); FORWARD (absolute-form, :scheme http) is not a tunnel. */
+#define PX_PROTO_MAP(XX)                                                                        \
+  XX(CONNECT, "connect") XX(WEBSOCKET, "websocket") XX(CONNECT_UDP, "connect-udp") XX(FORWARD, "forward")
+enum px_proto {
+#define XX(n, s) PX_PROTO_##n,
+  PX_PROTO_MAP(XX)
+#undef XX
+};
+
+const char *px_front_name(enum px_front f);
+const char *px_proto_name(enum px_proto p);
+
+/* An extra response header; lowercase name (HTTP/2's rule; fine on HTTP/1.1). */
+struct px_header {
+  const char *name;  /* static */
+  const char *value; /* static, or text inside the request */
+};
+#define PX_EXTRA_MAX 3
+
+/* The decision, set by this module; the front end serialises it. */
+struct px_outcome {
+  int status;                          /* the HTTP status decided (success: 200) */
+  enum pxerr err;                      /* PXERR_NONE on success and for a relayed refusal */
+  const char *detail;                  /* static: Proxy-Status details and the log's; or NULL */
+  int relayed;                         /* the status is the WebSocket backend's own refusal */
+  const struct access_rule *rule;      /* the rule that decided; NULL until rules are enforced */
+  struct px_header extra[PX_EXTRA_MAX]; /* success: e.g. capsule-protocol, sec-websocket-* */
+  size_t nextra;
+  const char *proxy_status;            /* error: the Proxy-Status value ("" if relayed) */
+  const char *body;                    /* error: the text body */
+  char peer[64];                       /* success: "addr:port" of the upstream */
+};
+/* The outcome's strings (extra values, proxy_status, body) are valid during the op it is passed
+ * to: a front end copies what it keeps. */
+
+/* The front end's side of the contract. Each is called at most once; answer_ok and answer_error
+ * are the request's last calls (client_ep follows answer_ok), and the front end forgets the
+ * request in them. */
+struct px_front_ops {
+  /* Success: answer in the front end's framing with |out->extra| (h1 CONNECT: 200; h1
+   * connect-udp: 101 and Upgrade; h2: :status 200). Returns the status sent, or 0 when the answer
+   * could not be sent: the upstream is then aborted and no tunnel starts. */
+  int (*answer_ok)(void *fe, const struct px_outcome *out);
+  /* Failure: answer with out->status, out->proxy_status (none when empty) and out->body. */
+  void (*answer_error)(void *fe, const struct px_outcome *out);
+  /* The front end's side of the tunnel about to start (after answer_ok). */
+  struct tun_ep *(*client_ep)(void *fe);
+};
+
+/* Where a request is (the file comment has the transitions). */
+enum px_phase {
+  PX_NEW,       /* being described by the front end, or deciding within px_request_start */
+  PX_DIALING,   /* CONNECT: |dialer| resolves and connects */
+  PX_RESOLVING, /* connect-udp: |res| resolves */
+  PX_UPGRADING, /* WebSocket: |ws_up| dials and runs the backend handshake */
+};
+
+struct px_request {
+  /* Set by px_request_new: */
+  struct worker *w;                       /* borrowed */
+  const struct config *cfg;               /* w->cfg: the snapshot this request is decided under */
+  enum px_front front;
+  enum px_proto proto;
+  /* Front end, before px_request_start (px_request_set_client fills the client fields): */
+  struct sockaddr_storage client_addr;    /* AF_UNSPEC when unknown */
+  char client[64];                        /* "addr:port" */
+  const struct config_listener *listener; /* borrowed; NULL when unknown */
+  uint64_t start_ms;                      /* loop time the request began (access log) */
+  const char *authority;                  /* CONNECT, WEBSOCKET: host:port as requested */
+  const struct authority *parsed;         /* CONNECT: |authority| already parsed and checked by
+                                             the front end (h1_req), or NULL */
+  const char *path;                       /* CONNECT_UDP: matched against the URI template;
+                                             WEBSOCKET: :path */
+  int tls;                                /* WEBSOCKET: :scheme https (TLS to the backend) */
+  struct ws_upgrade_req ws;               /* WEBSOCKET: the client's fields (path and host are
+                                             filled here from |path| and |authority|) */
+  char *credentials;                      /* owned: Proxy-Authorization as presented, or NULL;
+                                             kept for authentication, not checked yet */
+  struct buf_chunk *early;                /* owned: client bytes that followed the head, or NULL */
+  /* The strings above are borrowed until px_request_start (or _fail) returns. */
+
+  /* The decision (read by the front end in its ops): */
+  struct px_outcome out;
+
+  /* Private to request.c: */
+  enum px_phase phase;
+  const struct px_front_ops *ops;
+  void *fe;                               /* the front end's object (h1_conn, h2_stream) */
+  char target[300];                       /* the target as requested, for the log */
+  struct authority dest;                  /* the target (WEBSOCKET: the backend) once interpreted */
+  int trusted;                            /* WEBSOCKET: a configured backend (--ws-route) */
+  struct dialer *dialer;                  /* DIALING */
+  struct resolve *res;                    /* RESOLVING */
+  struct ws_upgrade *ws_up;               /* UPGRADING (and NEW once built) */
+};
+
+/* A request of |proto| arriving on |front|, answered through |ops| on |fe|. */
+struct px_request *px_request_new(struct worker *w, enum px_front front, enum px_proto proto,
+                                  const struct px_front_ops *ops, void *fe);
+/* Fills the client fields from the connection it arrived on. */
+void px_request_set_client(struct px_request *rq, struct conn *c);
+/* Decides the request (see the file comment). May answer, and free |rq|, before it returns. */
+void px_request_start(struct px_request *rq);
+/* The front end refuses the request itself (it could not be parsed): |err| with |detail| (static)
+ * is answered, logged and counted like any other refusal; |rq| is freed. */
+void px_request_fail(struct px_request *rq, enum pxerr err, const char *detail);
+/* The client is gone (connection closed, stream reset): stops whatever is being opened and frees
+ * |rq| without calling the front end. Legal until answer_ok / answer_error. */
+void px_request_cancel(struct px_request *rq);
+
+#endif
