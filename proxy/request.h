@@ -95,6 +95,9 @@ struct px_outcome {
   const char *detail;                  /* static: Proxy-Status details and the log's; or NULL */
   int relayed;                         /* the status is the WebSocket backend's own refusal */
   const struct access_rule *rule;      /* the rule that decided; NULL until rules are enforced */
+  const char *user;                    /* the authenticated user (borrowed from the config
+                                          snapshot), set by authentication at admission; NULL:
+                                          anonymous. Rules, limits and the log read it. */
   struct px_header extra[PX_EXTRA_MAX]; /* success: e.g. capsule-protocol, sec-websocket-* */
   size_t nextra;
   const char *proxy_status;            /* error: the Proxy-Status value ("" if relayed) */
