@@ -268,8 +268,8 @@ static const struct opt opts[] = {
     {"low-water", T_SIZE, S_LIMITS, FIELD(low_water), "128k", 0, 1ULL << 30, 0, "N",
      "resume reading below N bytes queued (default 128k)", NULL},
     {"read-budget", T_SIZE, S_LIMITS, FIELD(read_budget), "128k", 4096, 1ULL << 30, 0, "N",
-     "bytes read from one client connection per event-loop turn before\n"
-     "the other connections get theirs (default 128k)",
+     "bytes read from one socket (client connection, upstream TCP or UDP)\n"
+     "per event-loop turn before the others get theirs (default 128k)",
      NULL},
 
     {"h2-max-streams", T_COUNT, S_H2, FIELD(h2_max_concurrent_streams), "256", 1, 100000, 0, "N",
