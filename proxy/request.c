@@ -60,9 +60,7 @@ struct px_request *px_request_new(struct worker *w, enum px_front front, enum px
 }
 
 void px_request_set_client(struct px_request *rq, struct conn *c) {
-  int len = sizeof(rq->client_addr);
-  if (uv_tcp_getpeername(&c->tcp, (struct sockaddr *)&rq->client_addr, &len) != 0)
-    rq->client_addr.ss_family = AF_UNSPEC;
+  rq->client_addr = c->peer_addr; /* the PROXY protocol's client when a balancer sent one */
   set_text(rq->client, sizeof(rq->client), c->peer);
   rq->listener = c->listener;
 }

@@ -49,6 +49,7 @@ enum worker_log {
   WLOG_TLS_ON_CLEAR,  /* TLS on a cleartext listener */
   WLOG_NOT_TLS,       /* neither TLS nor HTTP on a TLS listener */
   WLOG_TLS_FAILED,    /* TLS handshake failures (incl. ALPN) */
+  WLOG_PROXY_PROTO,   /* PROXY protocol headers refused, missing or late */
   WLOG_COUNT
 };
 
