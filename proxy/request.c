@@ -322,7 +322,8 @@ void px_request_start(struct px_request *rq) {
   if (!rq->trusted && policy_check_port(rq->cfg->policy, rq->dest.port) != 0) {
     if (rq->ws_up) ws_upgrade_cancel(rq->ws_up);
     rq->ws_up = NULL;
-    fail(rq, PXERR_PORT_DENIED, "port not allowed");
+    snprintf(rq->out.detail_buf, sizeof(rq->out.detail_buf), "port %u not allowed", (unsigned)rq->dest.port);
+    fail(rq, PXERR_PORT_DENIED, rq->out.detail_buf);
     return;
   }
   switch (rq->proto) {

@@ -48,23 +48,67 @@ static void on_signal(uv_signal_t *h, int signum) {
   uv_close((uv_handle_t *)&app->sigterm, NULL);
 }
 
+/* The URL a client on this machine uses for listener |l|: a wildcard address becomes loopback
+ * (the dev certificate names 127.0.0.1 and ::1, not 0.0.0.0). |host| gets the bare host. */
+static void client_url(const struct config_listener *l, const char *scheme, char *url, size_t cap, char *host,
+                       size_t hcap) {
+  char hp[160];
+  snprintf(hp, sizeof(hp), "%s", strstr(l->text, "://") + 3);
+  hp[strcspn(hp, "?")] = '\0';
+  char *colon = strrchr(hp, ':');
+  *colon = '\0';
+  const char *h = hp, *port = colon + 1;
+  if (strcmp(h, "0.0.0.0") == 0) h = "127.0.0.1";
+  if (strcmp(h, "[::]") == 0) h = "[::1]";
+  snprintf(url, cap, "%s://%s:%s", scheme, h, port);
+  snprintf(host, hcap, "%.*s", h[0] == '[' ? (int)strlen(h) - 2 : (int)strlen(h), h[0] == '[' ? h + 1 : h);
+}
+
+/* "Try it" lines that work as printed: the CA to trust is the dev CA's, or, with --cert, none when
+ * the system store trusts the chain, the file itself when it holds its root, else the issuing CA
+ * the operator has; and the host is one the certificate names. Listeners that expect a PROXY
+ * header from a balancer are not offered (direct clients work there too, but it is not the point). */
 static void print_banner(const struct app *app, int devcert) {
   const struct config *cfg = app->cfg;
-  char tls_url[160] = "", tcp_url[160] = "";
+  char tls_url[200] = "", tcp_url[200] = "", tls_host[160] = "", tcp_host[160] = "";
   fprintf(stderr, "h2tunnel %s: %d worker(s), listening on", H2T_VERSION, app->nworkers);
-  for (int i = 0; i < cfg->nlisteners; i++) {
-    const struct config_listener *l = &cfg->listeners[i];
-    fprintf(stderr, " %s%s", l->text, l->tls ? " (ALPN h2, http/1.1)" : "");
-    const char *hostport = strstr(l->text, "://") + 3;
-    if (l->tls && !tls_url[0]) snprintf(tls_url, sizeof(tls_url), "https://%s", hostport);
-    if (!l->tls && !tcp_url[0]) snprintf(tcp_url, sizeof(tcp_url), "http://%s", hostport);
+  for (int pass = 0; pass < 2; pass++) {
+    for (int i = 0; i < cfg->nlisteners; i++) {
+      const struct config_listener *l = &cfg->listeners[i];
+      if (pass == 0) fprintf(stderr, " %s%s", l->text, l->tls ? " (ALPN h2, http/1.1)" : "");
+      if (l->proxy_protocol != (pass == 1)) continue;
+      if (l->tls && !tls_url[0]) client_url(l, "https", tls_url, sizeof(tls_url), tls_host, sizeof(tls_host));
+      if (!l->tls && !tcp_url[0]) client_url(l, "http", tcp_url, sizeof(tcp_url), tcp_host, sizeof(tcp_host));
+    }
   }
   fprintf(stderr, "\nTry it:\n");
   if (tls_url[0]) {
-    char cacert[600] = "";
-    if (devcert) snprintf(cacert, sizeof(cacert), " --proxy-cacert %s/" DEVCA_CA_CERT, cfg->state_dir);
+    char cacert[600] = "", note[800] = "";
+    if (devcert) {
+      snprintf(cacert, sizeof(cacert), " --proxy-cacert %s/" DEVCA_CA_CERT, cfg->state_dir);
+    } else {
+      struct tls_cert_trust t;
+      if (tls_cert_trust(cfg->cert_file, tls_host, &t) == 0) {
+        if (!t.host_ok && t.dns_name[0]) {
+          /* Reach it by a name the certificate holds (that name must resolve to this listener). */
+          const char *port = strrchr(tls_url, ':');
+          char url[sizeof(tls_url)];
+          snprintf(url, sizeof(url), "https://%.*s%s", 120, t.dns_name, port);
+          memcpy(tls_url, url, sizeof(url));
+        }
+        if (!t.system_trusted && t.root_in_file) {
+          snprintf(cacert, sizeof(cacert), " --proxy-cacert %s", cfg->cert_file);
+        } else if (!t.system_trusted) {
+          snprintf(cacert, sizeof(cacert), " --proxy-cacert ISSUER-CA.pem");
+          snprintf(note, sizeof(note),
+                   "  (%s is not trusted by the system store and holds no root: ISSUER-CA.pem is the CA that "
+                   "issued it)\n", cfg->cert_file);
+        }
+      }
+    }
     fprintf(stderr, "  curl --proxy-http2 -x %s%s https://example.com/\n", tls_url, cacert);
     fprintf(stderr, "  curl -p -x %s%s https://example.com/\n", tls_url, cacert);
+    fputs(note, stderr);
   }
   if (tcp_url[0]) fprintf(stderr, "  curl -p -x %s https://example.com/\n", tcp_url);
   fprintf(stderr, "Health: /healthz, metrics: /metrics on any listener. Stop with Ctrl-C.\n");
