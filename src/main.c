@@ -31,6 +31,7 @@ struct app {
   int stops;                       /* signals received */
   uv_loop_t *loop;                 /* the main thread's loop: signals only */
   uv_signal_t sigint, sigterm;
+  uv_signal_t sigusr1;             /* reopen the access log (logrotate) */
 };
 
 static void worker_thread(void *arg) { worker_run(arg); }
@@ -46,6 +47,19 @@ static void on_signal(uv_signal_t *h, int signum) {
   for (int i = 0; i < app->nworkers; i++) worker_request_stop(&app->workers[i]);
   uv_close((uv_handle_t *)&app->sigint, NULL);
   uv_close((uv_handle_t *)&app->sigterm, NULL);
+}
+
+/* SIGUSR1: logrotate has moved the access log; lines go to a new file at the configured path. */
+static void on_sigusr1(uv_signal_t *h, int signum) {
+  struct app *app = h->data;
+  (void)signum;
+  if (!app->cfg->access_log[0]) return; /* stdout: nothing to reopen */
+  int r = log_reopen_access(app->cfg->access_log);
+  if (r)
+    log_error("SIGUSR1: cannot reopen the access log %s: %s (still writing to the old file)", app->cfg->access_log,
+              strerror(-r));
+  else
+    log_info("SIGUSR1: access log reopened: %s", app->cfg->access_log);
 }
 
 /* The URL a client on this machine uses for listener |l|: a wildcard address becomes loopback
@@ -130,7 +144,7 @@ int main(int argc, char **argv) {
 
   FILE *access = NULL;
   if (cfg->access_log[0]) {
-    access = fopen(cfg->access_log, "a");
+    access = fopen(cfg->access_log, "ae"); /* O_CLOEXEC */
     if (!access) {
       log_error("cannot open access log %s: %s", cfg->access_log, strerror(errno));
       return 1;
@@ -205,6 +219,10 @@ int main(int argc, char **argv) {
   app.sigint.data = app.sigterm.data = &app;
   uv_signal_start(&app.sigint, on_signal, SIGINT);
   uv_signal_start(&app.sigterm, on_signal, SIGTERM);
+  uv_signal_init(app.loop, &app.sigusr1);
+  app.sigusr1.data = &app;
+  uv_signal_start(&app.sigusr1, on_sigusr1, SIGUSR1);
+  uv_unref((uv_handle_t *)&app.sigusr1); /* caught while draining too, but keeps nothing running */
 
   for (int i = 0; i < app.nworkers; i++)
     CHECK(uv_thread_create(&app.workers[i].thread, worker_thread, &app.workers[i]) == 0);
@@ -212,6 +230,8 @@ int main(int argc, char **argv) {
   uv_run(app.loop, UV_RUN_DEFAULT);
   for (int i = 0; i < app.nworkers; i++) uv_thread_join(&app.workers[i].thread);
   for (int i = 0; i < app.nworkers; i++) worker_dispose(&app.workers[i]);
+  uv_close((uv_handle_t *)&app.sigusr1, NULL);
+  uv_run(app.loop, UV_RUN_DEFAULT); /* the close callback */
   uv_loop_close(app.loop);
   free(app.workers);
   free(app.metrics);
