@@ -278,6 +278,11 @@ static const struct opt opts[] = {
      NULL},
     {"proxy-protocol-timeout", T_DURATION, S_LISTEN, FIELD(pp_timeout_ms), "5s", 1, 0, 0, "T",
      "a trusted source's PROXY header must be complete within T (default 5s)", NULL},
+    {"drain-delay", T_DURATION, S_TIMEOUTS, FIELD(drain_delay_ms), "0", 0, 0, 0, "T",
+     "on SIGTERM/SIGINT, first answer /healthz with 503 for T while serving\n"
+     "everything as before, so that load balancers stop sending new\n"
+     "connections; then stop as --drain-timeout says (default 0)",
+     NULL},
 
     {"max-header-bytes", T_SIZE, S_LIMITS, FIELD(max_header_bytes), "32k", 1024, 1 << 20, 0, "N",
      "HTTP/1.1 request head size -> 431 (default 32k); also the\n"

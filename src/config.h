@@ -122,6 +122,7 @@ struct config {
   struct config_strlist pp_from;     /* trusted sources as given */
   struct access_nets *pp_trusted;    /* owned: built from |pp_from| by config_check; never NULL */
   uint64_t pp_timeout_ms;            /* the header must be complete within this */
+  uint64_t drain_delay_ms;           /* on SIGTERM: /healthz says 503 this long before the stop */
 
   char config_file[512];     /* --config / --check-config FILE; empty: none */
   int check_only;            /* --check-config: validate, print, exit */

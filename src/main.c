@@ -32,9 +32,21 @@ struct app {
   uv_loop_t *loop;                 /* the main thread's loop: signals only */
   uv_signal_t sigint, sigterm;
   uv_signal_t sigusr1;             /* reopen the access log (logrotate) */
+  uv_timer_t drain_delay;          /* --drain-delay: from the first signal to the stop */
 };
 
 static void worker_thread(void *arg) { worker_run(arg); }
+
+/* The stop proper: listeners close, front ends drain their tunnels until --drain-timeout. */
+static void stop_workers(struct app *app) {
+  log_info("stopping (draining tunnels for up to %llu ms)", (unsigned long long)app->cfg->drain_timeout_ms);
+  for (int i = 0; i < app->nworkers; i++) worker_request_stop(&app->workers[i]);
+  uv_close((uv_handle_t *)&app->sigint, NULL);
+  uv_close((uv_handle_t *)&app->sigterm, NULL);
+  uv_close((uv_handle_t *)&app->drain_delay, NULL);
+}
+
+static void on_drain_delay(uv_timer_t *t) { stop_workers(t->data); }
 
 static void on_signal(uv_signal_t *h, int signum) {
   struct app *app = h->data;
@@ -42,11 +54,16 @@ static void on_signal(uv_signal_t *h, int signum) {
     log_warn("second signal: exiting now");
     _exit(1);
   }
-  log_info("signal %d: stopping (draining tunnels for up to %llu ms)", signum,
-           (unsigned long long)app->cfg->drain_timeout_ms);
-  for (int i = 0; i < app->nworkers; i++) worker_request_stop(&app->workers[i]);
-  uv_close((uv_handle_t *)&app->sigint, NULL);
-  uv_close((uv_handle_t *)&app->sigterm, NULL);
+  if (app->cfg->drain_delay_ms == 0) {
+    log_info("signal %d", signum);
+    stop_workers(app);
+    return;
+  }
+  /* Behind a load balancer: fail its health checks first, keep serving until it has noticed. */
+  log_info("signal %d: /healthz answers 503 for --drain-delay %llu ms, then stopping", signum,
+           (unsigned long long)app->cfg->drain_delay_ms);
+  for (int i = 0; i < app->nworkers; i++) worker_request_drain(&app->workers[i]);
+  uv_timer_start(&app->drain_delay, on_drain_delay, app->cfg->drain_delay_ms, 0);
 }
 
 /* SIGUSR1: logrotate has moved the access log; lines go to a new file at the configured path. */
@@ -219,6 +236,8 @@ int main(int argc, char **argv) {
   app.sigint.data = app.sigterm.data = &app;
   uv_signal_start(&app.sigint, on_signal, SIGINT);
   uv_signal_start(&app.sigterm, on_signal, SIGTERM);
+  uv_timer_init(app.loop, &app.drain_delay);
+  app.drain_delay.data = &app;
   uv_signal_init(app.loop, &app.sigusr1);
   app.sigusr1.data = &app;
   uv_signal_start(&app.sigusr1, on_sigusr1, SIGUSR1);
