@@ -33,6 +33,17 @@ int config_parse_listener(const char *s, struct config_listener *out) {
   memset(out, 0, sizeof(*out));
   if (strlen(s) >= sizeof(out->text)) return -EINVAL; /* the text is kept whole, for logs */
   memcpy(out->text, s, strlen(s) + 1);
+  /* Per-listener flags follow the address like a URL query. */
+  static const char pp_flag[] = "?proxy-protocol";
+  char url[sizeof(out->text)];
+  memcpy(url, s, strlen(s) + 1);
+  char *q = strchr(url, '?');
+  if (q) {
+    if (strcmp(q, pp_flag) != 0) return -EINVAL;
+    out->proxy_protocol = 1;
+    *q = '\0';
+  }
+  s = url;
   const char *rest;
   if (strncmp(s, "tls://", 6) == 0) {
     out->tls = 1;
@@ -256,6 +267,23 @@ static const struct opt opts[] = {
      "(default 30s)",
      NULL},
 
+    /* PROXY protocol (src/proxyproto.h; listeners marked ?proxy-protocol) */
+    {"proxy-protocol-from", T_NETS, S_LISTEN, NOFIELD, NULL, 0, 0, F_REPEAT, "SPEC",
+     "sources trusted to send a PROXY protocol v1/v2 header on listeners\n"
+     "marked ?proxy-protocol (tcp://0.0.0.0:8080?proxy-protocol): a CIDR,\n"
+     "an address or a class name. Repeatable. From them the header is\n"
+     "required and its client address is the one rules, limits, logs and\n"
+     "metrics see; from anyone else a header is refused and logged, and\n"
+     "a connection without one is served as usual.",
+     NULL},
+    {"proxy-protocol-timeout", T_DURATION, S_LISTEN, FIELD(pp_timeout_ms), "5s", 1, 0, 0, "T",
+     "a trusted source's PROXY header must be complete within T (default 5s)", NULL},
+    {"drain-delay", T_DURATION, S_TIMEOUTS, FIELD(drain_delay_ms), "0", 0, 0, 0, "T",
+     "on SIGTERM/SIGINT, first answer /healthz with 503 for T while serving\n"
+     "everything as before, so that load balancers stop sending new\n"
+     "connections; then stop as --drain-timeout says (default 0)",
+     NULL},
+
     {"max-header-bytes", T_SIZE, S_LIMITS, FIELD(max_header_bytes), "32k", 1024, 1 << 20, 0, "N",
      "HTTP/1.1 request head size -> 431 (default 32k); also the\n"
      "largest WebSocket backend Upgrade request (else 431) and\n"
@@ -363,8 +391,13 @@ static void strlist_clear(struct config_strlist *l) {
   l->n = 0;
 }
 
-static struct config_strlist *nets_list(struct config *cfg, const struct opt *o) {
+static const struct config_strlist *nets_list_c(const struct config *cfg, const struct opt *o) {
+  if (strcmp(o->name, "proxy-protocol-from") == 0) return &cfg->pp_from;
   return strcmp(o->name, "allow-net") == 0 ? &cfg->allow_nets : &cfg->deny_nets;
+}
+
+static struct config_strlist *nets_list(struct config *cfg, const struct opt *o) {
+  return (struct config_strlist *)nets_list_c(cfg, o);
 }
 
 /* Empties a list option before a new source gives the whole list. */
@@ -451,7 +484,7 @@ static int apply_text(struct config *cfg, const struct opt *o, const char *v, ch
       return -EINVAL;
     }
     if (config_parse_listener(v, &cfg->listeners[cfg->nlisteners])) {
-      snprintf(why, whycap, "not tls://ADDR:PORT or tcp://ADDR:PORT");
+      snprintf(why, whycap, "not tls://ADDR:PORT or tcp://ADDR:PORT (optionally ?proxy-protocol)");
       return -EINVAL;
     }
     cfg->nlisteners++;
@@ -504,6 +537,7 @@ void config_init(struct config *cfg) {
   memset(cfg, 0, sizeof(*cfg));
   cfg->policy = policy_new();
   cfg->access = access_new();
+  cfg->pp_trusted = xcalloc(1, sizeof(*cfg->pp_trusted));
   for (size_t i = 0; i < ARRAY_SIZE(opts); i++) {
     char why[160];
     if (opts[i].def) CHECK(apply_text(cfg, &opts[i], opts[i].def, why, sizeof(why)) == 0);
@@ -517,6 +551,10 @@ void config_dispose(struct config *cfg) {
   cfg->access = NULL;
   strlist_clear(&cfg->allow_nets);
   strlist_clear(&cfg->deny_nets);
+  strlist_clear(&cfg->pp_from);
+  if (cfg->pp_trusted) access_nets_dispose(cfg->pp_trusted);
+  free(cfg->pp_trusted);
+  cfg->pp_trusted = NULL;
 }
 
 /* ---- the file ------------------------------------------------------------------------------ */
@@ -625,6 +663,17 @@ int config_check(struct config *cfg, struct cfgfile_err *err) {
   for (size_t i = 0; i < cfg->deny_nets.n; i++) CHECK(policy_deny_net(p, cfg->deny_nets.v[i]) == 0);
   policy_free(cfg->policy);
   cfg->policy = p;
+
+  access_nets_dispose(cfg->pp_trusted);
+  for (size_t i = 0; i < cfg->pp_from.n; i++) {
+    const char *why;
+    if (access_nets_add(cfg->pp_trusted, cfg->pp_from.v[i], 1, &why))
+      return check_fail(cfg, err, "proxy-protocol-from", "proxy-protocol-from: '%s': %s", cfg->pp_from.v[i], why);
+  }
+  for (int i = 0; i < cfg->nlisteners; i++)
+    if (cfg->listeners[i].proxy_protocol && cfg->pp_from.n == 0)
+      return check_fail(cfg, err, "listen", "listener %s: ?proxy-protocol needs proxy-protocol-from (the load "
+                        "balancers trusted to send the header)", cfg->listeners[i].text);
   return 0;
 }
 
@@ -825,7 +874,7 @@ static void print_value(const struct config *cfg, const struct opt *o, FILE *out
   case T_LISTENERS:
   case T_NETS:
   case T_WS_ROUTES: {
-    const struct config_strlist *l = strcmp(o->name, "allow-net") == 0 ? &cfg->allow_nets : &cfg->deny_nets;
+    const struct config_strlist *l = nets_list_c(cfg, o);
     int n = o->type == T_LISTENERS ? cfg->nlisteners : o->type == T_NETS ? (int)l->n : cfg->nws_routes;
     fputc('[', out);
     for (int i = 0; i < n; i++) {
