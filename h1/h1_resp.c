@@ -17,15 +17,17 @@ size_t h1_resp_head(char *buf, size_t cap, int status, const char *content_type,
   return (n > 0 && (size_t)n < cap) ? (size_t)n : 0;
 }
 
-size_t h1_resp_error(char *buf, size_t cap, int status, const char *proxy_status, const char *body) {
+size_t h1_resp_error(char *buf, size_t cap, int status, const char *proxy_status, const char *body,
+                     const struct px_header *extra, size_t nextra, int keep_alive) {
   struct strbuf sb;
   strbuf_init_fixed(&sb, buf, cap);
   strbuf_printf(&sb, "HTTP/1.1 %d %s\r\n", status, http_reason(status));
   if (proxy_status && proxy_status[0]) strbuf_printf(&sb, "Proxy-Status: %s\r\n", proxy_status);
+  for (size_t i = 0; i < nextra; i++) strbuf_printf(&sb, "%s: %s\r\n", extra[i].name, extra[i].value);
   strbuf_printf(&sb,
                 "Content-Type: text/plain; charset=utf-8\r\nContent-Length: %zu\r\n"
-                "Cache-Control: no-store\r\nConnection: close\r\n\r\n%s",
-                strlen(body), body);
+                "Cache-Control: no-store\r\n%s\r\n%s",
+                strlen(body), keep_alive ? "" : "Connection: close\r\n", body);
   return sb.overflow ? 0 : sb.len;
 }
 
