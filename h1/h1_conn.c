@@ -10,8 +10,9 @@
  *              |               | bad input, absolute-form -> refused by the request path, CLOSED
  *   DIALING    | nothing       | answer_ok    -> "200 Connection Established" (or 101), TUNNEL
  *              |               | answer_error -> 4xx/5xx with Proxy-Status, CLOSED (RFC 9931);
- *              |               |   but a 407 with no bytes after the head -> HEAD (keep-alive:
- *              |               |   the client retries with credentials on this connection)
+ *              |               |   a 407 too: bytes after a rejected head may still be in flight
+ *              |               |   and are the tunnel's, never a next request (H1C-09); curl
+ *              |               |   reconnects to answer the challenge
  *   TUNNEL     | the tunnel    | the conn is an endpoint (h1 ep) of the tunnel
  *   CLOSED     | nothing       | the conn is flushing and closing
  *
@@ -38,7 +39,6 @@ struct h1_conn {
   enum h1_state state;
   uint64_t start_ms;        /* loop time the current request began */
   struct px_request *rq;    /* the request being decided (DIALING), or NULL */
-  int early;                /* DIALING: client bytes followed the head */
   struct tun_ep ep;         /* this connection as a tunnel side */
 };
 
@@ -86,26 +86,14 @@ static int px_answer_ok(void *fe, const struct px_outcome *out) {
 
 static void px_answer_error(void *fe, const struct px_outcome *out) {
   struct h1_conn *h = fe;
-  struct conn *c = h->c;
-  char buf[1024];
-  /* A 407 is a challenge, not a refusal: when nothing followed the head, the next bytes can only
-   * be the client's next request (with credentials: curl sends it on the same connection). */
-  int keep = out->status == 407 && !h->early && h->req.head.minor == 1 && !c->w->stopping;
-  size_t n = h1_resp_error(buf, sizeof(buf), out->status, out->proxy_status, out->body, out->extra, out->nextra, keep);
+  char buf[1536];
+  size_t n = h1_resp_error(buf, sizeof(buf), out->status, out->proxy_status, out->body, out->extra, out->nextra);
   h->rq = NULL;
-  conn_write_copy(c, buf, n);
-  if (keep) {
-    struct h1_req_limits limits = h->req.limits;
-    h1_req_dispose(&h->req);
-    h1_req_init(&h->req, &limits);
-    h->state = H1_HEAD;
-    conn_set_timer(c, c->w->cfg->header_timeout_ms);
-    conn_read_start(c);
-    return;
-  }
   h->state = H1_CLOSED;
-  /* After a rejected request nothing more is parsed from this connection (RFC 9931). */
-  conn_close(c);
+  conn_write_copy(h->c, buf, n);
+  /* After a rejected request nothing more is parsed from this connection (RFC 9931), a 407
+   * included (see the state table). */
+  conn_close(h->c);
 }
 
 /* ---- requests ---- */
@@ -138,7 +126,6 @@ static void start_request(struct h1_conn *h, struct buf_chunk *rest) {
     rest = NULL;
   }
   rq->early = rest;
-  h->early = rest != NULL;
   h->state = H1_DIALING;
   conn_read_stop(c);
   conn_set_timer(c, 0);

@@ -18,7 +18,7 @@ size_t h1_resp_head(char *buf, size_t cap, int status, const char *content_type,
 }
 
 size_t h1_resp_error(char *buf, size_t cap, int status, const char *proxy_status, const char *body,
-                     const struct px_header *extra, size_t nextra, int keep_alive) {
+                     const struct px_header *extra, size_t nextra) {
   struct strbuf sb;
   strbuf_init_fixed(&sb, buf, cap);
   strbuf_printf(&sb, "HTTP/1.1 %d %s\r\n", status, http_reason(status));
@@ -26,8 +26,8 @@ size_t h1_resp_error(char *buf, size_t cap, int status, const char *proxy_status
   for (size_t i = 0; i < nextra; i++) strbuf_printf(&sb, "%s: %s\r\n", extra[i].name, extra[i].value);
   strbuf_printf(&sb,
                 "Content-Type: text/plain; charset=utf-8\r\nContent-Length: %zu\r\n"
-                "Cache-Control: no-store\r\n%s\r\n%s",
-                strlen(body), keep_alive ? "" : "Connection: close\r\n", body);
+                "Cache-Control: no-store\r\nConnection: close\r\n\r\n%s",
+                strlen(body), body);
   return sb.overflow ? 0 : sb.len;
 }
 

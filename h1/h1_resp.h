@@ -7,12 +7,11 @@
 
 struct px_header;
 
-/* Writes a complete error response (head + |body| as text/plain) into |buf|, with a Proxy-Status
- * field when |proxy_status| is non-empty, the |nextra| extra fields (Proxy-Authenticate,
- * Retry-After), and Connection: close unless |keep_alive|. Returns the length, or 0 if |cap| is
- * too small. */
+/* Writes a complete error response (head + |body| as text/plain, Connection: close) into |buf|,
+ * with a Proxy-Status field when |proxy_status| is non-empty and the |nextra| extra fields
+ * (Proxy-Authenticate, Retry-After). Returns the length, or 0 if |cap| is too small. */
 size_t h1_resp_error(char *buf, size_t cap, int status, const char *proxy_status, const char *body,
-                     const struct px_header *extra, size_t nextra, int keep_alive);
+                     const struct px_header *extra, size_t nextra);
 
 /* Writes the head that opens a tunnel: "200 Connection Established", or with |upgrade| "101
  * Switching Protocols" with Connection: Upgrade and Upgrade: |upgrade|; then the |nextra| extra
