@@ -11,6 +11,7 @@
 #include <stdatomic.h>
 #include <string.h>
 
+#include "src/metrics.h"
 #include "src/users.h"
 #include "src/util.h"
 
@@ -102,6 +103,7 @@ static void verify_work(uv_work_t *req) {
 static void verify_done(uv_work_t *req, int status) {
   struct auth_verify *v = container_of(req, struct auth_verify, work);
   v->cache->pending--;
+  if (v->cache->metrics) METRIC_SUB(v->cache->metrics, auth_checks_pending, 1);
   if (!v->cancelled) {
     int r = status == 0 ? v->result : -ENOMEM;
     const struct users_entry *e = r == 0 ? users_find(v->users, v->cred.user) : NULL;
@@ -121,6 +123,7 @@ struct auth_verify *auth_verify_start(uv_loop_t *loop, struct auth_cache *cache,
   v->arg = arg;
   CHECK(uv_queue_work(loop, &v->work, verify_work, verify_done) == 0);
   cache->pending++;
+  if (cache->metrics) METRIC_ADD(cache->metrics, auth_checks_pending, 1);
   return v;
 }
 

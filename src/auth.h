@@ -27,6 +27,7 @@
 
 #include "src/credentials.h"
 
+struct metrics;
 struct users;
 struct users_entry;
 
@@ -48,6 +49,7 @@ struct auth_cache {
   size_t nbuckets;
   uint64_t ttl_ms;
   size_t pending;                 /* verifications queued or running for this worker */
+  struct metrics *metrics;        /* borrowed, may be NULL: the worker's (auth_checks_pending) */
 };
 #define AUTH_CACHE_WAYS 4
 

@@ -70,6 +70,7 @@ size_t metrics_render(const struct metrics *const *all, size_t nw, char *buf, si
     for (int a = 0; a < AUTH_OK_COUNT; a++) ACC(auth_ok[a]);
     for (int a = 0; a < AUTH_FAIL_COUNT; a++) ACC(auth_fail[a]);
     ACC(auth_bans);
+    ACC(auth_checks_pending);
   }
 #undef ACC
   head(&o, "h2tunnel_connections_accepted_total", "counter", "Client connections accepted.");
@@ -144,5 +145,7 @@ size_t metrics_render(const struct metrics *const *all, size_t nw, char *buf, si
   }
   head(&o, "h2tunnel_auth_bans_total", "counter", "Client addresses banned after too many failed logins.");
   put(&o, "h2tunnel_auth_bans_total", NULL, LOAD(sum.auth_bans));
+  head(&o, "h2tunnel_auth_checks_pending", "gauge", "Password checks queued or running on the thread pool.");
+  put(&o, "h2tunnel_auth_checks_pending", NULL, LOAD(sum.auth_checks_pending));
   return o.len;
 }

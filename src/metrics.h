@@ -58,6 +58,7 @@ struct metrics {
   _Atomic uint64_t auth_ok[AUTH_OK_COUNT];
   _Atomic uint64_t auth_fail[AUTH_FAIL_COUNT];
   _Atomic uint64_t auth_bans;          /* addresses banned after too many failures */
+  _Atomic uint64_t auth_checks_pending; /* password checks queued or running (gauge) */
 };
 
 /* Single-writer add: no locked instruction on the data path. */

@@ -217,7 +217,10 @@ int worker_init(struct worker *w, int id, const struct config *cfg, SSL_CTX *ctx
     return r;
   }
   const struct access_auth *au = &cfg->access->auth;
-  if (au->users) w->auth_cache = auth_cache_new((size_t)au->cache_size, au->cache_ttl_ms);
+  if (au->users) {
+    w->auth_cache = auth_cache_new((size_t)au->cache_size, au->cache_ttl_ms);
+    w->auth_cache->metrics = &w->metrics;
+  }
   for (int i = 0; i < cfg->nlisteners; i++) {
     r = listener_open(w, &w->listeners[i], &cfg->listeners[i]);
     w->nlisteners = i + 1;
