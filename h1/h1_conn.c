@@ -52,7 +52,7 @@ static void answer_local(struct h1_conn *h) {
   struct conn *c = h->c;
   const char *method = h->req.head.method;
   struct local_resp r;
-  local_handle(c->w, method, h->req.target, &r);
+  local_handle(c->w, c->listener, method, h->req.target, &r);
   int close = !h->req.head.keep_alive || c->w->stopping;
   char head[512];
   size_t n = h1_resp_head(head, sizeof(head), r.status, r.content_type, r.body_len, close);

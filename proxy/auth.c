@@ -8,7 +8,6 @@
 #include <stdio.h>
 #include <string.h>
 
-#include "proxy/request.h"
 #include "src/access.h"
 #include "src/config.h"
 #include "src/credentials.h"
@@ -81,51 +80,51 @@ static int cert_name(X509 *x, char *out, size_t cap) {
   return r;
 }
 
-void px_auth_set_cert(struct px_request *rq, void *ssl_) {
+void px_auth_set_cert(struct px_auth *a, const struct config *cfg, void *ssl_) {
   SSL *ssl = ssl_;
-  rq->auth.cert_user[0] = '\0';
-  if (!ssl || !rq->cfg->access->auth.client_ca) return;
+  a->cert_user[0] = '\0';
+  if (!ssl || !cfg->access->auth.client_ca) return;
   X509 *x = SSL_get0_peer_certificate(ssl);
   if (!x || SSL_get_verify_result(ssl) != X509_V_OK) return;
-  char name[sizeof(rq->auth.cert_user)];
+  char name[sizeof(a->cert_user)];
   if (cert_name(x, name, sizeof(name)) != 0) return;
   for (const char *p = name; *p; p++)
     if ((unsigned char)*p < 0x20 || *p == 0x7f) return; /* not a name we would log or match */
-  memcpy(rq->auth.cert_user, name, strlen(name) + 1);
+  memcpy(a->cert_user, name, strlen(name) + 1);
 }
 
 /* ---- the decision -------------------------------------------------------------------------------- */
 
-static enum px_auth_verdict pass(struct px_request *rq, const char *user, enum auth_ok how) {
-  rq->out.user = user;
-  METRIC_ADD(&rq->w->metrics, auth_ok[how], 1);
+static enum px_auth_verdict pass(struct px_auth *a, const char *user, enum auth_ok how) {
+  a->user = user;
+  METRIC_ADD(&a->w->metrics, auth_ok[how], 1);
   return PX_AUTH_PASS;
 }
 
-static enum px_auth_verdict refuse(struct px_request *rq, enum pxerr err, const char *detail, enum auth_fail why) {
-  struct px_outcome *o = &rq->out;
-  rq->auth.err = err;
-  rq->auth.detail = detail;
-  METRIC_ADD(&rq->w->metrics, auth_fail[why], 1);
-  if (err == PXERR_AUTH_REQUIRED && o->nextra < PX_EXTRA_MAX) {
+static enum px_auth_verdict refuse(struct px_auth *a, enum pxerr err, const char *detail, enum auth_fail why) {
+  a->err = err;
+  a->detail = detail;
+  METRIC_ADD(&a->w->metrics, auth_fail[why], 1);
+  if (err == PXERR_AUTH_REQUIRED) {
     /* RFC 7617 §2.1: the charset parameter says the server expects UTF-8 user-pass. The realm
      * was checked at load (printable ASCII, no '"' or '\\'). */
-    snprintf(rq->auth.challenge, sizeof(rq->auth.challenge), "Basic realm=\"%s\", charset=\"UTF-8\"",
-             rq->cfg->access->auth.realm);
-    o->extra[o->nextra++] = (struct px_header){"proxy-authenticate", rq->auth.challenge};
+    snprintf(a->challenge, sizeof(a->challenge), "Basic realm=\"%s\", charset=\"UTF-8\"",
+             a->cfg->access->auth.realm);
+    a->hdr_name = "proxy-authenticate";
+    a->hdr_value = a->challenge;
   }
   return PX_AUTH_REFUSE;
 }
 
 /* A failed attempt from the client's address; the ban it may start is logged once. */
-static void count_failure(struct px_request *rq) {
-  const struct access_auth *au = &rq->cfg->access->auth;
-  struct worker *w = rq->w;
-  if (auth_guard_fail(w->auth_guard, (const struct sockaddr *)&rq->client_addr, uv_now(&w->loop),
+static void count_failure(struct px_auth *a) {
+  const struct access_auth *au = &a->cfg->access->auth;
+  struct worker *w = a->w;
+  if (auth_guard_fail(w->auth_guard, (const struct sockaddr *)a->client_addr, uv_now(&w->loop),
                       au->max_failures, au->failure_window_ms, au->ban_ms)) {
     METRIC_ADD(&w->metrics, auth_bans, 1);
     char addr[64];
-    snprintf(addr, sizeof(addr), "%s", rq->client);
+    snprintf(addr, sizeof(addr), "%s", a->client);
     char *colon = strrchr(addr, ':'); /* "addr:port": the ban is on the address */
     if (colon) *colon = '\0';
     log_warn("auth: %s banned for %llu s after %llu failed logins within %llu s", addr,
@@ -135,73 +134,76 @@ static void count_failure(struct px_request *rq) {
 }
 
 static void on_verified(void *arg, int result, const struct users_entry *user) {
-  struct px_request *rq = arg;
-  struct worker *w = rq->w;
-  rq->auth.verify = NULL;
+  struct px_auth *a = arg;
+  struct worker *w = a->w;
+  a->verify = NULL;
   enum px_auth_verdict v;
   if (result == 0 && user) {
-    auth_cache_put(w->auth_cache, rq->cfg->access->auth.users, rq->auth.digest, user, uv_now(&w->loop));
-    v = pass(rq, user->name, AUTH_OK_PASSWORD);
+    auth_cache_put(w->auth_cache, a->cfg->access->auth.users, a->digest, user, uv_now(&w->loop));
+    v = pass(a, user->name, AUTH_OK_PASSWORD);
   } else if (result == -EACCES || result == -EINVAL) {
-    count_failure(rq);
-    v = refuse(rq, PXERR_AUTH_REQUIRED, "invalid credentials", AUTH_FAIL_INVALID);
+    count_failure(a);
+    v = refuse(a, PXERR_AUTH_REQUIRED, "invalid credentials", AUTH_FAIL_INVALID);
   } else {
-    v = refuse(rq, PXERR_INTERNAL, "password check failed", AUTH_FAIL_BUSY);
+    v = refuse(a, PXERR_INTERNAL, "password check failed", AUTH_FAIL_BUSY);
   }
-  rq->auth.done(rq, v);
+  a->done(a->done_arg, v);
 }
 
-enum px_auth_verdict px_auth_check(struct px_request *rq, px_auth_done done) {
-  const struct access_auth *au = &rq->cfg->access->auth;
-  struct worker *w = rq->w;
-  const struct sockaddr *sa = (const struct sockaddr *)&rq->client_addr;
-  rq->out.user = NULL;
+enum px_auth_verdict px_auth_check(struct px_auth *a, px_auth_done done, void *arg) {
+  const struct access_auth *au = &a->cfg->access->auth;
+  struct worker *w = a->w;
+  const struct sockaddr *sa = (const struct sockaddr *)a->client_addr;
+  a->user = NULL;
+  a->hdr_name = a->hdr_value = NULL;
   if (!nets_empty(&au->allowed_client_nets) && !nets_contain(&au->allowed_client_nets, sa))
-    return refuse(rq, PXERR_CLIENT_DENIED, "client address not allowed", AUTH_FAIL_CLIENT_NET);
+    return refuse(a, PXERR_CLIENT_DENIED, "client address not allowed", AUTH_FAIL_CLIENT_NET);
   if (!au->users && !au->client_ca) return PX_AUTH_PASS; /* no authentication configured */
-  if (rq->auth.cert_user[0]) return pass(rq, rq->auth.cert_user, AUTH_OK_CERT);
+  if (a->cert_user[0]) return pass(a, a->cert_user, AUTH_OK_CERT);
   uint64_t now = uv_now(&w->loop);
   uint64_t left = auth_guard_banned(w->auth_guard, sa, now);
   if (left) {
-    struct px_outcome *o = &rq->out;
-    snprintf(rq->auth.retry_after, sizeof(rq->auth.retry_after), "%llu", (unsigned long long)((left + 999) / 1000));
-    if (o->nextra < PX_EXTRA_MAX) o->extra[o->nextra++] = (struct px_header){"retry-after", rq->auth.retry_after};
-    return refuse(rq, PXERR_AUTH_BANNED, "too many failed logins from this address", AUTH_FAIL_BANNED);
+    snprintf(a->retry_after, sizeof(a->retry_after), "%llu", (unsigned long long)((left + 999) / 1000));
+    refuse(a, PXERR_AUTH_BANNED, "too many failed logins from this address", AUTH_FAIL_BANNED);
+    a->hdr_name = "retry-after";
+    a->hdr_value = a->retry_after;
+    return PX_AUTH_REFUSE;
   }
   int no_auth = nets_contain(&au->no_auth_nets, sa);
-  if (!rq->credentials || !au->users) {
-    if (no_auth) return pass(rq, NULL, AUTH_OK_NO_AUTH_NET);
-    if (!au->users) return refuse(rq, PXERR_CLIENT_DENIED, "a client certificate is required", AUTH_FAIL_CERT_REQUIRED);
-    return refuse(rq, PXERR_AUTH_REQUIRED, "proxy authentication required", AUTH_FAIL_MISSING);
+  if (!a->credentials || !au->users) {
+    if (no_auth) return pass(a, NULL, AUTH_OK_NO_AUTH_NET);
+    if (!au->users) return refuse(a, PXERR_CLIENT_DENIED, "a client certificate is required", AUTH_FAIL_CERT_REQUIRED);
+    return refuse(a, PXERR_AUTH_REQUIRED, "proxy authentication required", AUTH_FAIL_MISSING);
   }
   /* Credentials given are checked, from no-auth-nets too: they name the user. */
-  size_t len = strlen(rq->credentials);
+  size_t len = strlen(a->credentials);
   struct credentials cred;
   const char *why = NULL;
-  enum credentials_status st = credentials_parse(rq->credentials, len, &cred, &why);
+  enum credentials_status st = credentials_parse(a->credentials, len, &cred, &why);
   if (st != CREDENTIALS_OK) {
-    count_failure(rq);
-    return refuse(rq, PXERR_AUTH_REQUIRED, st == CREDENTIALS_OTHER_SCHEME ? "only the Basic scheme is supported" : why,
+    count_failure(a);
+    return refuse(a, PXERR_AUTH_REQUIRED, st == CREDENTIALS_OTHER_SCHEME ? "only the Basic scheme is supported" : why,
                   st == CREDENTIALS_OTHER_SCHEME ? AUTH_FAIL_SCHEME : AUTH_FAIL_MALFORMED);
   }
-  auth_cache_digest(w->auth_cache, rq->credentials, len, rq->auth.digest);
-  const struct users_entry *e = auth_cache_get(w->auth_cache, au->users, rq->auth.digest, now);
+  auth_cache_digest(w->auth_cache, a->credentials, len, a->digest);
+  const struct users_entry *e = auth_cache_get(w->auth_cache, au->users, a->digest, now);
   if (e) {
     credentials_wipe(&cred);
-    return pass(rq, e->name, AUTH_OK_CACHED);
+    return pass(a, e->name, AUTH_OK_CACHED);
   }
   if (w->auth_cache->pending >= au->max_pending) {
     credentials_wipe(&cred);
-    return refuse(rq, PXERR_LIMIT, "too many password checks in progress", AUTH_FAIL_BUSY);
+    return refuse(a, PXERR_LIMIT, "too many password checks in progress", AUTH_FAIL_BUSY);
   }
-  rq->auth.done = done;
-  rq->auth.verify = auth_verify_start(&w->loop, w->auth_cache, au->users, &cred, on_verified, rq);
+  a->done = done;
+  a->done_arg = arg;
+  a->verify = auth_verify_start(&w->loop, w->auth_cache, au->users, &cred, on_verified, a);
   credentials_wipe(&cred);
   return PX_AUTH_PENDING;
 }
 
-void px_auth_cancel(struct px_request *rq) {
-  if (!rq->auth.verify) return;
-  auth_verify_cancel(rq->auth.verify);
-  rq->auth.verify = NULL;
+void px_auth_cancel(struct px_auth *a) {
+  if (!a->verify) return;
+  auth_verify_cancel(a->verify);
+  a->verify = NULL;
 }

@@ -67,7 +67,7 @@ void px_request_set_client(struct px_request *rq, struct conn *c) {
     rq->client_addr.ss_family = AF_UNSPEC;
   set_text(rq->client, sizeof(rq->client), c->peer);
   rq->listener = c->listener;
-  px_auth_set_cert(rq, c->x.ssl);
+  px_auth_set_cert(&rq->auth, rq->cfg, c->x.ssl);
 }
 
 static void request_free(struct px_request *rq) {
@@ -310,12 +310,22 @@ static int interpret(struct px_request *rq) {
 
 static void admitted(struct px_request *rq);
 
+/* Authentication's answer goes into the outcome: who, or the header of the refusal. */
+static int auth_verdict(struct px_request *rq, enum px_auth_verdict v) {
+  struct px_outcome *o = &rq->out;
+  o->user = rq->auth.user;
+  if (v != PX_AUTH_REFUSE) return 0;
+  if (rq->auth.hdr_name) o->extra[o->nextra++] = (struct px_header){rq->auth.hdr_name, rq->auth.hdr_value};
+  fail(rq, rq->auth.err, rq->auth.detail);
+  return -1;
+}
+
 /* The password check ended (from the loop). */
-static void on_auth(struct px_request *rq, enum px_auth_verdict v) {
+static void on_auth(void *arg, enum px_auth_verdict v) {
+  struct px_request *rq = arg;
   rq->phase = PX_NEW;
-  if (v != PX_AUTH_PASS)
-    fail(rq, rq->auth.err, rq->auth.detail);
-  else if (rq->w->stopping)
+  if (auth_verdict(rq, v) != 0) return;
+  if (rq->w->stopping)
     fail(rq, PXERR_SHUTTING_DOWN, "proxy is shutting down");
   else
     admitted(rq);
@@ -329,17 +339,22 @@ void px_request_start(struct px_request *rq) {
     fail(rq, PXERR_SHUTTING_DOWN, "proxy is shutting down");
     return;
   }
-  switch (px_auth_check(rq, on_auth)) {
-  case PX_AUTH_PASS:
-    break;
-  case PX_AUTH_REFUSE:
-    fail(rq, rq->auth.err, rq->auth.detail);
+  if (rq->listener && rq->listener->admin) {
+    fail(rq, PXERR_CLIENT_DENIED, "the admin listener serves /healthz and /metrics only");
     return;
-  case PX_AUTH_PENDING:
+  }
+  struct px_auth *a = &rq->auth;
+  a->w = w;
+  a->cfg = rq->cfg;
+  a->client_addr = &rq->client_addr;
+  a->client = rq->client;
+  a->credentials = rq->credentials;
+  enum px_auth_verdict v = px_auth_check(a, on_auth, rq);
+  if (v == PX_AUTH_PENDING) {
     rq->phase = PX_AUTHENTICATING;
     return;
   }
-  admitted(rq);
+  if (auth_verdict(rq, v) == 0) admitted(rq);
 }
 
 /* Past admission: the rest of the decision, and the upstream. */
@@ -386,7 +401,7 @@ static void admitted(struct px_request *rq) {
 }
 
 void px_request_cancel(struct px_request *rq) {
-  px_auth_cancel(rq);
+  px_auth_cancel(&rq->auth);
   if (rq->dialer) dialer_cancel(rq->dialer);
   if (rq->res) resolve_cancel(rq->res);
   if (rq->ws_up) ws_upgrade_cancel(rq->ws_up);

@@ -112,6 +112,25 @@ def connect_raw(port, target, auth=None, source="127.0.0.1", extra=b""):
         return H.parse_response(head + rest), eof
 
 
+class AuthProxy(H.Proxy):
+    """With authentication on, /metrics is served on the admin listener only (?admin)."""
+
+    def __init__(self, config, workers):
+        self.admin_port = H.free_port()
+        super().__init__(["--config", config, "--listen", "tcp://127.0.0.1:%d?admin" % self.admin_port],
+                         workers=workers)
+
+    def metrics(self):
+        r = H.http_get(self.admin_port, "/metrics")
+        assert r.status == 200, r
+        out = {}
+        for ln in r.body.decode().splitlines():
+            if ln and not ln.startswith("#"):
+                k, _, v = ln.rpartition(" ")
+                out[k] = float(v)
+        return out
+
+
 class Base(unittest.TestCase):
     auth_yaml = ""
     workers = 1
@@ -123,7 +142,7 @@ class Base(unittest.TestCase):
         cls.extra_setup()
         cls.config = write_config(cls.dir, cls.auth_yaml)
         cls.echo = H.EchoOrigin()
-        cls.proxy = H.Proxy(["--config", cls.config], workers=cls.workers)
+        cls.proxy = AuthProxy(cls.config, cls.workers)
         cls.proxy.start()
 
     @classmethod
@@ -360,6 +379,24 @@ class BasicAuth(Base):
         self.proxy.wait_access_log(lambda r: r.get("user") == "bob" and r.get("status") == 200, timeout=60)
         bob_lines = [r for r in self.proxy.access_log() if r.get("user") == "bob"]
         self.assertEqual(len(bob_lines), 1, bob_lines)
+
+    def test_metrics_on_admin_listener_only(self):
+        """/metrics needs the admin listener once users authenticate (403 elsewhere, h1 and h2);
+        /healthz stays open for load balancers; the admin listener opens no tunnel."""
+        r = H.http_get(self.proxy.tcp_port, "/metrics")
+        self.assertEqual(r.status, 403, r)
+        self.assertEqual(H.http_get(self.proxy.tcp_port, "/healthz").status, 200)
+        self.assertEqual(H.http_get(self.proxy.admin_port, "/healthz").status, 200)
+        c = h2util.H2Client(self.proxy.tls_port, tls_ca=self.proxy.ca)
+        try:
+            self.assertEqual(c.wait_response(c.get("/metrics")).status, 403)
+            self.assertEqual(c.wait_response(c.get("/healthz")).status, 200)
+        finally:
+            c.close()
+        self.assertIn("h2tunnel_auth_failures_total", H.http_get(self.proxy.admin_port, "/metrics").body.decode())
+        resp, _ = connect_raw(self.proxy.admin_port, self.target, auth=basic("alice", "alice-pw"))
+        self.assertEqual(resp.status, 403, resp)
+        self.assertIn("admin listener", resp.header("proxy-status"))
 
     def test_metrics_and_no_secrets(self):
         """/metrics counts successes and failures by reason; no password in any log."""
