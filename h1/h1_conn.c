@@ -84,7 +84,7 @@ static int px_answer_ok(void *fe, const struct px_outcome *out) {
 static void px_answer_error(void *fe, const struct px_outcome *out) {
   struct h1_conn *h = fe;
   char buf[1024];
-  size_t n = h1_resp_error(buf, sizeof(buf), out->status, out->proxy_status, out->body);
+  size_t n = h1_resp_error_with(buf, sizeof(buf), out->status, out->proxy_status, out->extra, out->nextra, out->body);
   h->rq = NULL;
   h->state = H1_CLOSED;
   conn_write_copy(h->c, buf, n);

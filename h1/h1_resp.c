@@ -18,10 +18,16 @@ size_t h1_resp_head(char *buf, size_t cap, int status, const char *content_type,
 }
 
 size_t h1_resp_error(char *buf, size_t cap, int status, const char *proxy_status, const char *body) {
+  return h1_resp_error_with(buf, cap, status, proxy_status, NULL, 0, body);
+}
+
+size_t h1_resp_error_with(char *buf, size_t cap, int status, const char *proxy_status, const struct px_header *extra,
+                          size_t nextra, const char *body) {
   struct strbuf sb;
   strbuf_init_fixed(&sb, buf, cap);
   strbuf_printf(&sb, "HTTP/1.1 %d %s\r\n", status, http_reason(status));
   if (proxy_status && proxy_status[0]) strbuf_printf(&sb, "Proxy-Status: %s\r\n", proxy_status);
+  for (size_t i = 0; i < nextra; i++) strbuf_printf(&sb, "%s: %s\r\n", extra[i].name, extra[i].value);
   strbuf_printf(&sb,
                 "Content-Type: text/plain; charset=utf-8\r\nContent-Length: %zu\r\n"
                 "Cache-Control: no-store\r\nConnection: close\r\n\r\n%s",

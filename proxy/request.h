@@ -7,10 +7,12 @@
  *
  *   interpret  the target as requested: the CONNECT authority, the connect-udp URI template,
  *              the WebSocket route and backend                                  (400, 421)
- *   admission  the worker is stopping (503); the place for limits
+ *   admission  the worker is stopping (503); the rules on the name (403, proxy/rules.h); the
+ *              limits on tunnel counts and rates (429 with Retry-After, src/limits.h)
  *   [ws]       the backend Upgrade request is built from the client's fields      (400, 431)
  *   name       the policy on the name: the port, unless the backend is configured (403)
- *   resolve    DNS, then the policy on each address (403 destination_ip_prohibited, 502, 504)
+ *   resolve    DNS, then the rules still open and the policy on each address (403
+ *              destination_ip_prohibited, 502, 504)
  *   dial       TCP (RFC 8305 racing) / UDP (a connected socket) / WebSocket (TCP or TLS, then
  *              the backend's HTTP/1.1 Upgrade)                                   (502, 504)
  *   answer     ops->answer_ok in the front end's framing, then the tunnel starts between
@@ -60,6 +62,7 @@ struct buf_chunk;
 struct tun_ep;
 struct dialer;
 struct resolve;
+struct lim_ticket;
 
 #define PX_FRONT_MAP(XX) XX(H1, "h1") XX(H2, "h2")
 enum px_front {
@@ -94,7 +97,8 @@ struct px_outcome {
   enum pxerr err;                      /* PXERR_NONE on success and for a relayed refusal */
   const char *detail;                  /* static: Proxy-Status details and the log's; or NULL */
   int relayed;                         /* the status is the WebSocket backend's own refusal */
-  const struct access_rule *rule;      /* the rule that decided; NULL until rules are enforced */
+  const struct access_rule *rule;      /* the rule that decided (allow or deny), borrowed from the
+                                          config snapshot; NULL: no rule decided */
   const char *user;                    /* the authenticated user (borrowed from the config
                                           snapshot), set by authentication at admission; NULL:
                                           anonymous. Rules, limits and the log read it. */
@@ -166,6 +170,15 @@ struct px_request {
   struct dialer *dialer;                  /* DIALING */
   struct resolve *res;                    /* RESOLVING */
   struct ws_upgrade *ws_up;               /* UPGRADING (and NEW once built) */
+  /* Rules and limits (proxy/rules.h, src/limits.h): */
+  int port_opened;                        /* a rule with `ports` allowed: --allow-ports not checked */
+  int rules_by_addr;                      /* the rules decide per resolved address ... */
+  size_t rules_from;                      /* ... from this rule on */
+  const struct access_rule *addr_denied;  /* the rule that refused an address (for the count) */
+  char rule_detail[96];                   /* "denied by rule NAME": Proxy-Status details */
+  struct lim_ticket *ticket;              /* owned: the tunnel's hold on its limits, or NULL;
+                                             handed to the tunnel on success */
+  char retry_after[24];                   /* 429: the Retry-After value */
 };
 
 /* A request of |proto| arriving on |front|, answered through |ops| on |fe|. */

@@ -17,6 +17,7 @@
 #include "src/conn.h"
 #include "src/dns.h"
 #include "src/frontend.h"
+#include "src/limits.h"
 #include "src/log.h"
 #include "src/tls.h"
 #include "src/worker.h"
@@ -136,11 +137,13 @@ int main(int argc, char **argv) {
   if (app.nworkers < 1) app.nworkers = 1;
   app.workers = xcalloc((size_t)app.nworkers, sizeof(*app.workers));
   app.metrics = xcalloc((size_t)app.nworkers, sizeof(*app.metrics));
+  struct limits *limits = limits_new(cfg->access); /* shared by every worker */
   int failed = 0;
   int ninit = 0;
   for (int i = 0; i < app.nworkers && !failed; i++) {
     if (worker_init(&app.workers[i], i, cfg, ctx) != 0) failed = 1;
     app.workers[i].client_ssl_ctx = client_ctx;
+    app.workers[i].limits = limits;
     app.workers[i].frontends = &app.frontends;
     app.workers[i].conn_ops = &conn_worker_ops;
     ninit = i + 1;
@@ -152,6 +155,7 @@ int main(int argc, char **argv) {
   }
   if (failed) {
     for (int i = 0; i < ninit; i++) worker_dispose(&app.workers[i]);
+    limits_free(limits);
     return 1;
   }
 
@@ -171,6 +175,7 @@ int main(int argc, char **argv) {
   uv_loop_close(app.loop);
   free(app.workers);
   free(app.metrics);
+  limits_free(limits);
   SSL_CTX_free(ctx);
   SSL_CTX_free(client_ctx);
   dns_global_cleanup();

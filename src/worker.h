@@ -14,6 +14,7 @@
 #include "src/util.h"
 
 struct dns_resolver;
+struct limits;
 struct frontend_table;
 struct listener;
 struct worker;
@@ -83,6 +84,8 @@ struct worker {
                                              NULL in unit tests that accept nothing */
   struct buf_pool pool;
   struct dns_resolver *dns;           /* owned */
+  struct limits *limits;              /* borrowed: rules' and limits' shared state, the same for
+                                         every worker (thread-safe); NULL: no limits (unit tests) */
   struct metrics metrics;             /* written by this worker only */
   const struct metrics *const *all_metrics; /* borrowed: every worker's, for /metrics */
   size_t nworkers;
