@@ -95,7 +95,9 @@ struct px_header {
 struct px_outcome {
   int status;                          /* the HTTP status decided (success: 200) */
   enum pxerr err;                      /* PXERR_NONE on success and for a relayed refusal */
-  const char *detail;                  /* static: Proxy-Status details and the log's; or NULL */
+  const char *detail;                  /* Proxy-Status details and the log's, or NULL: static, or
+                                          (a rule's denial) text inside the request, valid
+                                          during the op like the strings below */
   int relayed;                         /* the status is the WebSocket backend's own refusal */
   const struct access_rule *rule;      /* the rule that decided (allow or deny), borrowed from the
                                           config snapshot; NULL: no rule decided */
