@@ -242,9 +242,9 @@ int limits_admit(struct limits *l, const char *user, const struct sockaddr *clie
   const struct access *a = l->a;
   const struct access_limits *ulim = user ? access_user_limits(a, user) : NULL;
   int want_user = ulim && (has_limits(ulim) || find_pinned(l, user));
-  char ckey[INET6_ADDRSTRLEN];
-  client_key(client, ckey, sizeof(ckey));
-  int want_client = ckey[0] && has_limits(&a->limits.per_client);
+  char ckey[INET6_ADDRSTRLEN] = "";
+  if (has_limits(&a->limits.per_client)) client_key(client, ckey, sizeof(ckey)); /* only when needed */
+  int want_client = ckey[0] != '\0';
   int want_instance = has_limits(&a->limits.instance);
   if (!want_user && !want_client && !want_instance) return 0;
 

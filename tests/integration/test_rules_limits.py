@@ -376,6 +376,7 @@ class BandwidthTest(unittest.TestCase):
                 now = time.monotonic()
                 if marks is None and now - t0 >= 2:  # past the first burst
                     marks = (now, st.received, res.get("received", 0))
+                    rss0 = self.proxy.rss_kib()
                 if marks and now - marks[0] >= self.SECONDS:
                     break
             dt = now - marks[0]
@@ -383,6 +384,9 @@ class BandwidthTest(unittest.TestCase):
             up = (res.get("received", 0) - marks[2]) / dt
             self.assert_rate(down, RATE, "h2 down")
             self.assert_rate(up, RATE, "h2 up")
+            rss1 = self.proxy.rss_kib()
+            print("RSS while throttled: %d -> %d KiB" % (rss0, rss1))
+            self.assertLess(rss1 - rss0, 8 * 1024)  # bounded by the stream window, not the sender
             h2.reset(sid)
         finally:
             h2.close()
