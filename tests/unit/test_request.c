@@ -312,7 +312,7 @@ static void test_connect_allowed(void **state) {
   assert_int_equal(m.client_eps, 1);
   assert_int_equal(m.out.status, 200);
   assert_int_equal(m.out.err, PXERR_NONE);
-  assert_null(m.out.rule); /* no rules yet */
+  assert_null(m.out.rule); /* no rules configured */
   assert_int_equal(m.out.nextra, 0);
   snprintf(want, sizeof(want), "127.0.0.3:%d", f->port);
   assert_string_equal(m.out.peer, want);
