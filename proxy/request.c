@@ -9,8 +9,11 @@
 
 #include "proxy/dialer.h"
 #include "proxy/resolve.h"
+#include "proxy/rules.h"
+#include "src/access.h"
 #include "src/buf.h"
 #include "src/conn.h"
+#include "src/limits.h"
 #include "src/log.h"
 #include "src/policy.h"
 #include "src/udp_tmpl.h"
@@ -69,6 +72,7 @@ void px_request_set_client(struct px_request *rq, struct conn *c) {
 }
 
 static void request_free(struct px_request *rq) {
+  lim_ticket_release(rq->ticket);
   buf_put(&rq->w->pool, rq->early);
   if (rq->credentials) OPENSSL_cleanse(rq->credentials, strlen(rq->credentials));
   free(rq->credentials);
@@ -91,6 +95,10 @@ static void log_rejected(const struct px_request *rq, const char *error) {
   log_json_str(&sb, error);
   strbuf_puts(&sb, ",\"detail\":");
   log_json_str(&sb, rq->out.detail);
+  if (rq->out.rule) {
+    strbuf_puts(&sb, ",\"rule\":");
+    log_json_str(&sb, rq->out.rule->name);
+  }
   strbuf_printf(&sb, ",\"duration_ms\":%llu}", (unsigned long long)(uv_now(&rq->w->loop) - rq->start_ms));
   log_access_write(&sb);
 }
@@ -112,6 +120,10 @@ static void answer_error(struct px_request *rq) {
 static void fail(struct px_request *rq, enum pxerr err, const char *detail) {
   struct px_outcome *o = &rq->out;
   char proxy_status[PXERR_PROXY_STATUS_MAX], body[PXERR_BODY_MAX];
+  if (err == PXERR_DEST_PROHIBITED && rq->addr_denied) { /* a rule refused the addresses */
+    o->rule = rq->addr_denied;
+    limits_count_denial(rq->w->limits, (size_t)(o->rule - rq->cfg->access->rules));
+  }
   o->err = err;
   o->detail = detail;
   o->status = pxerr_status(err);
@@ -160,7 +172,10 @@ static void succeed(struct px_request *rq, struct tun_ep *b, struct buf_chunk *f
   struct tun_info info = {.proto = (enum tun_proto)rq->proto,
                           .front = px_front_name(rq->front),
                           .status = status,
-                          .start_ms = rq->start_ms};
+                          .start_ms = rq->start_ms,
+                          .rule = o->rule ? o->rule->name : NULL,
+                          .ticket = rq->ticket};
+  rq->ticket = NULL; /* the tunnel's now */
   set_text(info.client, sizeof(info.client), rq->client);
   set_text(info.target, sizeof(info.target), rq->target);
   set_text(info.resolved, sizeof(info.resolved), o->peer);
@@ -175,9 +190,55 @@ static void succeed(struct px_request *rq, struct tun_ep *b, struct buf_chunk *f
 
 /* ---- the upstream's results --------------------------------------------------------------------- */
 
-/* The policy on each resolved address (resolve.h). */
+/* What the rules look at. */
+static void rules_query_of(const struct px_request *rq, struct rules_query *q) {
+  static const unsigned bits[] = {[PX_PROTO_CONNECT] = ACCESS_PROTO_CONNECT,
+                                  [PX_PROTO_WEBSOCKET] = ACCESS_PROTO_WEBSOCKET,
+                                  [PX_PROTO_CONNECT_UDP] = ACCESS_PROTO_CONNECT_UDP,
+                                  [PX_PROTO_FORWARD] = 0};
+  q->user = rq->out.user;
+  q->client = (const struct sockaddr *)&rq->client_addr;
+  q->host = rq->dest.host;
+  q->port = rq->dest.port;
+  q->proto = bits[rq->proto];
+}
+
+/* "denied by rule NAME" (the name, never the rule's contents). */
+static const char *rule_detail(struct px_request *rq, const struct access_rule *r) {
+  char *p = rq->rule_detail;
+  static const char head[] = "denied by rule ";
+  memcpy(p, head, sizeof(head) - 1);
+  set_text(p + sizeof(head) - 1, sizeof(rq->rule_detail) - (sizeof(head) - 1), r->name);
+  return p;
+}
+
+/* The rules still open, then the policy, on each resolved address (resolve.h). */
 static int check_addr(void *arg, const struct sockaddr *sa, const char **why) {
-  const struct px_request *rq = arg;
+  struct px_request *rq = arg;
+  if (rq->rules_by_addr) {
+    struct rules_query q;
+    struct rules_decision d;
+    rules_query_of(rq, &q);
+    rules_decide_addr(rq->cfg->access, &q, rq->rules_from, sa, &d);
+    if (d.verdict == RULES_DENY) {
+      rq->addr_denied = d.rule;
+      *why = rule_detail(rq, d.rule);
+      return -1;
+    }
+    if (d.verdict == RULES_ALLOW) {
+      if (!d.opens_port && policy_check_port(rq->cfg->policy, rq->dest.port) != 0) {
+        *why = "port not allowed";
+        return -1;
+      }
+      if (!d.opens_addr && policy_check_addr(rq->cfg->policy, sa, why) != 0) return -1;
+      rq->out.rule = d.rule;
+      return 0;
+    }
+    if (policy_check_port(rq->cfg->policy, rq->dest.port) != 0) {
+      *why = "port not allowed";
+      return -1;
+    }
+  }
   return policy_check_addr(rq->cfg->policy, sa, why);
 }
 
@@ -311,7 +372,7 @@ static void admitted(struct px_request *rq);
 /* Authentication's answer goes into the outcome: who, or the header of the refusal. */
 static int auth_verdict(struct px_request *rq, enum px_auth_verdict v) {
   struct px_outcome *o = &rq->out;
-  o->user = rq->auth.user;
+  if (rq->auth.user) o->user = rq->auth.user; /* (a unit test may have named the user itself) */
   if (v != PX_AUTH_REFUSE) return 0;
   if (rq->auth.hdr_name) o->extra[o->nextra++] = (struct px_header){rq->auth.hdr_name, rq->auth.hdr_value};
   fail(rq, rq->auth.err, rq->auth.detail);
@@ -327,6 +388,52 @@ static void on_auth(void *arg, enum px_auth_verdict v) {
     fail(rq, PXERR_SHUTTING_DOWN, "proxy is shutting down");
   else
     admitted(rq);
+}
+
+/* The rules on the name, then the limits on tunnel counts and rates. Returns 0, or -1 when |rq|
+ * was refused (and freed). */
+static int admit(struct px_request *rq) {
+  const struct access *a = rq->cfg->access;
+  if (a->nrules) {
+    struct rules_query q;
+    struct rules_decision d;
+    struct authority asked;
+    rules_query_of(rq, &q);
+    /* A routed WebSocket is judged on the authority the client asked for, not the backend. */
+    if (rq->trusted && authority_parse(rq->authority, strlen(rq->authority), &asked, NULL) == 0) {
+      q.host = asked.host;
+      q.port = asked.port;
+    }
+    rules_decide_name(a, &q, &d);
+    switch (d.verdict) {
+    case RULES_DENY:
+      rq->out.rule = d.rule;
+      limits_count_denial(rq->w->limits, d.index);
+      fail(rq, PXERR_RULE_DENIED, rule_detail(rq, d.rule));
+      return -1;
+    case RULES_ALLOW:
+      rq->out.rule = d.rule;
+      rq->port_opened = d.opens_port;
+      break;
+    case RULES_BY_ADDRESS:
+      /* A routed backend has no address check: its rules end here. */
+      rq->rules_by_addr = !rq->trusted;
+      rq->rules_from = d.index;
+      break;
+    case RULES_NONE:
+      break;
+    }
+  }
+  enum lim_kind kind;
+  uint64_t retry_s;
+  if (limits_admit(rq->w->limits, rq->out.user, (const struct sockaddr *)&rq->client_addr, uv_hrtime(), &rq->ticket,
+                   &kind, &retry_s) != 0) {
+    snprintf(rq->retry_after, sizeof(rq->retry_after), "%llu", (unsigned long long)retry_s);
+    rq->out.extra[rq->out.nextra++] = (struct px_header){"retry-after", rq->retry_after};
+    fail(rq, PXERR_LIMITED, lim_kind_detail(kind));
+    return -1;
+  }
+  return 0;
 }
 
 void px_request_start(struct px_request *rq) {
@@ -358,6 +465,7 @@ void px_request_start(struct px_request *rq) {
 /* Past admission: the rest of the decision, and the upstream. */
 static void admitted(struct px_request *rq) {
   struct worker *w = rq->w;
+  if (admit(rq) != 0) return;
   if (rq->proto == PX_PROTO_WEBSOCKET) {
     /* The backend request is built (the client's fields checked) before any policy or dial: a
      * refusal costs nothing (issue 8 item 2). */
@@ -371,8 +479,9 @@ static void admitted(struct px_request *rq) {
       return;
     }
   }
-  /* The policy on the name. */
-  if (!rq->trusted && policy_check_port(rq->cfg->policy, rq->dest.port) != 0) {
+  /* The policy on the name, unless a rule opened the port or the rules decide per address. */
+  if (!rq->trusted && !rq->port_opened && !rq->rules_by_addr &&
+      policy_check_port(rq->cfg->policy, rq->dest.port) != 0) {
     if (rq->ws_up) ws_upgrade_cancel(rq->ws_up);
     rq->ws_up = NULL;
     snprintf(rq->out.detail_buf, sizeof(rq->out.detail_buf), "port %u not allowed", (unsigned)rq->dest.port);

@@ -8,10 +8,12 @@
  *   interpret  the target as requested: the CONNECT authority, the connect-udp URI template,
  *              the WebSocket route and backend                                  (400, 421)
  *   admission  the worker is stopping (503); authentication (proxy/auth.h: 403, 407, 429,
- *              perhaps off the loop); the place for limits
+ *              perhaps off the loop); the rules on the name (403, proxy/rules.h); the limits on
+ *              tunnel counts and rates (429 with Retry-After, src/limits.h)
  *   [ws]       the backend Upgrade request is built from the client's fields      (400, 431)
  *   name       the policy on the name: the port, unless the backend is configured (403)
- *   resolve    DNS, then the policy on each address (403 destination_ip_prohibited, 502, 504)
+ *   resolve    DNS, then the rules still open and the policy on each address (403
+ *              destination_ip_prohibited, 502, 504)
  *   dial       TCP (RFC 8305 racing) / UDP (a connected socket) / WebSocket (TCP or TLS, then
  *              the backend's HTTP/1.1 Upgrade)                                   (502, 504)
  *   answer     ops->answer_ok in the front end's framing, then the tunnel starts between
@@ -65,6 +67,7 @@ struct buf_chunk;
 struct tun_ep;
 struct dialer;
 struct resolve;
+struct lim_ticket;
 
 #define PX_FRONT_MAP(XX) XX(H1, "h1") XX(H2, "h2")
 enum px_front {
@@ -98,9 +101,12 @@ struct px_outcome {
   int status;                          /* the HTTP status decided (success: 200) */
   enum pxerr err;                      /* PXERR_NONE on success and for a relayed refusal */
   const char *detail;                  /* Proxy-Status details, the log's and the h1 reason
-                                          phrase's: static, or |detail_buf|; or NULL */
+                                          phrase's: static, |detail_buf|, or (a rule's denial)
+                                          text inside the request, valid during the op like the
+                                          strings below; or NULL */
   int relayed;                         /* the status is the WebSocket backend's own refusal */
-  const struct access_rule *rule;      /* the rule that decided; NULL until rules are enforced */
+  const struct access_rule *rule;      /* the rule that decided (allow or deny), borrowed from the
+                                          config snapshot; NULL: no rule decided */
   const char *user;                    /* the authenticated user (borrowed from the config
                                           snapshot), set by authentication at admission; NULL:
                                           anonymous. Rules, limits and the log read it. */
@@ -175,6 +181,15 @@ struct px_request {
   struct resolve *res;                    /* RESOLVING */
   struct ws_upgrade *ws_up;               /* UPGRADING (and NEW once built) */
   struct px_auth auth;                    /* authentication (AUTHENTICATING: a check runs) */
+  /* Rules and limits (proxy/rules.h, src/limits.h): */
+  int port_opened;                        /* a rule with `ports` allowed: --allow-ports not checked */
+  int rules_by_addr;                      /* the rules decide per resolved address ... */
+  size_t rules_from;                      /* ... from this rule on */
+  const struct access_rule *addr_denied;  /* the rule that refused an address (for the count) */
+  char rule_detail[96];                   /* "denied by rule NAME": Proxy-Status details */
+  struct lim_ticket *ticket;              /* owned: the tunnel's hold on its limits, or NULL;
+                                             handed to the tunnel on success */
+  char retry_after[24];                   /* 429: the Retry-After value */
 };
 
 /* A request of |proto| arriving on |front|, answered through |ops| on |fe|. */

@@ -5,7 +5,9 @@
 
 #include "src/access.h"
 #include "src/config.h"
+#include "src/limits.h"
 #include "src/metrics.h"
+#include "src/strbuf.h"
 #include "src/util.h"
 #include "src/worker.h"
 
@@ -39,11 +41,17 @@ void local_handle(struct worker *w, const struct config_listener *listener, cons
   if (plen == 8 && strncmp(path, "/metrics", 8) == 0) {
     if (!get) return text(out, 405, "method not allowed\n");
     if (!metrics_allowed(w, listener)) return text(out, 403, "forbidden: /metrics is served on the admin listener (--listen URL?admin)\n");
-    size_t cap = 16384;
+    size_t cap = 65536;
     out->status = 200;
     out->content_type = "text/plain; version=0.0.4; charset=utf-8";
     out->body = xmalloc(cap);
     out->body_len = metrics_render(w->all_metrics, w->nworkers, out->body, cap);
+    if (w->limits) { /* rules and limits, shared by the workers */
+      struct strbuf sb;
+      strbuf_init_fixed(&sb, out->body + out->body_len, cap - out->body_len);
+      limits_render(w->limits, &sb);
+      out->body_len += sb.len;
+    }
     return;
   }
   text(out, 404, "not found: this proxy answers /healthz and /metrics; use CONNECT to tunnel\n");

@@ -19,6 +19,7 @@
 #include "src/conn.h"
 #include "src/dns.h"
 #include "src/frontend.h"
+#include "src/limits.h"
 #include "src/log.h"
 #include "src/tls.h"
 #include "src/worker.h"
@@ -219,11 +220,13 @@ int main(int argc, char **argv) {
   app.workers = xcalloc((size_t)app.nworkers, sizeof(*app.workers));
   app.metrics = xcalloc((size_t)app.nworkers, sizeof(*app.metrics));
   struct auth_guard *guard = auth_guard_new(); /* failed logins per address, for every worker */
+  struct limits *limits = limits_new(cfg->access); /* shared by every worker */
   int failed = 0;
   int ninit = 0;
   for (int i = 0; i < app.nworkers && !failed; i++) {
     if (worker_init(&app.workers[i], i, cfg, ctx) != 0) failed = 1;
     app.workers[i].client_ssl_ctx = client_ctx;
+    app.workers[i].limits = limits;
     app.workers[i].frontends = &app.frontends;
     app.workers[i].conn_ops = &conn_worker_ops;
     app.workers[i].auth_guard = guard;
@@ -237,6 +240,7 @@ int main(int argc, char **argv) {
   if (failed) {
     for (int i = 0; i < ninit; i++) worker_dispose(&app.workers[i]);
     auth_guard_free(guard);
+    limits_free(limits);
     return 1;
   }
 
@@ -265,6 +269,7 @@ int main(int argc, char **argv) {
   free(app.workers);
   free(app.metrics);
   auth_guard_free(guard);
+  limits_free(limits);
   SSL_CTX_free(ctx);
   SSL_CTX_free(client_ctx);
   dns_global_cleanup();

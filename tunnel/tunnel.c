@@ -3,12 +3,17 @@
  *   on_drain(dst) -> if src paused and dst.queued <= low water: src.read_start
  *   on_eof(src)   -> dst.shutdown (after its queue drains); the other direction keeps flowing
  *   on_error(any) -> abort the other side; the tunnel ends
+ * A bandwidth limit (src/limits.h) is backpressure too: each read is charged to the tunnel's
+ * ticket, and a side over budget is throttled -- not read until a timer says the budget is back
+ * (on h2 the stream's DATA is then not consumed, so no WINDOW_UPDATE credit goes out). Nothing is
+ * buffered for it. A side is read only while it is neither paused nor throttled.
  * The tunnel ends when both sides have sent EOF, on an error, or on a timeout. It then closes both
  * endpoints (each finishes flushing on its own unless aborted), logs one line, and frees itself
  * from its timer's close callback -- never from inside an upcall. */
 #include "tunnel/tunnel.h"
 
 #include "src/buf.h"
+#include "src/limits.h"
 #include "src/log.h"
 #include "src/worker.h"
 
@@ -23,6 +28,9 @@ struct tunnel {
   enum tun_close_reason reason;
   unsigned a_paused : 1;   /* a's reading stopped because b is full */
   unsigned b_paused : 1;
+  unsigned a_throttled : 1; /* a's reading stopped by a bandwidth limit until its timer */
+  unsigned b_throttled : 1;
+  struct tun_throttle *throttle; /* owned: the timers, made on the first throttle; or NULL */
   unsigned started : 1;
   unsigned finished : 1;
 };
@@ -58,6 +66,74 @@ static void on_timer_closed(uv_handle_t *h) {
   free(t);
 }
 
+/* ---- bandwidth: throttling a side ------------------------------------------------------------- */
+
+/* One timer per direction (index: the reading side, 0 = a); allocated only for tunnels that get
+ * throttled. Freed when both timers have closed. */
+struct tun_throttle {
+  uv_timer_t timer[2];
+  struct tunnel *t;        /* back-pointer; NULL once the tunnel finished */
+  int open;                /* timers not closed yet */
+};
+
+static int is_throttled(struct tunnel *t, struct tun_ep *reader) {
+  return reader == t->a ? t->a_throttled : t->b_throttled;
+}
+
+static void set_throttled(struct tunnel *t, struct tun_ep *reader, int on) {
+  if (reader == t->a)
+    t->a_throttled = on ? 1 : 0;
+  else
+    t->b_throttled = on ? 1 : 0;
+}
+
+/* A side is read when nothing holds it back. */
+static void maybe_read(struct tunnel *t, struct tun_ep *src) {
+  if (t->started && !t->finished && !src->rd_eof && !is_paused(t, src) && !is_throttled(t, src))
+    src->ops->read_start(src);
+}
+
+static void on_throttle_timer(uv_timer_t *h) {
+  struct tun_throttle *th = h->data;
+  struct tunnel *t = th->t;
+  if (!t) return;
+  struct tun_ep *src = h == &th->timer[0] ? t->a : t->b;
+  set_throttled(t, src, 0);
+  maybe_read(t, src);
+}
+
+static void on_throttle_closed(uv_handle_t *h) {
+  struct tun_throttle *th = h->data;
+  if (--th->open == 0) free(th);
+}
+
+/* |src| read past its budget: it is not read for |wait_ns|. */
+static void throttle(struct tunnel *t, struct tun_ep *src, uint64_t wait_ns) {
+  if (!t->throttle) {
+    struct tun_throttle *th = xcalloc(1, sizeof(*th));
+    th->t = t;
+    for (int i = 0; i < 2; i++) {
+      uv_timer_init(&t->w->loop, &th->timer[i]);
+      th->timer[i].data = th;
+    }
+    th->open = 2;
+    t->throttle = th;
+  }
+  if (is_throttled(t, src)) return;
+  set_throttled(t, src, 1);
+  if (!is_paused(t, src)) src->ops->read_stop(src);
+  uint64_t ms = (wait_ns + 999999) / 1000000; /* libuv's timers count milliseconds */
+  uv_timer_start(&t->throttle->timer[src == t->a ? 0 : 1], on_throttle_timer, ms ? ms : 1, 0);
+}
+
+static void throttle_dispose(struct tunnel *t) {
+  struct tun_throttle *th = t->throttle;
+  if (!th) return;
+  th->t = NULL;
+  for (int i = 0; i < 2; i++) uv_close((uv_handle_t *)&th->timer[i], on_throttle_closed);
+  t->throttle = NULL;
+}
+
 static void log_access(struct tunnel *t) {
   char line[LOG_ACCESS_LINE_MAX + 1];
   struct strbuf sb;
@@ -69,6 +145,11 @@ static void log_access(struct tunnel *t) {
   }
   strbuf_puts(&sb, ",\"resolved\":");
   log_json_str(&sb, t->info.resolved);
+  if (t->info.rule) {
+    strbuf_puts(&sb, ",\"rule\":");
+    log_json_str(&sb, t->info.rule);
+  }
+  if (t->info.ticket && t->info.ticket->limited) strbuf_puts(&sb, ",\"limited\":true");
   strbuf_printf(&sb, ",\"status\":%d,\"bytes_up\":%llu,\"bytes_down\":%llu,\"duration_ms\":%llu,\"close\":\"%s\"",
                 t->info.status, (unsigned long long)t->a->bytes_read, (unsigned long long)t->b->bytes_read,
                 (unsigned long long)(uv_now(&t->w->loop) - t->info.start_ms), tun_close_reason_name(t->reason));
@@ -96,6 +177,9 @@ static void finish(struct tunnel *t) {
   b->ops->close(b);
   list_remove(&t->link);
   METRIC_SUB(&t->w->metrics, tunnels_active[t->info.proto], 1);
+  throttle_dispose(t);
+  lim_ticket_release(t->info.ticket); /* the counts go back now */
+  t->info.ticket = NULL;
   t->timer.data = t;
   uv_close((uv_handle_t *)&t->timer, on_timer_closed);
   worker_maybe_finish(t->w);
@@ -147,8 +231,8 @@ void tunnel_start(struct tunnel *t, struct buf_chunk *first) {
   t->last_active_ms = uv_now(&t->w->loop);
   if (first) tunnel_on_read(t->a, first);
   if (t->finished) return;
-  if (!t->a_paused && !t->a->rd_eof) t->a->ops->read_start(t->a);
-  if (!t->finished && !t->b_paused && !t->b->rd_eof) t->b->ops->read_start(t->b);
+  maybe_read(t, t->a);
+  maybe_read(t, t->b);
   if (!t->finished) {
     t->timer.data = t;
     uv_timer_start(&t->timer, on_timer, 1, 0); /* computes the real deadline */
@@ -194,7 +278,11 @@ void tunnel_on_read(struct tun_ep *src, struct buf_chunk *c) {
   if (t->finished) return;
   if (dst->queued >= t->w->cfg->high_water && !is_paused(t, src)) {
     set_paused(t, src, 1);
-    src->ops->read_stop(src);
+    if (!is_throttled(t, src)) src->ops->read_stop(src);
+  }
+  if (t->info.ticket) {
+    uint64_t wait = lim_ticket_charge(t->info.ticket, src == t->a ? LIM_UP : LIM_DOWN, len, uv_hrtime());
+    if (wait) throttle(t, src, wait);
   }
 }
 
@@ -204,7 +292,7 @@ void tunnel_on_drain(struct tun_ep *dst) {
   struct tun_ep *src = other(t, dst);
   if (is_paused(t, src) && dst->queued <= t->w->cfg->low_water) {
     set_paused(t, src, 0);
-    if (!src->rd_eof && t->started) src->ops->read_start(src);
+    maybe_read(t, src);
   }
 }
 

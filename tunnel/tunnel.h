@@ -1,5 +1,5 @@
 /* The pipe between two endpoints: moves bytes a->b and b->a, applies backpressure at the
- * writer's water marks, forwards half-close and reset, enforces idle/max-duration timeouts, and
+ * writer's water marks and at the bandwidth limits (a side over budget is not read for a while), forwards half-close and reset, enforces idle/max-duration timeouts, and
  * writes one access-log line when it ends.
  *
  * Ownership: a tunnel is heap-allocated by tunnel_new and frees itself when it finishes (both
@@ -18,6 +18,7 @@
 struct worker;
 struct list;
 struct buf_chunk;
+struct lim_ticket;
 
 /* Why a tunnel ended; names shared by the access log and Proxy-Status details. */
 #define TUN_CLOSE_REASON_MAP(XX)                                                                 \
@@ -54,6 +55,10 @@ struct tun_info {
                                         anonymous tunnel costs no more than before) */
   int status;                        /* HTTP status sent to the client */
   uint64_t start_ms;                 /* uv_now at request arrival */
+  const char *rule;                  /* the rule that allowed it (borrowed from the config
+                                        snapshot, as w->cfg is), or NULL */
+  struct lim_ticket *ticket;         /* owned by the tunnel from tunnel_new: its limits (bandwidth
+                                        charged per read, counts given back at the end), or NULL */
 };
 
 /* Creates a tunnel between |a| (client side) and |b| (upstream side) owned by worker |w|. The

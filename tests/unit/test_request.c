@@ -4,7 +4,11 @@
  * refused, connect timeout, stopping (every protocol, both front ends), malformed targets, the
  * WebSocket backend's own refusal -- each answered once, logged once and counted once; the
  * order of the steps (the name policy before any DNS query, the WebSocket request checks before
- * the port policy); a front end that cannot answer; and cancel in every phase. */
+ * the port policy); a front end that cannot answer; and cancel in every phase. Rules and limits
+ * on the path: a rule's denial on the name (no DNS) and on the resolved address, 403 naming the
+ * rule and never its contents, the allowing rule in the outcome and the log, a CIDR rule opening
+ * a class the built-in policy denies, the same decision for every protocol; tunnel counts per
+ * user and per client giving 429 with Retry-After, and back to 0 when the tunnels end. */
 #include <stdarg.h>
 #include <stddef.h>
 #include <setjmp.h>
@@ -16,6 +20,8 @@
 #include "src/access.h"
 #include "src/auth.h"
 #include "src/users.h"
+#include "src/cfgfile.h"
+#include "src/limits.h"
 #include "src/log.h"
 #include "tunnel/tunnel.h"
 
@@ -43,8 +49,10 @@ static int teardown(void **state) {
   f->w->stopping = 0;
   struct auth_cache *cache = f->w->auth_cache; /* the worker's, made by enable_auth */
   f->w->auth_cache = NULL;
+  struct limits *l = f->w->limits; /* tunnels still open give their counts back in fx_teardown */
   int r = fx_teardown(state);
   auth_cache_free(cache); /* after the loop ran out: no check is left */
+  limits_free(l);
   return r;
 }
 
@@ -310,7 +318,7 @@ static void test_connect_allowed(void **state) {
   assert_int_equal(m.client_eps, 1);
   assert_int_equal(m.out.status, 200);
   assert_int_equal(m.out.err, PXERR_NONE);
-  assert_null(m.out.rule); /* no rules yet */
+  assert_null(m.out.rule); /* no rules configured */
   assert_int_equal(m.out.nextra, 0);
   snprintf(want, sizeof(want), "127.0.0.3:%d", f->port);
   assert_string_equal(m.out.peer, want);
@@ -768,6 +776,188 @@ static void test_cancel_websocket(void **state) {
   wsb_stop(&b);
 }
 
+
+/* ---- rules and limits ------------------------------------------------------------------------- */
+
+/* Replaces the fixture's (empty) access model with |yaml|'s, and gives the worker its limits. */
+static void use_access(struct fx *f, const char *yaml) {
+  struct cfgfile_err err;
+  struct cfgfile_doc *doc = cfgfile_parse("t.yaml", yaml, strlen(yaml), &err);
+  if (!doc) fail_msg("%s", err.text);
+  struct access *a = access_new();
+  a->file = xstrndup("t.yaml", 6);
+  int r = 0;
+  for (size_t i = 0; i + 1 < doc->root->n && r == 0; i += 2)
+    r = access_parse_section(a, doc->root->kids[i]->str, doc->root->kids[i + 1], "", &err);
+  cfgfile_free(doc);
+  if (r == 0) r = access_link(a, &err);
+  if (r) fail_msg("%s", err.text);
+  access_free(f->cfg.access);
+  f->cfg.access = a;
+  limits_free(f->w->limits);
+  f->w->limits = limits_new(a);
+}
+
+static void set_client(struct px_request *rq, const char *ip) {
+  struct sockaddr_in *sin = (struct sockaddr_in *)&rq->client_addr;
+  uv_ip4_addr(ip, 4321, sin);
+}
+
+static void render_limits(struct fx *f, char *buf, size_t cap) {
+  struct strbuf sb;
+  strbuf_init_fixed(&sb, buf, cap);
+  limits_render(f->w->limits, &sb);
+}
+
+static const char g_rules[] = "rules:\n"
+                              "  - { name: blocked, deny: { dest: [\"*.blocked.test\", \"10.0.0.0/8\"] } }\n"
+                              "  - { name: no-udp, deny: { protocols: [connect-udp], users: [carol] } }\n"
+                              "  - { name: bob-lab, allow: { users: [bob], dest: [\"127.0.0.0/29\"] } }\n"
+                              "  - { name: alice-ok, allow: { users: [alice], dest: [ok.test] } }\n";
+
+/* A rule's denial: 403 naming the rule (never its contents), counted by rule; on the name before
+ * any DNS query, on the address after it (a name resolving to a private address). */
+static void test_rule_denials(void **state) {
+  struct fx *f = *state;
+  char auth[64], path[128], buf[4096];
+  use_access(f, g_rules);
+  struct mock_fe m;
+  /* On the name: no DNS query. */
+  unsigned queries = f->dns.nqueries;
+  request(f, &m, PX_FRONT_H2, PX_PROTO_CONNECT, authority_of(f, "www.Blocked.test", auth, sizeof(auth)), NULL);
+  px_request_start(m.rq);
+  assert_int_equal(m.errs, 1); /* decided within the call */
+  assert_int_equal(m.out.status, 403);
+  assert_int_equal(m.out.err, PXERR_RULE_DENIED);
+  assert_string_equal(m.out.proxy_status, "h2tunnel; error=http_request_denied; details=\"denied by rule blocked\"");
+  assert_null(strstr(m.out.body, "blocked.test")); /* the rule's contents stay secret (PS-03) */
+  assert_non_null(m.out.rule);
+  assert_string_equal(m.out.rule->name, "blocked");
+  assert_int_equal(f->dns.nqueries, queries);
+  assert_non_null(strstr(access_log(), "\"status\":403,\"error\":\"http_request_denied\",\"detail\":\"denied by rule "
+                                      "blocked\",\"rule\":\"blocked\""));
+  /* On the address: private.test is 10.0.0.1, which only the resolver can tell. */
+  request(f, &m, PX_FRONT_H1, PX_PROTO_CONNECT, authority_of(f, "private.test", auth, sizeof(auth)), NULL);
+  px_request_start(m.rq);
+  run_until_answered(f, &m);
+  assert_int_equal(m.out.status, 403);
+  assert_string_equal(m.out.proxy_status,
+                      "h2tunnel; error=destination_ip_prohibited; details=\"denied by rule blocked\"");
+  assert_string_equal(m.out.rule->name, "blocked");
+  assert_true(f->dns.nqueries > queries);
+  /* By protocol and user: carol's connect-udp, on either front end. */
+  snprintf(path, sizeof(path), "/.well-known/masque/udp/ok.test/%d/", f->port);
+  for (int front = PX_FRONT_H1; front <= PX_FRONT_H2; front++) {
+    request(f, &m, (enum px_front)front, PX_PROTO_CONNECT_UDP, "127.0.0.1", path);
+    m.rq->out.user = "carol";
+    px_request_start(m.rq);
+    /* "blocked" has a CIDR before it: every later rule is decided on the address too. */
+    run_until_answered(f, &m);
+    assert_int_equal(m.errs, 1);
+    assert_int_equal(m.out.status, 403);
+    assert_string_equal(m.out.rule->name, "no-udp");
+    assert_string_equal(m.out.proxy_status,
+                        "h2tunnel; error=destination_ip_prohibited; details=\"denied by rule no-udp\"");
+  }
+  assert_int_equal(f->w->metrics.errors[PXERR_RULE_DENIED], 1);
+  assert_int_equal(f->w->metrics.errors[PXERR_DEST_PROHIBITED], 3);
+  render_limits(f, buf, sizeof(buf));
+  assert_non_null(strstr(buf, "h2tunnel_rule_denials_total{rule=\"blocked\"} 2\n"));
+  assert_non_null(strstr(buf, "h2tunnel_rule_denials_total{rule=\"no-udp\"} 2\n"));
+  assert_non_null(strstr(buf, "h2tunnel_rule_denials_total{rule=\"alice-ok\"} 0\n"));
+  assert_int_equal(f->accepted, 0);
+}
+
+/* An allow: the rule is in the outcome and in the tunnel's log line; a rule with a CIDR opens
+ * that range past the built-in class policy for its users only. */
+static void test_rule_allows(void **state) {
+  struct fx *f = *state;
+  char auth[64];
+  use_access(f, g_rules);
+  /* The built-in policy without loopback: 127.0.0.3 is denied unless a rule opens it. */
+  policy_free(f->cfg.policy);
+  f->cfg.policy = policy_new();
+  assert_int_equal(policy_set_ports(f->cfg.policy, "*"), 0);
+  f->hold = 1;
+  struct mock_fe m;
+  request(f, &m, PX_FRONT_H1, PX_PROTO_CONNECT, authority_of(f, "ok.test", auth, sizeof(auth)), NULL);
+  m.rq->out.user = "bob";
+  px_request_start(m.rq);
+  run_until_answered(f, &m);
+  assert_int_equal(m.oks, 1);
+  assert_string_equal(m.out.rule->name, "bob-lab");
+  kill_tunnel(&m);
+  assert_non_null(strstr(access_log(), "\"rule\":\"bob-lab\",\"status\":200"));
+  /* alice's rule matches the name, which opens no address: the class policy still says no. */
+  request(f, &m, PX_FRONT_H2, PX_PROTO_CONNECT, authority_of(f, "ok.test", auth, sizeof(auth)), NULL);
+  m.rq->out.user = "alice";
+  px_request_start(m.rq);
+  run_until_answered(f, &m);
+  assert_int_equal(m.out.status, 403);
+  assert_int_equal(m.out.err, PXERR_DEST_PROHIBITED);
+  assert_string_equal(m.out.detail, "loopback");
+  /* Anonymous: no rule; the class policy decides. */
+  request(f, &m, PX_FRONT_H2, PX_PROTO_CONNECT, authority_of(f, "ok.test", auth, sizeof(auth)), NULL);
+  px_request_start(m.rq);
+  run_until_answered(f, &m);
+  assert_int_equal(m.out.status, 403);
+  assert_null(m.out.rule);
+  assert_int_equal(f->accepted, 1);
+}
+
+/* Tunnel counts: the third tunnel of a client limited to 2 gets 429 with Retry-After while
+ * another client's succeed; a user's limit holds across clients; the counts go back to 0 when
+ * the tunnels end (checklist H2C-17). */
+static void test_limits_counts(void **state) {
+  struct fx *f = *state;
+  char auth[64], buf[4096];
+  use_access(f, "limits:\n"
+                "  default: { tunnels: 2 }\n"
+                "  per-client: { tunnels: 2 }\n");
+  f->hold = 1;
+  authority_of(f, "ok.test", auth, sizeof(auth));
+  struct mock_fe m[6];
+  static const char *const clients[] = {"192.0.2.1", "192.0.2.1", "192.0.2.1", "192.0.2.2", "192.0.2.2", "192.0.2.3"};
+  static const int want[] = {200, 200, 429, 200, 200, 429};
+  for (int i = 0; i < 6; i++) {
+    request(f, &m[i], i % 2 ? PX_FRONT_H2 : PX_FRONT_H1, PX_PROTO_CONNECT, auth, NULL);
+    set_client(m[i].rq, clients[i]);
+    m[i].rq->out.user = i >= 3 ? "dave" : NULL; /* the first three are anonymous */
+    px_request_start(m[i].rq);
+    run_until_answered(f, &m[i]);
+    if (m[i].out.status != want[i]) fail_msg("tunnel %d: %d", i, m[i].out.status);
+  }
+  /* The client's limit: 429, Retry-After, Proxy-Status naming the kind of limit. */
+  assert_int_equal(m[2].out.err, PXERR_LIMITED);
+  assert_int_equal(m[2].out.nextra, 1);
+  assert_string_equal(m[2].out.extra[0].name, "retry-after");
+  assert_string_equal(m[2].out.extra[0].value, "1");
+  assert_string_equal(m[2].out.proxy_status,
+                      "h2tunnel; error=http_request_denied; details=\"too many tunnels from this client\"");
+  /* dave's third from a third client: his user limit. */
+  assert_string_equal(m[5].out.detail, "too many tunnels for this user");
+  struct sockaddr_in c1;
+  uv_ip4_addr("192.0.2.1", 0, &c1);
+  assert_int_equal(limits_client_active(f->w->limits, (const struct sockaddr *)&c1), 2);
+  assert_int_equal(limits_user_active(f->w->limits, "dave"), 2);
+  render_limits(f, buf, sizeof(buf));
+  assert_non_null(strstr(buf, "h2tunnel_limit_rejections_total{kind=\"client_tunnels\"} 1\n"));
+  assert_non_null(strstr(buf, "h2tunnel_limit_rejections_total{kind=\"user_tunnels\"} 1\n"));
+  assert_int_equal(f->w->metrics.errors[PXERR_LIMITED], 2);
+  for (int i = 0; i < 6; i++)
+    if (m[i].oks) kill_tunnel(&m[i]);
+  assert_int_equal(limits_client_active(f->w->limits, (const struct sockaddr *)&c1), 0);
+  assert_int_equal(limits_user_active(f->w->limits, "dave"), 0);
+  /* A refused request that never became a tunnel gives its count back too. */
+  struct mock_fe r;
+  request(f, &r, PX_FRONT_H1, PX_PROTO_CONNECT, authority_of(f, "refused.test", auth, sizeof(auth)), NULL);
+  set_client(r.rq, "192.0.2.1");
+  px_request_start(r.rq);
+  run_until_answered(f, &r);
+  assert_int_equal(r.out.status, 502);
+  assert_int_equal(limits_client_active(f->w->limits, (const struct sockaddr *)&c1), 0);
+}
+
 int main(void) {
 #define T(fn) cmocka_unit_test_setup_teardown(fn, setup, teardown)
   const struct CMUnitTest tests[] = {
@@ -785,6 +975,9 @@ int main(void) {
       T(test_cancel_websocket),
       T(test_auth),
       T(test_auth_cancel),
+      T(test_rule_denials),
+      T(test_rule_allows),
+      T(test_limits_counts),
   };
 #undef T
   g_access = tmpfile();
