@@ -1,7 +1,13 @@
 /* The byte-stream transport: one TCP socket with optional TLS, as a stream of plaintext chunks.
- * It runs under an accepted client connection (src/conn.c, TLS as the server) and is built to run
- * under an upstream TCP endpoint (TLS as the client, on a socket handed over by the dialer). It
- * knows no HTTP and nothing of its owner but the upcalls below.
+ * It runs under an accepted client connection (src/conn.c, TLS as the server) and under the
+ * upstream TCP endpoint (tunnel/tcp_ep.c, TLS as the client). It knows no HTTP and nothing of its
+ * owner but the upcalls below.
+ *
+ * A client-side user (an upstream endpoint, a connection pool) dials first and wraps the
+ * connected socket after: proxy/dialer.c hands over a connected uv_tcp_t; xport_init on it; for
+ * TLS, xport_tls_connect (the worker's client context verifies the name) with a deadline on the
+ * owner's timer (xport_set_timer), and on_handshake says how it ended; then xport_read_start and
+ * xport_write. See tunnel/tcp_ep.c for the whole of it in about 250 lines.
  *
  *   read path   socket -> [TLS decrypt] -> ops->on_read, at most |read_budget| bytes per loop turn
  *   write path  xport_write -> [TLS encrypt] -> sockout queue -> one uv_write per loop turn
