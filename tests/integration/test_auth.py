@@ -314,6 +314,23 @@ class BasicAuth(Base):
         resp, _ = connect_raw(self.proxy.tcp_port, self.target, auth=basic("alice", "alice-pw").replace("Basic", "basic"))
         self.assertEqual(resp.status, 200)
 
+    def test_two_identities_refused(self):
+        """Two Proxy-Authorization fields in one request: h1 400 (which one counts would depend
+        on the hop), h2 a malformed stream (reset); neither is admitted."""
+        resp, eof = connect_raw(self.proxy.tcp_port, self.target, auth=basic("nobody", "x"),
+                                extra=b"Proxy-Authorization: " + basic("alice", "alice-pw").encode() + b"\r\n")
+        self.assertEqual(resp.status, 400, resp)
+        self.assertIn("more than one Proxy-Authorization", resp.header("proxy-status"))
+        c = h2util.H2Client(self.proxy.tls_port, tls_ca=self.proxy.ca)
+        try:
+            sid = c.connect(self.target, extra=[("proxy-authorization", basic("nobody", "x")),
+                                                ("proxy-authorization", basic("alice", "alice-pw"))])
+            st = c.wait_response(sid, timeout=20)
+            self.assertIsNone(st.status, st)
+            self.assertIsNotNone(st.reset, st)
+        finally:
+            c.close()
+
     def test_malformed_h2(self):
         """The same values on h2 streams of one connection: 407 each, the connection keeps
         working, a valid stream after them gets 200."""
