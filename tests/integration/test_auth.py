@@ -468,6 +468,41 @@ class BasicAuth(Base):
         self.assertEqual(resp.status, 403, resp)
         self.assertIn("admin listener", resp.header("proxy-status"))
 
+    def test_loop_not_blocked_by_hashes(self):
+        """While the pool hashes (six of bob's bcrypt-13 checks queued, with wrong passwords so
+        that no cache can answer them: seconds of work), the
+        worker's loop goes on: a PING on another connection is answered, and a tunnel whose
+        credentials are cached opens, each long before the checks end."""
+        resp, _ = connect_raw(self.proxy.tcp_port, self.target, auth=basic("alice", "alice-pw"))
+        self.assertEqual(resp.status, 200)  # alice is in the cache now
+        busy = h2util.H2Client(self.proxy.tls_port, tls_ca=self.proxy.ca)
+        other = h2util.H2Client(self.proxy.tls_port, tls_ca=self.proxy.ca)
+        try:
+            sids = [busy.connect(self.target, extra=[("proxy-authorization", basic("bob", "not-bob-%d" % i))])
+                    for i in range(6)]
+            busy.wait(lambda: self.proxy.metrics()["h2tunnel_auth_checks_pending"] >= 6, timeout=30,
+                      what="six pending checks")
+            t0 = time.monotonic()
+            other.ping_ok(timeout=30)
+            ping_s = time.monotonic() - t0
+            t0 = time.monotonic()
+            st = other.wait_response(other.connect(self.target, extra=[("proxy-authorization", basic("alice", "alice-pw"))]),
+                                     timeout=30)
+            open_s = time.monotonic() - t0
+            self.assertEqual(st.status, 200, st)
+            still = self.proxy.metrics()["h2tunnel_auth_checks_pending"]
+            # Six bcrypt-13 checks on a pool of four take several seconds; the loop answered
+            # while they were still running.
+            self.assertGreater(still, 0, "the checks ended before the loop answered: inconclusive")
+            sys.stderr.write("\n  PING %.1f ms, cached tunnel %.1f ms, with %d checks still pending\n"
+                             % (ping_s * 1e3, open_s * 1e3, still))
+            for sid in sids:
+                st = busy.wait_response(sid, timeout=120)
+                self.assertEqual(st.status, 407, st)
+        finally:
+            busy.close()
+            other.close()
+
     def test_metrics_and_no_secrets(self):
         """/metrics counts successes and failures by reason; no password in any log."""
         connect_raw(self.proxy.tcp_port, self.target)
