@@ -97,7 +97,8 @@ struct px_header {
 struct px_outcome {
   int status;                          /* the HTTP status decided (success: 200) */
   enum pxerr err;                      /* PXERR_NONE on success and for a relayed refusal */
-  const char *detail;                  /* static: Proxy-Status details and the log's; or NULL */
+  const char *detail;                  /* Proxy-Status details, the log's and the h1 reason
+                                          phrase's: static, or |detail_buf|; or NULL */
   int relayed;                         /* the status is the WebSocket backend's own refusal */
   const struct access_rule *rule;      /* the rule that decided; NULL until rules are enforced */
   const char *user;                    /* the authenticated user (borrowed from the config
@@ -108,6 +109,7 @@ struct px_outcome {
   const char *proxy_status;            /* error: the Proxy-Status value ("" if relayed) */
   const char *body;                    /* error: the text body */
   char peer[64];                       /* success: "addr:port" of the upstream */
+  char detail_buf[64];                 /* |detail| when it names a value ("port 22 not allowed") */
 };
 /* The outcome's strings (extra values, proxy_status, body) are valid during the op it is passed
  * to: a front end copies what it keeps. */
