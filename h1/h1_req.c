@@ -217,7 +217,7 @@ static int on_header_field_complete(llhttp_t *p) {
   } else if (r->field_len == 7 && memcmp(r->field, "upgrade", 7) == 0) {
     if (r->upgrade_count++ == 0) r->field_kind = H1_FIELD_UPGRADE;
   } else if (r->field_len == 19 && memcmp(r->field, "proxy-authorization", 19) == 0) {
-    if (!r->credentials) r->field_kind = H1_FIELD_PROXY_AUTH;
+    if (r->auth_count++ == 0) r->field_kind = H1_FIELD_PROXY_AUTH;
   }
   r->field_len = 0;
   return 0;
@@ -346,6 +346,12 @@ static int check_head(struct h1_req *r) {
     set_err(r, PXERR_BAD_REQUEST, r->host_count ? "more than one Host field" : "missing Host field");
     return -1;
   }
+  /* Two identities in one request: which one a hop uses would be a matter of opinion (h2 resets
+   * such a stream as malformed). */
+  if (r->auth_count > 1) {
+    set_err(r, PXERR_BAD_REQUEST, "more than one Proxy-Authorization field");
+    return -1;
+  }
   if (r->host_count == 1 && (r->host_len >= sizeof(r->host) || parse_host(r->host, r->host_len, &host, &why) != 0)) {
     snprintf(r->detail_buf, sizeof(r->detail_buf), "invalid Host field: %s", why ? why : "too long");
     set_err(r, PXERR_BAD_REQUEST, r->detail_buf);
@@ -421,7 +427,7 @@ static void begin_head(struct h1_req *r) {
   r->scan_detail = NULL;
   r->field_len = 0;
   r->field_kind = H1_FIELD_OTHER;
-  r->host_count = r->upgrade_count = 0;
+  r->host_count = r->upgrade_count = r->auth_count = 0;
   r->host_len = r->upgrade_len = 0;
   free(r->credentials);
   r->credentials = NULL;

@@ -119,7 +119,7 @@ struct h1_req {
   char field[20];          /* first bytes of the current field name, lowercased */
   size_t field_len;
   enum h1_req_field field_kind;
-  int host_count, upgrade_count;
+  int host_count, upgrade_count, auth_count;
   char host[AUTHORITY_FORMAT_MAX + 2]; /* the first Host value; one byte over = too long */
   size_t host_len;
   char upgrade[16];        /* the first Upgrade value, lowercased; one byte over = not ours */

@@ -6,10 +6,14 @@
 #include <netinet/in.h>
 #include <openssl/crypto.h>
 #include <openssl/evp.h>
-#include <openssl/hmac.h>
+#include <openssl/core_names.h>
+#include <openssl/params.h>
 #include <openssl/rand.h>
 #include <stdatomic.h>
 #include <string.h>
+#include <sys/resource.h>
+#include <sys/syscall.h>
+#include <unistd.h>
 
 #include "src/metrics.h"
 #include "src/users.h"
@@ -20,6 +24,15 @@
 struct auth_cache *auth_cache_new(size_t size, uint64_t ttl_ms) {
   struct auth_cache *c = xcalloc(1, sizeof(*c));
   CHECK(RAND_bytes(c->key, sizeof(c->key)) == 1);
+  EVP_MAC *mac = EVP_MAC_fetch(NULL, "HMAC", NULL);
+  CHECK(mac != NULL);
+  EVP_MAC_CTX *ctx = EVP_MAC_CTX_new(mac);
+  EVP_MAC_free(mac); /* the context keeps its own reference */
+  CHECK(ctx != NULL);
+  char sha256[] = "SHA256";
+  OSSL_PARAM params[] = {OSSL_PARAM_construct_utf8_string(OSSL_MAC_PARAM_DIGEST, sha256, 0), OSSL_PARAM_construct_end()};
+  CHECK(EVP_MAC_init(ctx, c->key, sizeof(c->key), params) == 1);
+  c->mac = ctx;
   c->nbuckets = size / AUTH_CACHE_WAYS ? size / AUTH_CACHE_WAYS : 1;
   c->v = xcalloc(c->nbuckets * AUTH_CACHE_WAYS, sizeof(*c->v));
   c->ttl_ms = ttl_ms;
@@ -29,13 +42,17 @@ struct auth_cache *auth_cache_new(size_t size, uint64_t ttl_ms) {
 void auth_cache_free(struct auth_cache *c) {
   if (!c) return;
   OPENSSL_cleanse(c->key, sizeof(c->key));
+  EVP_MAC_CTX_free(c->mac);
   free(c->v);
   free(c);
 }
 
 void auth_cache_digest(const struct auth_cache *c, const char *value, size_t len, uint8_t out[AUTH_DIGEST_LEN]) {
-  unsigned n = AUTH_DIGEST_LEN;
-  CHECK(HMAC(EVP_sha256(), c->key, sizeof(c->key), (const unsigned char *)value, len, out, &n) != NULL);
+  size_t n = 0;
+  /* A NULL key restarts with the key already set. */
+  CHECK(EVP_MAC_init(c->mac, NULL, 0, NULL) == 1);
+  CHECK(EVP_MAC_update(c->mac, (const unsigned char *)value, len) == 1);
+  CHECK(EVP_MAC_final(c->mac, out, &n, AUTH_DIGEST_LEN) == 1 && n == AUTH_DIGEST_LEN);
 }
 
 static struct auth_cache_entry *bucket(struct auth_cache *c, const uint8_t digest[AUTH_DIGEST_LEN]) {
@@ -95,8 +112,21 @@ struct auth_verify {
   void *arg;
 };
 
+/* Hashing threads yield to the event loops: a burst of logins (bcrypt is CPU by design) must not
+ * take the cores from tunnels already running. Linux nice is per thread; a pool thread lowers
+ * its own priority once, the first time it hashes (the pool runs nothing else of ours). */
+static void lower_priority_once(void) {
+  static _Thread_local int lowered; /* per pool thread */
+  if (lowered) return;
+  lowered = 1;
+  if (setpriority(PRIO_PROCESS, (id_t)syscall(SYS_gettid), AUTH_VERIFY_NICE) != 0) {
+    /* Not fatal: the check still runs, only at the loops' priority. */
+  }
+}
+
 static void verify_work(uv_work_t *req) {
   struct auth_verify *v = container_of(req, struct auth_verify, work);
+  lower_priority_once();
   v->result = users_verify(v->users, v->cred.user, v->cred.pass, v->cred.pass_len);
 }
 

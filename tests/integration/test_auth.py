@@ -35,6 +35,7 @@ import unittest
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 import harness as H  # noqa: E402
 import h2util  # noqa: E402
+import xcutil  # noqa: E402
 
 HERE = os.path.dirname(os.path.abspath(__file__))
 HTPASSWD = shutil.which("htpasswd")
@@ -119,6 +120,21 @@ class AuthProxy(H.Proxy):
         self.admin_port = H.free_port()
         super().__init__(["--config", config, "--listen", "tcp://127.0.0.1:%d?admin" % self.admin_port],
                          workers=workers)
+
+    def _wait_healthy(self):
+        """On the admin listener: with client-cert: required, the TLS listener refuses the
+        harness's own TLS probe (it has no certificate)."""
+        deadline = time.time() + self.start_timeout
+        while time.time() < deadline:
+            if self.proc.poll() is not None:
+                raise RuntimeError("proxy exited with %d during start-up" % self.proc.returncode)
+            try:
+                if H.http_get(self.admin_port, "/healthz", timeout=2).status == 200 and os.path.exists(self.ca):
+                    return
+            except (OSError, ValueError, AssertionError, EOFError):
+                pass
+            time.sleep(0.05)
+        raise TimeoutError("no /healthz within %ss" % self.start_timeout)
 
     def metrics(self):
         r = H.http_get(self.admin_port, "/metrics")
@@ -298,6 +314,23 @@ class BasicAuth(Base):
         resp, _ = connect_raw(self.proxy.tcp_port, self.target, auth=basic("alice", "alice-pw").replace("Basic", "basic"))
         self.assertEqual(resp.status, 200)
 
+    def test_two_identities_refused(self):
+        """Two Proxy-Authorization fields in one request: h1 400 (which one counts would depend
+        on the hop), h2 a malformed stream (reset); neither is admitted."""
+        resp, eof = connect_raw(self.proxy.tcp_port, self.target, auth=basic("nobody", "x"),
+                                extra=b"Proxy-Authorization: " + basic("alice", "alice-pw").encode() + b"\r\n")
+        self.assertEqual(resp.status, 400, resp)
+        self.assertIn("more than one Proxy-Authorization", resp.header("proxy-status"))
+        c = h2util.H2Client(self.proxy.tls_port, tls_ca=self.proxy.ca)
+        try:
+            sid = c.connect(self.target, extra=[("proxy-authorization", basic("nobody", "x")),
+                                                ("proxy-authorization", basic("alice", "alice-pw"))])
+            st = c.wait_response(sid, timeout=20)
+            self.assertIsNone(st.status, st)
+            self.assertIsNotNone(st.reset, st)
+        finally:
+            c.close()
+
     def test_malformed_h2(self):
         """The same values on h2 streams of one connection: 407 each, the connection keeps
         working, a valid stream after them gets 200."""
@@ -342,6 +375,43 @@ class BasicAuth(Base):
             self.assertEqual(s["proxyAuthenticate"], 'Basic realm="itest realm", charset="UTF-8"')
         self.proxy.wait_access_log(lambda r: r.get("user") == "alice" and r.get("front") == "h2" and r.get("status") == 200)
         self.proxy.wait_access_log(lambda r: r.get("user") == "carol" and r.get("front") == "h2" and r.get("status") == 200)
+
+    def test_extended_connect(self):
+        """The same admission for connect-udp (h1 Upgrade and h2 extended CONNECT, UDP-01/02) and
+        WebSocket over h2 (XC-01): 407 without credentials, the tunnel with them; the user is
+        logged for each protocol."""
+        with xcutil.UDPEcho() as e:
+            s, r = xcutil.h1_connect_udp(self.proxy.tcp_port, "127.0.0.1", e.port)
+            s.close()
+            self.assertEqual(r.status, 407, r)
+            self.assertTrue(r.header("proxy-authenticate", "").startswith("Basic realm="))
+            s, r = xcutil.h1_connect_udp(self.proxy.tcp_port, "127.0.0.1", e.port,
+                                         extra=b"Proxy-Authorization: " + basic("dave", "dave-pw").encode() + b"\r\n")
+            with s:
+                self.assertEqual(r.status, 101, r)
+            c = h2util.H2Client(self.proxy.tls_port, tls_ca=self.proxy.ca, **xcutil.WINDOWS)
+            try:
+                auth = "localhost:%d" % self.proxy.tls_port
+                st = c.wait_response(c.connect_udp(auth, xcutil.udp_path("127.0.0.1", e.port)), timeout=20)
+                self.assertEqual(st.status, 407, st.headers)
+                sid = c.connect_udp(auth, xcutil.udp_path("127.0.0.1", e.port),
+                                    extra=[("proxy-authorization", basic("carol", "carol-pw"))])
+                st = c.wait_response(sid, timeout=20)
+                self.assertEqual(st.status, 200, st.headers)
+                c.reset(sid)
+                ws = [(":method", "CONNECT"), (":protocol", "websocket"), (":scheme", "http"),
+                      (":authority", self.target), (":path", "/chat"), ("sec-websocket-version", "13")]
+                st = c.wait_response(c.request(ws), timeout=20)
+                self.assertEqual(st.status, 407, st.headers)
+                # With credentials the request goes on to the backend (an echo, not a WebSocket
+                # server: its answer is not a 101, so 502 -- past authentication).
+                st = c.wait_response(c.request(ws + [("proxy-authorization", basic("alice", "alice-pw"))]), timeout=30)
+                self.assertNotIn(st.status, (403, 407, 429), st.headers)
+            finally:
+                c.close()
+        self.proxy.wait_access_log(lambda r: r.get("proto") == "connect-udp" and r.get("user") == "dave")
+        self.proxy.wait_access_log(lambda r: r.get("proto") == "connect-udp" and r.get("user") == "carol")
+        self.proxy.wait_access_log(lambda r: r.get("proto") == "websocket" and r.get("user") == "alice")
 
     def test_cache_second_tunnel(self):
         """The second tunnel with the same credentials is admitted from the cache (no hash)."""
@@ -397,6 +467,41 @@ class BasicAuth(Base):
         resp, _ = connect_raw(self.proxy.admin_port, self.target, auth=basic("alice", "alice-pw"))
         self.assertEqual(resp.status, 403, resp)
         self.assertIn("admin listener", resp.header("proxy-status"))
+
+    def test_loop_not_blocked_by_hashes(self):
+        """While the pool hashes (six of bob's bcrypt-13 checks queued, with wrong passwords so
+        that no cache can answer them: seconds of work), the
+        worker's loop goes on: a PING on another connection is answered, and a tunnel whose
+        credentials are cached opens, each long before the checks end."""
+        resp, _ = connect_raw(self.proxy.tcp_port, self.target, auth=basic("alice", "alice-pw"))
+        self.assertEqual(resp.status, 200)  # alice is in the cache now
+        busy = h2util.H2Client(self.proxy.tls_port, tls_ca=self.proxy.ca)
+        other = h2util.H2Client(self.proxy.tls_port, tls_ca=self.proxy.ca)
+        try:
+            sids = [busy.connect(self.target, extra=[("proxy-authorization", basic("bob", "not-bob-%d" % i))])
+                    for i in range(6)]
+            busy.wait(lambda: self.proxy.metrics()["h2tunnel_auth_checks_pending"] >= 6, timeout=30,
+                      what="six pending checks")
+            t0 = time.monotonic()
+            other.ping_ok(timeout=30)
+            ping_s = time.monotonic() - t0
+            t0 = time.monotonic()
+            st = other.wait_response(other.connect(self.target, extra=[("proxy-authorization", basic("alice", "alice-pw"))]),
+                                     timeout=30)
+            open_s = time.monotonic() - t0
+            self.assertEqual(st.status, 200, st)
+            still = self.proxy.metrics()["h2tunnel_auth_checks_pending"]
+            # Six bcrypt-13 checks on a pool of four take several seconds; the loop answered
+            # while they were still running.
+            self.assertGreater(still, 0, "the checks ended before the loop answered: inconclusive")
+            sys.stderr.write("\n  PING %.1f ms, cached tunnel %.1f ms, with %d checks still pending\n"
+                             % (ping_s * 1e3, open_s * 1e3, still))
+            for sid in sids:
+                st = busy.wait_response(sid, timeout=120)
+                self.assertEqual(st.status, 407, st)
+        finally:
+            busy.close()
+            other.close()
 
     def test_metrics_and_no_secrets(self):
         """/metrics counts successes and failures by reason; no password in any log."""
@@ -539,6 +644,26 @@ client-cert: optional
         r, err = self.curl("https://127.0.0.1:%d" % self.proxy.tls_port, *self.cert_args("mallory"), ok=False)
         self.assertNotEqual(r.returncode, 0)
         self.assertFalse(any(rec.get("user") == "mallory" for rec in self.proxy.access_log()))
+
+
+@H.needs_tool(HTPASSWD and MKPASSWD and CURL and OPENSSL, "htpasswd, mkpasswd, curl, openssl")
+class ClientCertsRequired(ClientCerts):
+    """client-cert: required -- a TLS client without a certificate fails the handshake; the
+    cleartext listener still takes passwords."""
+    auth_yaml = """
+htpasswd: users
+client-ca: ca.pem
+client-cert: required
+"""
+
+    def test_optional_falls_back_to_basic(self):
+        """(Overrides the optional case.) Required: no certificate, no handshake, whatever the
+        password; the cleartext listener still takes Basic."""
+        r, err = self.curl("https://127.0.0.1:%d" % self.proxy.tls_port, "--proxy-cacert", self.proxy.ca,
+                           user="alice", ok=False)
+        self.assertNotEqual(r.returncode, 0, err)
+        self.assertNotIn("407", err)  # refused in the handshake, before any request
+        self.curl("http://127.0.0.1:%d" % self.proxy.tcp_port, user="alice")
 
 
 @H.needs_tool(HTPASSWD and MKPASSWD and SOCAT and SSH and SSHD, "htpasswd, mkpasswd, socat, ssh, sshd (openssh-server)")
