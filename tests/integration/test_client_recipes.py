@@ -34,6 +34,10 @@ NEED_GIT = H.needs_tool(shutil.which("git"), "git")
 NEED_SOCAT = H.needs_tool(shutil.which("socat"), "socat")
 NEED_SSH = H.needs_tool(shutil.which("ssh") and os.path.exists("/usr/sbin/sshd"), "openssh-server")
 NEED_CHROMIUM = H.needs_tool(shutil.which("chromium"), "chromium")
+NEED_PROXYTUNNEL = H.needs_tool(shutil.which("proxytunnel"), "proxytunnel")
+NODE_DIR = os.path.join(HERE, "node")
+NEED_UNDICI = H.needs_tool(shutil.which("node") and os.path.isdir(os.path.join(NODE_DIR, "node_modules", "undici")),
+                           "undici (scripts/test.sh runs npm install in tests/integration/node)")
 try:
     import requests  # noqa: F401
     HAVE_REQUESTS = True
@@ -245,14 +249,11 @@ class Recipes(unittest.TestCase):
         self.assertEqual(r.returncode, 0, r.stderr)
         self.assertEqual(r.stdout, self.body)
 
-    @NEED_SSH
-    @NEED_SOCAT
-    def test_ssh_through_socat(self):
-        d = os.path.join(self.tmp, "ssh")
-        os.makedirs(d)
-        os.chmod(d, 0o700)
-        for kind, path in (("ed25519", "host_key"), ("ed25519", "id")):
-            subprocess.run(["ssh-keygen", "-q", "-t", kind, "-N", "", "-f", os.path.join(d, path)], check=True)
+    def ssh_through(self, proxy_command):
+        """ssh to a loopback sshd with |proxy_command|; returns the tunnel's access-log line."""
+        d = tempfile.mkdtemp(prefix="ssh-", dir=self.tmp)
+        for path in ("host_key", "id"):
+            subprocess.run(["ssh-keygen", "-q", "-t", "ed25519", "-N", "", "-f", os.path.join(d, path)], check=True)
         shutil.copy(os.path.join(d, "id.pub"), os.path.join(d, "authorized_keys"))
         port = H.free_port()
         user = os.environ.get("USER") or subprocess.run(["id", "-un"], capture_output=True, text=True).stdout.strip()
@@ -275,16 +276,40 @@ class Recipes(unittest.TestCase):
                     time.sleep(0.05)
             ssh = ["ssh", "-F", "/dev/null", "-i", os.path.join(d, "id"), "-o", "StrictHostKeyChecking=no",
                    "-o", "UserKnownHostsFile=/dev/null", "-o", "BatchMode=yes", "-o", "LogLevel=ERROR",
-                   "-o", "ProxyCommand=socat - PROXY:127.0.0.1:%%h:%%p,proxyport=%d" % self.proxy.tcp_port,
-                   "-p", str(port), "%s@127.0.0.1" % user]
+                   "-o", "ProxyCommand=" + proxy_command, "-p", str(port), "%s@127.0.0.1" % user]
             r = run(ssh + ["echo", "through the tunnel"], timeout=60)
             self.assertEqual(r.returncode, 0, r.stderr)
             self.assertEqual(r.stdout, b"through the tunnel\n")
             rec = self.tunnels_to(port)[-1]
             self.assertGreater(rec["bytes_up"], 1000)  # the SSH handshake went up the tunnel
+            return rec
         finally:
             sshd.terminate()
             sshd.wait(timeout=20)
+            sshd.stderr.close()
+
+    @NEED_SSH
+    @NEED_SOCAT
+    def test_ssh_through_socat(self):
+        rec = self.ssh_through("socat - PROXY:127.0.0.1:%%h:%%p,proxyport=%d" % self.proxy.tcp_port)
+        self.assertEqual(rec["front"], "h1")
+
+    @NEED_SSH
+    @NEED_PROXYTUNNEL
+    def test_ssh_through_proxytunnel_tls(self):
+        # -E: TLS to the proxy, verified against its CA (-C); the TLS listener. -o: proxytunnel's
+        # own Host is the bare host, which this proxy refuses as naming another authority than the
+        # CONNECT target ("400 Bad Request (Host differs from the CONNECT target)").
+        rec = self.ssh_through("proxytunnel -q -E -C %s -p 127.0.0.1:%d -d %%h:%%p -o %%h:%%p"
+                               % (self.proxy.ca, self.proxy.tls_port))
+        self.assertEqual(rec["front"], "h1")
+
+    @NEED_UNDICI
+    def test_node_undici_proxy_agent(self):
+        r = run(["node", os.path.join(NODE_DIR, "undici_proxy.js"), self.https_proxy, self.proxy.ca,
+                 self.origin.url + "/", self.origin.ca], timeout=120)
+        self.assertEqual(r.returncode, 0, r.stderr)
+        self.assertEqual(r.stdout, self.body)
 
     @NEED_CHROMIUM
     def test_chromium_headless(self):
