@@ -144,13 +144,14 @@ static void proxy_header_done(struct conn *c) {
 
 /* A ?proxy-protocol listener: the header from a trusted balancer, refused from anyone else. */
 static void proxy_header(struct conn *c) {
+  uint8_t small[256]; /* any v1 header, and a v2 one without TLVs, fit */
   size_t n = MIN(c->held.bytes, (size_t)PP_V2_HEAD_LEN + 65535);
-  uint8_t *p = xmalloc(n ? n : 1);
+  uint8_t *p = n <= sizeof(small) ? small : xmalloc(n);
   bufq_peek(&c->held, p, n);
   struct pp_header h;
   const char *why = NULL;
   int r = c->pp_trusted ? pp_parse(p, n, &h, &why) : pp_sniff(p, n);
-  free(p);
+  if (p != small) free(p);
   if (!c->pp_trusted) {
     if (r < 0) return; /* too few bytes to tell */
     if (r > 0) {
