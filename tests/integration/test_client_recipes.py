@@ -34,6 +34,7 @@ NEED_GIT = H.needs_tool(shutil.which("git"), "git")
 NEED_SOCAT = H.needs_tool(shutil.which("socat"), "socat")
 NEED_SSH = H.needs_tool(shutil.which("ssh") and os.path.exists("/usr/sbin/sshd"), "openssh-server")
 NEED_CHROMIUM = H.needs_tool(shutil.which("chromium"), "chromium")
+NEED_CERTUTIL = H.needs_tool(shutil.which("certutil"), "certutil (libnss3-tools)")
 NEED_PROXYTUNNEL = H.needs_tool(shutil.which("proxytunnel"), "proxytunnel")
 NODE_DIR = os.path.join(HERE, "node")
 NEED_UNDICI = H.needs_tool(shutil.which("node") and os.path.isdir(os.path.join(NODE_DIR, "node_modules", "undici")),
@@ -321,6 +322,26 @@ class Recipes(unittest.TestCase):
                  "--dump-dom", self.origin.url + "/page.html"], timeout=180)
         self.assertIn(self.body.strip(), r.stdout, r.stderr[-3000:])
         self.tunnels_to(self.origin.port)
+
+    @NEED_CHROMIUM
+    @NEED_CERTUTIL
+    def test_chromium_nss_db(self):
+        # The recipe for a person's browser: the CAs in the NSS db Chromium reads ($HOME/.pki/nssdb).
+        home = os.path.join(self.tmp, "chromium-home")
+        db = os.path.join(home, ".pki", "nssdb")
+        os.makedirs(db)
+        env = clean_env(HOME=home)
+        r = run(["certutil", "-d", "sql:" + db, "-N", "--empty-password"], env=env)
+        self.assertEqual(r.returncode, 0, r.stderr)
+        for name, ca in (("h2tunnel", self.proxy.ca), ("test origin", self.origin.ca)):
+            r = run(["certutil", "-d", "sql:" + db, "-A", "-t", "C,,", "-n", name, "-i", ca], env=env)
+            self.assertEqual(r.returncode, 0, r.stderr)
+        n = len([x for x in self.proxy.access_log() if x.get("target") == "127.0.0.1:%d" % self.origin.port])
+        r = run(["chromium", "--headless=new", "--no-sandbox", "--disable-gpu", "--no-first-run",
+                 "--user-data-dir=" + os.path.join(home, "profile"), "--proxy-server=" + self.https_proxy,
+                 "--proxy-bypass-list=<-loopback>", "--dump-dom", self.origin.url + "/page.html"], env=env, timeout=180)
+        self.assertIn(self.body.strip(), r.stdout, r.stderr[-3000:])
+        self.tunnels_to(self.origin.port, n + 1)
 
 
 @NEED_SOCAT
