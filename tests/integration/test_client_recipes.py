@@ -48,9 +48,11 @@ NEED_REQUESTS = H.needs_tool(HAVE_REQUESTS, "python3-requests")
 
 
 def clean_env(**extra):
-    """The environment without proxy variables (a NO_PROXY for 127.0.0.1 would bypass us)."""
+    """The environment without proxy variables (a NO_PROXY for 127.0.0.1 would bypass us) and
+    without the CA variables some machines set (each recipe names its own trust)."""
     env = {k: v for k, v in os.environ.items() if k.lower() not in ("http_proxy", "https_proxy", "all_proxy",
-                                                                    "no_proxy")}
+                                                                    "no_proxy", "curl_ca_bundle",
+                                                                    "requests_ca_bundle", "pip_cert")}
     env.update(extra)
     return env
 
@@ -288,6 +290,47 @@ class Recipes(unittest.TestCase):
             sshd.terminate()
             sshd.wait(timeout=20)
             sshd.stderr.close()
+
+    def test_pip_download(self):
+        # pip: --proxy and --cert with the bundle holding both CAs, from a loopback package index
+        # serving one hand-made wheel.
+        import io
+        import zipfile
+        name = "h2t_recipe_probe-1.0-py3-none-any.whl"
+        files = {"h2t_recipe_probe/__init__.py": b"",
+                 "h2t_recipe_probe-1.0.dist-info/METADATA": b"Metadata-Version: 2.1\nName: h2t-recipe-probe\n"
+                                                            b"Version: 1.0\n",
+                 "h2t_recipe_probe-1.0.dist-info/WHEEL": b"Wheel-Version: 1.0\nGenerator: test\n"
+                                                         b"Root-Is-Purelib: true\nTag: py3-none-any\n"}
+        buf = io.BytesIO()
+        with zipfile.ZipFile(buf, "w") as z:
+            record = ""
+            for path, data in files.items():
+                z.writestr(path, data)
+                digest = base64.urlsafe_b64encode(hashlib.sha256(data).digest()).rstrip(b"=").decode()
+                record += "%s,sha256=%s,%d\n" % (path, digest, len(data))
+            z.writestr("h2t_recipe_probe-1.0.dist-info/RECORD", record + "h2t_recipe_probe-1.0.dist-info/RECORD,,\n")
+        wheel = buf.getvalue()
+        index = ('<html><body><a href="/files/%s#sha256=%s">%s</a></body></html>'
+                 % (name, hashlib.sha256(wheel).hexdigest(), name)).encode()
+        origin = TLSOrigin({"/simple/h2t-recipe-probe/": index, "/files/" + name: wheel})
+        try:
+            with open(self.bundle, "rb") as f:
+                bundle = f.read()
+            both = os.path.join(self.tmp, "pip-bundle.pem")
+            with open(both, "wb") as f:
+                with open(origin.ca, "rb") as o:
+                    f.write(bundle + o.read())
+            dest = os.path.join(self.tmp, "pip-dest")
+            r = run(["/usr/bin/python3", "-m", "pip", "download", "--no-deps", "--no-cache-dir",
+                     "--disable-pip-version-check", "--index-url", origin.url + "/simple/", "--proxy", self.https_proxy,
+                     "--cert", both, "-d", dest, "h2t-recipe-probe"], timeout=180, env=clean_env(HOME=self.tmp))
+            self.assertEqual(r.returncode, 0, r.stdout + r.stderr)
+            with open(os.path.join(dest, name), "rb") as f:
+                self.assertEqual(f.read(), wheel)
+            self.tunnels_to(origin.port)
+        finally:
+            origin.close()
 
     @NEED_SSH
     @NEED_SOCAT
