@@ -157,6 +157,7 @@ static void proxy_header(struct conn *c) {
     if (r > 0) {
       worker_log(c->w, WLOG_PROXY_PROTO, LOG_WARN,
                  "conn %s: PROXY protocol header from a source not in proxy-protocol-from: closing", c->peer);
+      METRIC_ADD(&c->w->metrics, pp_refused[METRICS_PP_UNTRUSTED], 1);
       conn_abort(c);
       return;
     }
@@ -166,6 +167,7 @@ static void proxy_header(struct conn *c) {
   if (r == 0) return;
   if (r < 0) {
     worker_log(c->w, WLOG_PROXY_PROTO, LOG_WARN, "conn %s: invalid PROXY protocol header: %s: closing", c->peer, why);
+    METRIC_ADD(&c->w->metrics, pp_refused[METRICS_PP_INVALID], 1);
     conn_abort(c);
     return;
   }
@@ -176,6 +178,7 @@ static void proxy_header(struct conn *c) {
     net_format_addr((struct sockaddr *)&c->peer_addr, c->peer, sizeof(c->peer));
     log_debug("conn %s: PROXY protocol v%d: client %s", was, h.version, c->peer);
   }
+  METRIC_ADD(&c->w->metrics, pp_headers, 1);
   bufq_skip(&c->held, &c->w->pool, (size_t)r);
   proxy_header_done(c);
 }
@@ -303,6 +306,7 @@ static void on_x_timeout(struct xport *x) {
   if (c->phase == CONN_PROXY_HDR) {
     worker_log(c->w, WLOG_PROXY_PROTO, LOG_WARN, "conn %s: no complete PROXY protocol header within %llu ms: closing",
                c->peer, (unsigned long long)c->w->cfg->pp_timeout_ms);
+    METRIC_ADD(&c->w->metrics, pp_refused[METRICS_PP_TIMEOUT], 1);
     conn_abort(c);
     return;
   }

@@ -67,6 +67,8 @@ size_t metrics_render(const struct metrics *const *all, size_t nw, char *buf, si
       ACC(tunnels_active[p]);
     }
     for (int e = 0; e < PXERR_COUNT; e++) ACC(errors[e]);
+    ACC(pp_headers);
+    for (int r = 0; r < 3; r++) ACC(pp_refused[r]);
   }
 #undef ACC
   head(&o, "h2tunnel_connections_accepted_total", "counter", "Client connections accepted.");
@@ -118,6 +120,18 @@ size_t metrics_render(const struct metrics *const *all, size_t nw, char *buf, si
     snprintf(lab, sizeof(lab), "{type=\"%s\",status=\"%d\"}", pxerr_token((enum pxerr)e),
              pxerr_status((enum pxerr)e));
     put(&o, "h2tunnel_errors_total", lab, LOAD(sum.errors[e]));
+  }
+  static const char *const pp_reasons[] = {
+#define XX(n, s) s,
+      METRICS_PP_MAP(XX)
+#undef XX
+  };
+  head(&o, "h2tunnel_proxy_protocol_headers_total", "counter", "PROXY protocol headers taken from trusted sources.");
+  put(&o, "h2tunnel_proxy_protocol_headers_total", NULL, LOAD(sum.pp_headers));
+  head(&o, "h2tunnel_proxy_protocol_refused_total", "counter", "Connections closed over their PROXY protocol header.");
+  for (int r = 0; r < 3; r++) {
+    snprintf(lab, sizeof(lab), "{reason=\"%s\"}", pp_reasons[r]);
+    put(&o, "h2tunnel_proxy_protocol_refused_total", lab, LOAD(sum.pp_refused[r]));
   }
   return o.len;
 }

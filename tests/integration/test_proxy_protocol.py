@@ -182,6 +182,15 @@ class ProxyProtocol(unittest.TestCase):
         self.client_in_log("198.51.100.44:40404")
 
 
+    def test_zz_metrics(self):
+        # Runs last (name order): every refusal above is counted by its reason.
+        m = self.proxy.metrics()
+        self.assertGreaterEqual(m['h2tunnel_proxy_protocol_refused_total{reason="untrusted"}'], 2)
+        self.assertGreaterEqual(m['h2tunnel_proxy_protocol_refused_total{reason="invalid"}'], 6)
+        self.assertGreaterEqual(m['h2tunnel_proxy_protocol_refused_total{reason="timeout"}'], 1)
+        self.assertGreaterEqual(m["h2tunnel_proxy_protocol_headers_total"], 4)
+
+
 class ProxyProtocolConfig(unittest.TestCase):
     def run_proxy(self, *args):
         return subprocess.run([H.proxy_bin(), "--check-config", "/dev/null"] + list(args),
