@@ -18,7 +18,7 @@ size_t h1_resp_head(char *buf, size_t cap, int status, const char *content_type,
 }
 
 size_t h1_resp_error(char *buf, size_t cap, int status, const char *detail, const char *proxy_status,
-                     const char *body) {
+                     const char *body, const struct px_header *extra, size_t nextra) {
   struct strbuf sb;
   strbuf_init_fixed(&sb, buf, cap);
   strbuf_printf(&sb, "HTTP/1.1 %d %s", status, http_reason(status));
@@ -35,6 +35,7 @@ size_t h1_resp_error(char *buf, size_t cap, int status, const char *detail, cons
   }
   strbuf_puts(&sb, "\r\n");
   if (proxy_status && proxy_status[0]) strbuf_printf(&sb, "Proxy-Status: %s\r\n", proxy_status);
+  for (size_t i = 0; i < nextra; i++) strbuf_printf(&sb, "%s: %s\r\n", extra[i].name, extra[i].value);
   strbuf_printf(&sb,
                 "Content-Type: text/plain; charset=utf-8\r\nContent-Length: %zu\r\n"
                 "Cache-Control: no-store\r\nConnection: close\r\n\r\n%s",

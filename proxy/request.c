@@ -5,6 +5,8 @@
 #include <string.h>
 #include <strings.h>
 
+#include <openssl/crypto.h>
+
 #include "proxy/dialer.h"
 #include "proxy/resolve.h"
 #include "src/buf.h"
@@ -63,10 +65,12 @@ void px_request_set_client(struct px_request *rq, struct conn *c) {
   rq->client_addr = c->peer_addr; /* the PROXY protocol's client when a balancer sent one */
   set_text(rq->client, sizeof(rq->client), c->peer);
   rq->listener = c->listener;
+  px_auth_set_cert(&rq->auth, rq->cfg, c->x.ssl);
 }
 
 static void request_free(struct px_request *rq) {
   buf_put(&rq->w->pool, rq->early);
+  if (rq->credentials) OPENSSL_cleanse(rq->credentials, strlen(rq->credentials));
   free(rq->credentials);
   free(rq);
 }
@@ -79,6 +83,10 @@ static void log_rejected(const struct px_request *rq, const char *error) {
   struct strbuf sb;
   strbuf_init_fixed(&sb, line, sizeof(line));
   log_access_head(&sb, px_front_name(rq->front), px_proto_name(rq->proto), rq->client, rq->target);
+  if (rq->out.user) {
+    strbuf_puts(&sb, ",\"user\":");
+    log_json_str(&sb, rq->out.user);
+  }
   strbuf_printf(&sb, ",\"status\":%d,\"error\":", rq->out.status);
   log_json_str(&sb, error);
   strbuf_puts(&sb, ",\"detail\":");
@@ -156,6 +164,7 @@ static void succeed(struct px_request *rq, struct tun_ep *b, struct buf_chunk *f
   set_text(info.client, sizeof(info.client), rq->client);
   set_text(info.target, sizeof(info.target), rq->target);
   set_text(info.resolved, sizeof(info.resolved), o->peer);
+  info.user = o->user; /* copied by tunnel_new */
   struct tunnel *t = tunnel_new(w, rq->ops->client_ep(rq->fe), b, &info);
   struct buf_chunk *early = rq->early;
   rq->early = NULL;
@@ -297,6 +306,29 @@ static int interpret(struct px_request *rq) {
   return -1;
 }
 
+static void admitted(struct px_request *rq);
+
+/* Authentication's answer goes into the outcome: who, or the header of the refusal. */
+static int auth_verdict(struct px_request *rq, enum px_auth_verdict v) {
+  struct px_outcome *o = &rq->out;
+  o->user = rq->auth.user;
+  if (v != PX_AUTH_REFUSE) return 0;
+  if (rq->auth.hdr_name) o->extra[o->nextra++] = (struct px_header){rq->auth.hdr_name, rq->auth.hdr_value};
+  fail(rq, rq->auth.err, rq->auth.detail);
+  return -1;
+}
+
+/* The password check ended (from the loop). */
+static void on_auth(void *arg, enum px_auth_verdict v) {
+  struct px_request *rq = arg;
+  rq->phase = PX_NEW;
+  if (auth_verdict(rq, v) != 0) return;
+  if (rq->w->stopping)
+    fail(rq, PXERR_SHUTTING_DOWN, "proxy is shutting down");
+  else
+    admitted(rq);
+}
+
 void px_request_start(struct px_request *rq) {
   struct worker *w = rq->w;
   if (interpret(rq) != 0) return;
@@ -305,6 +337,27 @@ void px_request_start(struct px_request *rq) {
     fail(rq, PXERR_SHUTTING_DOWN, "proxy is shutting down");
     return;
   }
+  if (rq->listener && rq->listener->admin) {
+    fail(rq, PXERR_CLIENT_DENIED, "the admin listener serves /healthz and /metrics only");
+    return;
+  }
+  struct px_auth *a = &rq->auth;
+  a->w = w;
+  a->cfg = rq->cfg;
+  a->client_addr = &rq->client_addr;
+  a->client = rq->client;
+  a->credentials = rq->credentials;
+  enum px_auth_verdict v = px_auth_check(a, on_auth, rq);
+  if (v == PX_AUTH_PENDING) {
+    rq->phase = PX_AUTHENTICATING;
+    return;
+  }
+  if (auth_verdict(rq, v) == 0) admitted(rq);
+}
+
+/* Past admission: the rest of the decision, and the upstream. */
+static void admitted(struct px_request *rq) {
+  struct worker *w = rq->w;
   if (rq->proto == PX_PROTO_WEBSOCKET) {
     /* The backend request is built (the client's fields checked) before any policy or dial: a
      * refusal costs nothing (issue 8 item 2). */
@@ -347,6 +400,7 @@ void px_request_start(struct px_request *rq) {
 }
 
 void px_request_cancel(struct px_request *rq) {
+  px_auth_cancel(&rq->auth);
   if (rq->dialer) dialer_cancel(rq->dialer);
   if (rq->res) resolve_cancel(rq->res);
   if (rq->ws_up) ws_upgrade_cancel(rq->ws_up);

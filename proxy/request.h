@@ -7,7 +7,8 @@
  *
  *   interpret  the target as requested: the CONNECT authority, the connect-udp URI template,
  *              the WebSocket route and backend                                  (400, 421)
- *   admission  the worker is stopping (503); the place for limits
+ *   admission  the worker is stopping (503); authentication (proxy/auth.h: 403, 407, 429,
+ *              perhaps off the loop); the place for limits
  *   [ws]       the backend Upgrade request is built from the client's fields      (400, 431)
  *   name       the policy on the name: the port, unless the backend is configured (403)
  *   resolve    DNS, then the policy on each address (403 destination_ip_prohibited, 502, 504)
@@ -24,6 +25,9 @@
  * Phases (|phase|):
  *   from        event                                   to          what happens
  *   NEW         px_request_start: an error at once      (freed)     answer_error (within the call)
+ *   NEW         px_request_start: a password to check   AUTHENTICATING  px_auth_check (pending)
+ *   AUTHENTICATING  checked: refused, or stopping       (freed)     answer_error
+ *   AUTHENTICATING  checked: passed                     as from NEW below, from the loop
  *   NEW         px_request_start: CONNECT               DIALING     dialer_start
  *   NEW         px_request_start: connect-udp           RESOLVING   resolve_start
  *   NEW         px_request_start: WebSocket             UPGRADING   ws_upgrade_start
@@ -46,6 +50,7 @@
 #include <stdint.h>
 #include <sys/socket.h>
 
+#include "proxy/auth.h"
 #include "proxy/ws_upgrade.h"
 #include "src/authority.h"
 #include "src/metrics.h"
@@ -126,6 +131,7 @@ struct px_front_ops {
 /* Where a request is (the file comment has the transitions). */
 enum px_phase {
   PX_NEW,       /* being described by the front end, or deciding within px_request_start */
+  PX_AUTHENTICATING, /* a password is checked on the thread pool (|auth|.verify) */
   PX_DIALING,   /* CONNECT: |dialer| resolves and connects */
   PX_RESOLVING, /* connect-udp: |res| resolves */
   PX_UPGRADING, /* WebSocket: |ws_up| dials and runs the backend handshake */
@@ -150,8 +156,8 @@ struct px_request {
   int tls;                                /* WEBSOCKET: :scheme https (TLS to the backend) */
   struct ws_upgrade_req ws;               /* WEBSOCKET: the client's fields (path and host are
                                              filled here from |path| and |authority|) */
-  char *credentials;                      /* owned: Proxy-Authorization as presented, or NULL;
-                                             kept for authentication, not checked yet */
+  char *credentials;                      /* owned: Proxy-Authorization as presented, or NULL
+                                             (proxy/auth.c checks it at admission) */
   struct buf_chunk *early;                /* owned: client bytes that followed the head, or NULL */
   /* The strings above are borrowed until px_request_start (or _fail) returns. */
 
@@ -168,6 +174,7 @@ struct px_request {
   struct dialer *dialer;                  /* DIALING */
   struct resolve *res;                    /* RESOLVING */
   struct ws_upgrade *ws_up;               /* UPGRADING (and NEW once built) */
+  struct px_auth auth;                    /* authentication (AUTHENTICATING: a check runs) */
 };
 
 /* A request of |proto| arriving on |front|, answered through |ops| on |fe|. */

@@ -33,15 +33,24 @@ int config_parse_listener(const char *s, struct config_listener *out) {
   memset(out, 0, sizeof(*out));
   if (strlen(s) >= sizeof(out->text)) return -EINVAL; /* the text is kept whole, for logs */
   memcpy(out->text, s, strlen(s) + 1);
-  /* Per-listener flags follow the address like a URL query. */
-  static const char pp_flag[] = "?proxy-protocol";
+  /* Per-listener flags follow the address like a URL query: "?proxy-protocol", "?admin", or both
+   * joined by '&'. */
   char url[sizeof(out->text)];
   memcpy(url, s, strlen(s) + 1);
   char *q = strchr(url, '?');
   if (q) {
-    if (strcmp(q, pp_flag) != 0) return -EINVAL;
-    out->proxy_protocol = 1;
-    *q = '\0';
+    *q++ = '\0';
+    for (char *flag = q; flag;) {
+      char *next = strchr(flag, '&');
+      if (next) *next++ = '\0';
+      if (strcmp(flag, "proxy-protocol") == 0 && !out->proxy_protocol)
+        out->proxy_protocol = 1;
+      else if (strcmp(flag, "admin") == 0 && !out->admin)
+        out->admin = 1; /* the admin-only listener (/metrics when authentication is on) */
+      else
+        return -EINVAL; /* unknown, empty or repeated */
+      flag = next;
+    }
   }
   s = url;
   const char *rest;
@@ -181,6 +190,9 @@ static const struct opt opts[] = {
 
     {"listen", T_LISTENERS, S_LISTEN, NOFIELD, NULL, 0, 0, F_REPEAT, "URL",
      "tls://ADDR:PORT or tcp://ADDR:PORT; IPv6 as [ADDR]. Repeatable.\n"
+     "Flags after '?', joined by '&': ?admin, a listener for /healthz and\n"
+     "/metrics only (no tunnels; with auth configured, /metrics is served\n"
+     "only there); ?proxy-protocol (see --proxy-protocol-from).\n"
      "On tcp:// the HTTP/2 preface selects HTTP/2 (h2c prior knowledge)\n"
      "and a TLS ClientHello is served TLS, as on tls://. On tls:// a\n"
      "plaintext HTTP request gets a plaintext 400 saying so.",
@@ -296,8 +308,8 @@ static const struct opt opts[] = {
     {"low-water", T_SIZE, S_LIMITS, FIELD(low_water), "128k", 0, 1ULL << 30, 0, "N",
      "resume reading below N bytes queued (default 128k)", NULL},
     {"read-budget", T_SIZE, S_LIMITS, FIELD(read_budget), "128k", 4096, 1ULL << 30, 0, "N",
-     "bytes read from one client connection per event-loop turn before\n"
-     "the other connections get theirs (default 128k)",
+     "bytes read from one socket (client connection, upstream TCP or UDP)\n"
+     "per event-loop turn before the others get theirs (default 128k)",
      NULL},
 
     {"h2-max-streams", T_COUNT, S_H2, FIELD(h2_max_concurrent_streams), "256", 1, 100000, 0, "N",
@@ -484,7 +496,7 @@ static int apply_text(struct config *cfg, const struct opt *o, const char *v, ch
       return -EINVAL;
     }
     if (config_parse_listener(v, &cfg->listeners[cfg->nlisteners])) {
-      snprintf(why, whycap, "not tls://ADDR:PORT or tcp://ADDR:PORT (optionally ?proxy-protocol)");
+      snprintf(why, whycap, "not tls://ADDR:PORT or tcp://ADDR:PORT (optionally ?proxy-protocol, ?admin, or both joined by &)");
       return -EINVAL;
     }
     cfg->nlisteners++;

@@ -35,6 +35,7 @@ struct config_listener {
   int tls;                      /* 1 for tls://, 0 for tcp:// */
   int proxy_protocol;           /* "?proxy-protocol": a PROXY v1/v2 header comes first from
                                    the sources in proxy-protocol-from (src/proxyproto.h) */
+  int admin;                    /* "?admin": serves /healthz and /metrics only, no tunnels */
   struct sockaddr_storage addr; /* where to bind */
   char text[128];               /* as given, for logs */
 };

@@ -13,6 +13,8 @@
 #include "certs/devca.h"
 #include "h1/h1_conn.h"
 #include "h2/h2_session.h"
+#include "src/access.h"
+#include "src/auth.h"
 #include "src/config.h"
 #include "src/conn.h"
 #include "src/dns.h"
@@ -97,8 +99,8 @@ static void client_url(const struct config_listener *l, const char *scheme, char
 
 /* "Try it" lines that work as printed: the CA to trust is the dev CA's, or, with --cert, none when
  * the system store trusts the chain, the file itself when it holds its root, else the issuing CA
- * the operator has; and the host is one the certificate names. Listeners that expect a PROXY
- * header from a balancer are not offered (direct clients work there too, but it is not the point). */
+ * the operator has; and the host is one the certificate names. Admin listeners (no tunnels) are not
+ * offered, nor, while another will do, those that expect a PROXY header from a balancer. */
 static void print_banner(const struct app *app, int devcert) {
   const struct config *cfg = app->cfg;
   char tls_url[200] = "", tcp_url[200] = "", tls_host[160] = "", tcp_host[160] = "";
@@ -107,7 +109,7 @@ static void print_banner(const struct app *app, int devcert) {
     for (int i = 0; i < cfg->nlisteners; i++) {
       const struct config_listener *l = &cfg->listeners[i];
       if (pass == 0) fprintf(stderr, " %s%s", l->text, l->tls ? " (ALPN h2, http/1.1)" : "");
-      if (l->proxy_protocol != (pass == 1)) continue;
+      if (l->admin || l->proxy_protocol != (pass == 1)) continue; /* no tunnels on ?admin */
       if (l->tls && !tls_url[0]) client_url(l, "https", tls_url, sizeof(tls_url), tls_host, sizeof(tls_host));
       if (!l->tls && !tcp_url[0]) client_url(l, "http", tcp_url, sizeof(tcp_url), tcp_host, sizeof(tcp_host));
     }
@@ -197,6 +199,11 @@ int main(int argc, char **argv) {
     }
     ctx = tls_ctx_new(cert, key, &app.alpn);
     if (!ctx) return 1;
+    const struct access_auth *au = &cfg->access->auth;
+    if (au->client_ca && tls_ctx_client_ca(ctx, au->client_ca, au->client_cert == ACCESS_CERT_REQUIRED) != 0) {
+      SSL_CTX_free(ctx);
+      return 1;
+    }
   }
 
   /* TLS to upstreams (wss:// backends); verification is always on. */
@@ -211,6 +218,7 @@ int main(int argc, char **argv) {
   if (app.nworkers < 1) app.nworkers = 1;
   app.workers = xcalloc((size_t)app.nworkers, sizeof(*app.workers));
   app.metrics = xcalloc((size_t)app.nworkers, sizeof(*app.metrics));
+  struct auth_guard *guard = auth_guard_new(); /* failed logins per address, for every worker */
   int failed = 0;
   int ninit = 0;
   for (int i = 0; i < app.nworkers && !failed; i++) {
@@ -218,6 +226,7 @@ int main(int argc, char **argv) {
     app.workers[i].client_ssl_ctx = client_ctx;
     app.workers[i].frontends = &app.frontends;
     app.workers[i].conn_ops = &conn_worker_ops;
+    app.workers[i].auth_guard = guard;
     ninit = i + 1;
     app.metrics[i] = &app.workers[i].metrics;
   }
@@ -227,6 +236,7 @@ int main(int argc, char **argv) {
   }
   if (failed) {
     for (int i = 0; i < ninit; i++) worker_dispose(&app.workers[i]);
+    auth_guard_free(guard);
     return 1;
   }
 
@@ -254,6 +264,7 @@ int main(int argc, char **argv) {
   uv_loop_close(app.loop);
   free(app.workers);
   free(app.metrics);
+  auth_guard_free(guard);
   SSL_CTX_free(ctx);
   SSL_CTX_free(client_ctx);
   dns_global_cleanup();

@@ -16,6 +16,9 @@
   XX(NOT_FOUND, 404, "http_request_error")                                                       \
   XX(METHOD, 405, "http_request_error")                                                          \
   XX(MISDIRECTED, 421, "http_request_denied")                                                    \
+  XX(AUTH_REQUIRED, 407, "http_request_denied")                                                  \
+  XX(AUTH_BANNED, 429, "http_request_denied")                                                    \
+  XX(CLIENT_DENIED, 403, "http_request_denied")                                                  \
   XX(NOT_IMPLEMENTED, 501, "http_request_error")                                                 \
   XX(DNS_ERROR, 502, "dns_error")                                                                \
   XX(DNS_TIMEOUT, 504, "dns_timeout")                                                            \

@@ -14,6 +14,8 @@
 #include "src/metrics.h"
 #include "src/util.h"
 
+struct auth_cache;
+struct auth_guard;
 struct dns_resolver;
 struct frontend_table;
 struct listener;
@@ -85,6 +87,9 @@ struct worker {
                                              NULL in unit tests that accept nothing */
   struct buf_pool pool;
   struct dns_resolver *dns;           /* owned */
+  struct auth_cache *auth_cache;      /* owned: verified credentials; NULL without users */
+  struct auth_guard *auth_guard;      /* borrowed: failed logins per address, shared by every
+                                         worker (main); NULL: no bans (unit tests) */
   struct metrics metrics;             /* written by this worker only */
   const struct metrics *const *all_metrics; /* borrowed: every worker's, for /metrics */
   size_t nworkers;

@@ -17,6 +17,7 @@ struct tunnel {
   struct list link;        /* in w->tunnels */
   struct tun_ep *a, *b;    /* borrowed until finish; a = client side, b = upstream side */
   struct tun_info info;    /* for the access line (and the protocol) */
+  char *user;              /* owned: info.user's copy, or NULL */
   uv_timer_t timer;        /* idle and max-duration deadlines */
   uint64_t last_active_ms; /* uv_now of the last byte either way */
   enum tun_close_reason reason;
@@ -51,13 +52,21 @@ static int is_paused(struct tunnel *t, struct tun_ep *reader) {
   return reader == t->a ? t->a_paused : t->b_paused;
 }
 
-static void on_timer_closed(uv_handle_t *h) { free(h->data); }
+static void on_timer_closed(uv_handle_t *h) {
+  struct tunnel *t = h->data;
+  free(t->user);
+  free(t);
+}
 
 static void log_access(struct tunnel *t) {
   char line[LOG_ACCESS_LINE_MAX + 1];
   struct strbuf sb;
   strbuf_init_fixed(&sb, line, sizeof(line));
   log_access_head(&sb, t->info.front, tun_proto_name(t->info.proto), t->info.client, t->info.target);
+  if (t->info.user) {
+    strbuf_puts(&sb, ",\"user\":");
+    log_json_str(&sb, t->info.user);
+  }
   strbuf_puts(&sb, ",\"resolved\":");
   log_json_str(&sb, t->info.resolved);
   strbuf_printf(&sb, ",\"status\":%d,\"bytes_up\":%llu,\"bytes_down\":%llu,\"duration_ms\":%llu,\"close\":\"%s\"",
@@ -121,6 +130,8 @@ struct tunnel *tunnel_new(struct worker *w, struct tun_ep *a, struct tun_ep *b,
   t->a = a;
   t->b = b;
   t->info = *info;
+  t->user = info->user ? xstrndup(info->user, strlen(info->user)) : NULL;
+  t->info.user = t->user;
   a->tun = t;
   b->tun = t;
   uv_timer_init(&w->loop, &t->timer);

@@ -13,6 +13,9 @@
 
 #include "upstream_fx.h"
 #include "proxy/request.h"
+#include "src/access.h"
+#include "src/auth.h"
+#include "src/users.h"
 #include "src/log.h"
 #include "tunnel/tunnel.h"
 
@@ -38,7 +41,11 @@ static int setup(void **state) {
 static int teardown(void **state) {
   struct fx *f = *state;
   f->w->stopping = 0;
-  return fx_teardown(state);
+  struct auth_cache *cache = f->w->auth_cache; /* the worker's, made by enable_auth */
+  f->w->auth_cache = NULL;
+  int r = fx_teardown(state);
+  auth_cache_free(cache); /* after the loop ran out: no check is left */
+  return r;
 }
 
 /* ---- the access log --------------------------------------------------------------------------- */
@@ -559,6 +566,112 @@ static void test_answer_ok_fails(void **state) {
   assert_int_equal(f->nrx, 0);
 }
 
+/* ---- authentication at admission (proxy/auth.c) ----------------------------------------------- */
+
+/* htpasswd -nbB -C 4 alice pw-alice (bob has the same hash, so the same password). */
+#define BCRYPT_PW "$2y$04$nI7cJDKmEBh78Fpdmt1Gr.YUkac8vYAW4xcsSlMA04S.81i8cT98W"
+
+static void enable_auth(struct fx *f) {
+  static const char text[] = "alice:" BCRYPT_PW "\nbob:" BCRYPT_PW "\ncarol:" BCRYPT_PW "\n";
+  struct cfgfile_err err;
+  struct access_auth *au = &f->cfg.access->auth;
+  au->users = users_parse("users", text, strlen(text), &err);
+  assert_non_null(au->users);
+  free(au->realm);
+  au->realm = strdup("test realm");
+  f->w->auth_cache = auth_cache_new(16, 60000);
+  f->w->auth_cache->metrics = &f->w->metrics;
+}
+
+/* No credentials, a malformed value, a wrong password: 407 with the challenge (the first two
+ * within the call); the right password: checked off the loop (AUTHENTICATING), then the tunnel
+ * with the user in the outcome and the log; the same value again: from the cache. Every protocol
+ * and front end goes through the same admission. */
+static void test_auth(void **state) {
+  struct fx *f = *state;
+  struct mock_fe m;
+  char auth[64];
+  authority_of(f, "ok.test", auth, sizeof(auth));
+  enable_auth(f);
+
+  px_request_start(request(f, &m, PX_FRONT_H1, PX_PROTO_CONNECT, auth, NULL));
+  assert_int_equal(m.errs, 1);
+  assert_int_equal(m.out.status, 407);
+  assert_int_equal(m.out.nextra, 1);
+  assert_string_equal(m.out.extra[0].name, "proxy-authenticate");
+  assert_string_equal(m.out.extra[0].value, "Basic realm=\"test realm\", charset=\"UTF-8\"");
+  assert_null(m.out.user);
+
+  struct px_request *rq = request(f, &m, PX_FRONT_H2, PX_PROTO_CONNECT, auth, NULL);
+  rq->credentials = strdup("Basic !!!!");
+  px_request_start(rq);
+  assert_int_equal(m.out.status, 407);
+  assert_string_equal(m.out.detail, "not a base64 character");
+
+  rq = request(f, &m, PX_FRONT_H2, PX_PROTO_CONNECT, auth, NULL);
+  rq->credentials = strdup("Basic YWxpY2U6d3Jvbmc="); /* alice:wrong */
+  px_request_start(rq);
+  assert_int_equal(answered(&m), 0);
+  assert_int_equal(rq->phase, PX_AUTHENTICATING);
+  run_until_answered(f, &m);
+  assert_int_equal(m.out.status, 407);
+  assert_string_equal(m.out.detail, "invalid credentials");
+
+  for (int round = 0; round < 2; round++) {
+    rq = request(f, &m, PX_FRONT_H1, PX_PROTO_CONNECT, auth, NULL);
+    rq->credentials = strdup("Basic YWxpY2U6cHctYWxpY2U="); /* alice:pw-alice */
+    px_request_start(rq);
+    if (round == 0) assert_int_equal(rq->phase, PX_AUTHENTICATING);
+    run_until_answered(f, &m);
+    assert_int_equal(m.oks, 1);
+    assert_string_equal(m.out.user, "alice");
+    kill_tunnel(&m);
+  }
+  assert_non_null(strstr(access_log(), "\"user\":\"alice\""));
+  assert_int_equal(f->w->metrics.auth_ok[AUTH_OK_PASSWORD], 1);
+  assert_int_equal(f->w->metrics.auth_ok[AUTH_OK_CACHED], 1);
+  assert_int_equal(f->w->metrics.auth_fail[AUTH_FAIL_MISSING], 1);
+  assert_int_equal(f->w->metrics.auth_fail[AUTH_FAIL_MALFORMED], 1);
+  assert_int_equal(f->w->metrics.auth_fail[AUTH_FAIL_INVALID], 1);
+  assert_null(strstr(access_log(), "pw-alice"));
+  assert_null(strstr(access_log(), "YWxpY2U6"));
+}
+
+/* The client goes away while its password is checked: the check finishes on the pool and calls
+ * no one (ASan: the request is freed); and a check that ends after the stop began answers 503. */
+static void test_auth_cancel(void **state) {
+  struct fx *f = *state;
+  struct mock_fe m, m2;
+  char auth[64];
+  authority_of(f, "ok.test", auth, sizeof(auth));
+  enable_auth(f);
+  char path[128];
+  snprintf(path, sizeof(path), "/.well-known/masque/udp/ok.test/%d/", f->port);
+  struct px_request *rq = request(f, &m, PX_FRONT_H2, PX_PROTO_CONNECT_UDP, "127.0.0.1", path);
+  rq->credentials = strdup("Basic Ym9iOnB3LWFsaWNl"); /* bob:pw-alice */
+  px_request_start(rq);
+  assert_int_equal(rq->phase, PX_AUTHENTICATING);
+  assert_int_equal(f->w->auth_cache->pending, 1);
+  px_request_cancel(rq);
+  m.rq = NULL;
+  uint64_t start = now_ms(f);
+  while (f->w->auth_cache->pending > 0) {
+    assert_true(now_ms(f) - start < 10000);
+    uv_run(&f->w->loop, UV_RUN_ONCE);
+  }
+  assert_int_equal(answered(&m), 0);
+  assert_int_equal(f->w->metrics.auth_checks_pending, 0);
+
+  rq = request(f, &m2, PX_FRONT_H1, PX_PROTO_CONNECT, auth, NULL);
+  rq->credentials = strdup("Basic Y2Fyb2w6cHctYWxpY2U="); /* carol:pw-alice */
+  px_request_start(rq);
+  assert_int_equal(rq->phase, PX_AUTHENTICATING);
+  f->w->stopping = 1;
+  run_until_answered(f, &m2);
+  assert_int_equal(m2.out.status, 503);
+  assert_int_equal(m2.out.err, PXERR_SHUTTING_DOWN);
+}
+
 /* ---- cancel ----------------------------------------------------------------------------------- */
 
 /* The client goes away before anything was started: nothing leaks (early bytes, credentials). */
@@ -670,6 +783,8 @@ int main(void) {
       T(test_cancel_connect),
       T(test_cancel_udp),
       T(test_cancel_websocket),
+      T(test_auth),
+      T(test_auth_cancel),
   };
 #undef T
   g_access = tmpfile();
