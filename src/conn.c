@@ -144,18 +144,20 @@ static void proxy_header_done(struct conn *c) {
 
 /* A ?proxy-protocol listener: the header from a trusted balancer, refused from anyone else. */
 static void proxy_header(struct conn *c) {
+  uint8_t small[256]; /* any v1 header, and a v2 one without TLVs, fit */
   size_t n = MIN(c->held.bytes, (size_t)PP_V2_HEAD_LEN + 65535);
-  uint8_t *p = xmalloc(n ? n : 1);
+  uint8_t *p = n <= sizeof(small) ? small : xmalloc(n);
   bufq_peek(&c->held, p, n);
   struct pp_header h;
   const char *why = NULL;
   int r = c->pp_trusted ? pp_parse(p, n, &h, &why) : pp_sniff(p, n);
-  free(p);
+  if (p != small) free(p);
   if (!c->pp_trusted) {
     if (r < 0) return; /* too few bytes to tell */
     if (r > 0) {
       worker_log(c->w, WLOG_PROXY_PROTO, LOG_WARN,
                  "conn %s: PROXY protocol header from a source not in proxy-protocol-from: closing", c->peer);
+      METRIC_ADD(&c->w->metrics, pp_refused[METRICS_PP_UNTRUSTED], 1);
       conn_abort(c);
       return;
     }
@@ -165,6 +167,7 @@ static void proxy_header(struct conn *c) {
   if (r == 0) return;
   if (r < 0) {
     worker_log(c->w, WLOG_PROXY_PROTO, LOG_WARN, "conn %s: invalid PROXY protocol header: %s: closing", c->peer, why);
+    METRIC_ADD(&c->w->metrics, pp_refused[METRICS_PP_INVALID], 1);
     conn_abort(c);
     return;
   }
@@ -175,6 +178,7 @@ static void proxy_header(struct conn *c) {
     net_format_addr((struct sockaddr *)&c->peer_addr, c->peer, sizeof(c->peer));
     log_debug("conn %s: PROXY protocol v%d: client %s", was, h.version, c->peer);
   }
+  METRIC_ADD(&c->w->metrics, pp_headers, 1);
   bufq_skip(&c->held, &c->w->pool, (size_t)r);
   proxy_header_done(c);
 }
@@ -302,6 +306,7 @@ static void on_x_timeout(struct xport *x) {
   if (c->phase == CONN_PROXY_HDR) {
     worker_log(c->w, WLOG_PROXY_PROTO, LOG_WARN, "conn %s: no complete PROXY protocol header within %llu ms: closing",
                c->peer, (unsigned long long)c->w->cfg->pp_timeout_ms);
+    METRIC_ADD(&c->w->metrics, pp_refused[METRICS_PP_TIMEOUT], 1);
     conn_abort(c);
     return;
   }

@@ -100,8 +100,8 @@ static void client_url(const struct config_listener *l, const char *scheme, char
 
 /* "Try it" lines that work as printed: the CA to trust is the dev CA's, or, with --cert, none when
  * the system store trusts the chain, the file itself when it holds its root, else the issuing CA
- * the operator has; and the host is one the certificate names. Listeners that expect a PROXY
- * header from a balancer are not offered (direct clients work there too, but it is not the point). */
+ * the operator has; and the host is one the certificate names. Admin listeners (no tunnels) are not
+ * offered, nor, while another will do, those that expect a PROXY header from a balancer. */
 static void print_banner(const struct app *app, int devcert) {
   const struct config *cfg = app->cfg;
   char tls_url[200] = "", tcp_url[200] = "", tls_host[160] = "", tcp_host[160] = "";
@@ -110,7 +110,7 @@ static void print_banner(const struct app *app, int devcert) {
     for (int i = 0; i < cfg->nlisteners; i++) {
       const struct config_listener *l = &cfg->listeners[i];
       if (pass == 0) fprintf(stderr, " %s%s", l->text, l->tls ? " (ALPN h2, http/1.1)" : "");
-      if (l->proxy_protocol != (pass == 1)) continue;
+      if (l->admin || l->proxy_protocol != (pass == 1)) continue; /* no tunnels on ?admin */
       if (l->tls && !tls_url[0]) client_url(l, "https", tls_url, sizeof(tls_url), tls_host, sizeof(tls_host));
       if (!l->tls && !tcp_url[0]) client_url(l, "http", tcp_url, sizeof(tcp_url), tcp_host, sizeof(tcp_host));
     }

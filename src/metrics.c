@@ -71,6 +71,8 @@ size_t metrics_render(const struct metrics *const *all, size_t nw, char *buf, si
     for (int a = 0; a < AUTH_FAIL_COUNT; a++) ACC(auth_fail[a]);
     ACC(auth_bans);
     ACC(auth_checks_pending);
+    ACC(pp_headers);
+    for (int r = 0; r < 3; r++) ACC(pp_refused[r]);
   }
 #undef ACC
   head(&o, "h2tunnel_connections_accepted_total", "counter", "Client connections accepted.");
@@ -147,5 +149,17 @@ size_t metrics_render(const struct metrics *const *all, size_t nw, char *buf, si
   put(&o, "h2tunnel_auth_bans_total", NULL, LOAD(sum.auth_bans));
   head(&o, "h2tunnel_auth_checks_pending", "gauge", "Password checks queued or running on the thread pool.");
   put(&o, "h2tunnel_auth_checks_pending", NULL, LOAD(sum.auth_checks_pending));
+  static const char *const pp_reasons[] = {
+#define XX(n, s) s,
+      METRICS_PP_MAP(XX)
+#undef XX
+  };
+  head(&o, "h2tunnel_proxy_protocol_headers_total", "counter", "PROXY protocol headers taken from trusted sources.");
+  put(&o, "h2tunnel_proxy_protocol_headers_total", NULL, LOAD(sum.pp_headers));
+  head(&o, "h2tunnel_proxy_protocol_refused_total", "counter", "Connections closed over their PROXY protocol header.");
+  for (int r = 0; r < 3; r++) {
+    snprintf(lab, sizeof(lab), "{reason=\"%s\"}", pp_reasons[r]);
+    put(&o, "h2tunnel_proxy_protocol_refused_total", lab, LOAD(sum.pp_refused[r]));
+  }
   return o.len;
 }

@@ -59,6 +59,17 @@ struct metrics {
   _Atomic uint64_t auth_fail[AUTH_FAIL_COUNT];
   _Atomic uint64_t auth_bans;          /* addresses banned after too many failures */
   _Atomic uint64_t auth_checks_pending; /* password checks queued or running (gauge) */
+  /* PROXY protocol (listeners marked ?proxy-protocol): headers taken, and connections closed by
+   * reason (enum metrics_pp). */
+  _Atomic uint64_t pp_headers;
+  _Atomic uint64_t pp_refused[3];
+};
+
+#define METRICS_PP_MAP(XX) XX(UNTRUSTED, "untrusted") XX(INVALID, "invalid") XX(TIMEOUT, "timeout")
+enum metrics_pp {
+#define XX(n, s) METRICS_PP_##n,
+  METRICS_PP_MAP(XX)
+#undef XX
 };
 
 /* Single-writer add: no locked instruction on the data path. */

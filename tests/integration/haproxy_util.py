@@ -57,6 +57,19 @@ class HAProxy:
                     if time.time() > deadline:
                         raise RuntimeError("haproxy not listening on %d: %s" % (port, self.stderr()))
                     time.sleep(0.05)
+        # The admin socket may be bound after the frontends: wait for it too.
+        while self.sock:
+            if self.proc.poll() is not None:
+                raise RuntimeError("haproxy exited: %s" % self.stderr())
+            try:
+                with socket.socket(socket.AF_UNIX) as s:
+                    s.settimeout(2)
+                    s.connect(self.sock)
+                break
+            except OSError:
+                if time.time() > deadline:
+                    raise RuntimeError("haproxy admin socket %s missing: %s" % (self.sock, self.stderr()))
+                time.sleep(0.05)
         return self
 
     def stderr(self):

@@ -34,6 +34,11 @@ NEED_GIT = H.needs_tool(shutil.which("git"), "git")
 NEED_SOCAT = H.needs_tool(shutil.which("socat"), "socat")
 NEED_SSH = H.needs_tool(shutil.which("ssh") and os.path.exists("/usr/sbin/sshd"), "openssh-server")
 NEED_CHROMIUM = H.needs_tool(shutil.which("chromium"), "chromium")
+NEED_CERTUTIL = H.needs_tool(shutil.which("certutil"), "certutil (libnss3-tools)")
+NEED_PROXYTUNNEL = H.needs_tool(shutil.which("proxytunnel"), "proxytunnel")
+NODE_DIR = os.path.join(HERE, "node")
+NEED_UNDICI = H.needs_tool(shutil.which("node") and os.path.isdir(os.path.join(NODE_DIR, "node_modules", "undici")),
+                           "undici (scripts/test.sh runs npm install in tests/integration/node)")
 try:
     import requests  # noqa: F401
     HAVE_REQUESTS = True
@@ -43,9 +48,11 @@ NEED_REQUESTS = H.needs_tool(HAVE_REQUESTS, "python3-requests")
 
 
 def clean_env(**extra):
-    """The environment without proxy variables (a NO_PROXY for 127.0.0.1 would bypass us)."""
+    """The environment without proxy variables (a NO_PROXY for 127.0.0.1 would bypass us) and
+    without the CA variables some machines set (each recipe names its own trust)."""
     env = {k: v for k, v in os.environ.items() if k.lower() not in ("http_proxy", "https_proxy", "all_proxy",
-                                                                    "no_proxy")}
+                                                                    "no_proxy", "curl_ca_bundle",
+                                                                    "requests_ca_bundle", "pip_cert")}
     env.update(extra)
     return env
 
@@ -245,14 +252,11 @@ class Recipes(unittest.TestCase):
         self.assertEqual(r.returncode, 0, r.stderr)
         self.assertEqual(r.stdout, self.body)
 
-    @NEED_SSH
-    @NEED_SOCAT
-    def test_ssh_through_socat(self):
-        d = os.path.join(self.tmp, "ssh")
-        os.makedirs(d)
-        os.chmod(d, 0o700)
-        for kind, path in (("ed25519", "host_key"), ("ed25519", "id")):
-            subprocess.run(["ssh-keygen", "-q", "-t", kind, "-N", "", "-f", os.path.join(d, path)], check=True)
+    def ssh_through(self, proxy_command):
+        """ssh to a loopback sshd with |proxy_command|; returns the tunnel's access-log line."""
+        d = tempfile.mkdtemp(prefix="ssh-", dir=self.tmp)
+        for path in ("host_key", "id"):
+            subprocess.run(["ssh-keygen", "-q", "-t", "ed25519", "-N", "", "-f", os.path.join(d, path)], check=True)
         shutil.copy(os.path.join(d, "id.pub"), os.path.join(d, "authorized_keys"))
         port = H.free_port()
         user = os.environ.get("USER") or subprocess.run(["id", "-un"], capture_output=True, text=True).stdout.strip()
@@ -275,16 +279,81 @@ class Recipes(unittest.TestCase):
                     time.sleep(0.05)
             ssh = ["ssh", "-F", "/dev/null", "-i", os.path.join(d, "id"), "-o", "StrictHostKeyChecking=no",
                    "-o", "UserKnownHostsFile=/dev/null", "-o", "BatchMode=yes", "-o", "LogLevel=ERROR",
-                   "-o", "ProxyCommand=socat - PROXY:127.0.0.1:%%h:%%p,proxyport=%d" % self.proxy.tcp_port,
-                   "-p", str(port), "%s@127.0.0.1" % user]
+                   "-o", "ProxyCommand=" + proxy_command, "-p", str(port), "%s@127.0.0.1" % user]
             r = run(ssh + ["echo", "through the tunnel"], timeout=60)
             self.assertEqual(r.returncode, 0, r.stderr)
             self.assertEqual(r.stdout, b"through the tunnel\n")
             rec = self.tunnels_to(port)[-1]
             self.assertGreater(rec["bytes_up"], 1000)  # the SSH handshake went up the tunnel
+            return rec
         finally:
             sshd.terminate()
             sshd.wait(timeout=20)
+            sshd.stderr.close()
+
+    def test_pip_download(self):
+        # pip: --proxy and --cert with the bundle holding both CAs, from a loopback package index
+        # serving one hand-made wheel.
+        import io
+        import zipfile
+        name = "h2t_recipe_probe-1.0-py3-none-any.whl"
+        files = {"h2t_recipe_probe/__init__.py": b"",
+                 "h2t_recipe_probe-1.0.dist-info/METADATA": b"Metadata-Version: 2.1\nName: h2t-recipe-probe\n"
+                                                            b"Version: 1.0\n",
+                 "h2t_recipe_probe-1.0.dist-info/WHEEL": b"Wheel-Version: 1.0\nGenerator: test\n"
+                                                         b"Root-Is-Purelib: true\nTag: py3-none-any\n"}
+        buf = io.BytesIO()
+        with zipfile.ZipFile(buf, "w") as z:
+            record = ""
+            for path, data in files.items():
+                z.writestr(path, data)
+                digest = base64.urlsafe_b64encode(hashlib.sha256(data).digest()).rstrip(b"=").decode()
+                record += "%s,sha256=%s,%d\n" % (path, digest, len(data))
+            z.writestr("h2t_recipe_probe-1.0.dist-info/RECORD", record + "h2t_recipe_probe-1.0.dist-info/RECORD,,\n")
+        wheel = buf.getvalue()
+        index = ('<html><body><a href="/files/%s#sha256=%s">%s</a></body></html>'
+                 % (name, hashlib.sha256(wheel).hexdigest(), name)).encode()
+        origin = TLSOrigin({"/simple/h2t-recipe-probe/": index, "/files/" + name: wheel})
+        try:
+            with open(self.bundle, "rb") as f:
+                bundle = f.read()
+            both = os.path.join(self.tmp, "pip-bundle.pem")
+            with open(both, "wb") as f:
+                with open(origin.ca, "rb") as o:
+                    f.write(bundle + o.read())
+            dest = os.path.join(self.tmp, "pip-dest")
+            r = run(["/usr/bin/python3", "-m", "pip", "download", "--no-deps", "--no-cache-dir",
+                     "--disable-pip-version-check", "--index-url", origin.url + "/simple/", "--proxy", self.https_proxy,
+                     "--cert", both, "-d", dest, "h2t-recipe-probe"], timeout=180, env=clean_env(HOME=self.tmp))
+            self.assertEqual(r.returncode, 0, r.stdout + r.stderr)
+            with open(os.path.join(dest, name), "rb") as f:
+                self.assertEqual(f.read(), wheel)
+            self.tunnels_to(origin.port)
+        finally:
+            origin.close()
+
+    @NEED_SSH
+    @NEED_SOCAT
+    def test_ssh_through_socat(self):
+        rec = self.ssh_through("socat - PROXY:127.0.0.1:%%h:%%p,proxyport=%d" % self.proxy.tcp_port)
+        self.assertEqual(rec["front"], "h1")
+
+    @NEED_SSH
+    @NEED_PROXYTUNNEL
+    def test_ssh_through_proxytunnel_tls(self):
+        # -E: TLS to the proxy, verified against its CA (-C); the TLS listener. -o: proxytunnel's
+        # own Host is the bare host, which this proxy refuses as naming another authority than the
+        # CONNECT target ("400 Bad Request (Host differs from the CONNECT target)").
+        rec = self.ssh_through("proxytunnel -q -E -C %s -p 127.0.0.1:%d -d %%h:%%p -o %%h:%%p"
+                               % (self.proxy.ca, self.proxy.tls_port))
+        self.assertEqual(rec["front"], "h1")
+
+    @NEED_UNDICI
+    def test_node_undici_proxy_agent(self):
+        r = run(["node", os.path.join(NODE_DIR, "undici_proxy.js"), self.https_proxy, self.proxy.ca,
+                 self.origin.url + "/", self.origin.ca], timeout=120)
+        self.assertEqual(r.returncode, 0, r.stderr)
+        self.assertEqual(r.stdout, self.body)
 
     @NEED_CHROMIUM
     def test_chromium_headless(self):
@@ -296,6 +365,26 @@ class Recipes(unittest.TestCase):
                  "--dump-dom", self.origin.url + "/page.html"], timeout=180)
         self.assertIn(self.body.strip(), r.stdout, r.stderr[-3000:])
         self.tunnels_to(self.origin.port)
+
+    @NEED_CHROMIUM
+    @NEED_CERTUTIL
+    def test_chromium_nss_db(self):
+        # The recipe for a person's browser: the CAs in the NSS db Chromium reads ($HOME/.pki/nssdb).
+        home = os.path.join(self.tmp, "chromium-home")
+        db = os.path.join(home, ".pki", "nssdb")
+        os.makedirs(db)
+        env = clean_env(HOME=home)
+        r = run(["certutil", "-d", "sql:" + db, "-N", "--empty-password"], env=env)
+        self.assertEqual(r.returncode, 0, r.stderr)
+        for name, ca in (("h2tunnel", self.proxy.ca), ("test origin", self.origin.ca)):
+            r = run(["certutil", "-d", "sql:" + db, "-A", "-t", "C,,", "-n", name, "-i", ca], env=env)
+            self.assertEqual(r.returncode, 0, r.stderr)
+        n = len([x for x in self.proxy.access_log() if x.get("target") == "127.0.0.1:%d" % self.origin.port])
+        r = run(["chromium", "--headless=new", "--no-sandbox", "--disable-gpu", "--no-first-run",
+                 "--user-data-dir=" + os.path.join(home, "profile"), "--proxy-server=" + self.https_proxy,
+                 "--proxy-bypass-list=<-loopback>", "--dump-dom", self.origin.url + "/page.html"], env=env, timeout=180)
+        self.assertIn(self.body.strip(), r.stdout, r.stderr[-3000:])
+        self.tunnels_to(self.origin.port, n + 1)
 
 
 @NEED_SOCAT

@@ -2,7 +2,8 @@
 """Several instances behind a load balancer (issue 13 item 7), the setup README "Several instances
 behind HAProxy" documents: two h2tunnel instances, each with a ?proxy-protocol listener trusting
 only HAProxy's source address (127.0.0.2), behind HAProxy in TCP mode with send-proxy-v2,
-roundrobin, and health checks on /healthz (HTTP over the PROXY header, v2 LOCAL).
+roundrobin, and health checks on /healthz (HTTP over the PROXY header, v2 LOCAL). Where a test
+needs a tunnel on a given instance it says so on HAProxy's admin socket (the other in maint).
 
 - Client addresses arrive intact: each instance's access log shows the real client (127.0.0.5,
   127.0.0.6), not HAProxy's.
@@ -92,16 +93,23 @@ class LoadBalancer(unittest.TestCase):
         self.assertEqual(H.recv_exact(s, len(payload), timeout=30), payload)
 
     def one_on_each(self):
-        """Two tunnels through HAProxy from two client addresses: roundrobin puts one on each.
-        Returns (the one on A, the one on B)."""
-        t5 = self.tunnel_from("127.0.0.5")
-        self.echo(t5, b"five")
-        first = self.a if self.a.active() == 1 else self.b
-        self.assertEqual(first.active(), 1)
-        t6 = self.tunnel_from("127.0.0.6")
-        self.echo(t6, b"six")
+        """Two tunnels through HAProxy from two client addresses, one on each instance: the other
+        server is put in maintenance on HAProxy's admin socket for each (roundrobin alone may put
+        both on one when a health check is late on a busy machine). Returns (on A, on B)."""
+        tunnels = []
+        for src, only, other in (("127.0.0.5", self.a, "b"), ("127.0.0.6", self.b, "a")):
+            self.lb.command("set server h2tunnel/%s state maint" % other)
+            try:
+                t = self.tunnel_from(src)
+                self.echo(t, src.encode())
+            finally:
+                self.lb.command("set server h2tunnel/%s state ready" % other)
+            self.assertEqual(only.active(), 1)
+            tunnels.append(t)
+        self.lb.wait_server_state("h2tunnel", "a", 2)
+        self.lb.wait_server_state("h2tunnel", "b", 2)
         self.assertEqual((self.a.active(), self.b.active()), (1, 1))
-        return (t5, t6) if first is self.a else (t6, t5)
+        return tuple(tunnels)
 
     def client_logged(self, inst, src, timeout=30):
         return inst.proxy.wait_access_log(lambda r: r.get("client", "").startswith(src + ":") and r.get("status") == 200,

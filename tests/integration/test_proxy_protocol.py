@@ -97,6 +97,21 @@ class ProxyProtocol(unittest.TestCase):
             self.echo_through(s, b"through haproxy v2, TLS after the header")
         self.client_in_log(me)
 
+    @H.needs_tool(__import__("shutil").which("curl"), "curl")
+    def test_haproxy_v2_curl_http2(self):
+        # HTTP/2 to the proxy (ALPN h2 after the v2 header), curl bound to 127.0.0.7.
+        with H.HTTPSOrigin() as origin:
+            r = subprocess.run(["curl", "-sS", "--interface", "127.0.0.7", "--proxy-http2", "-x",
+                                "https://127.0.0.1:%d" % self.lb_v2, "--proxy-cacert", self.proxy.ca,
+                                "--cacert", origin.ca, "https://127.0.0.1:%d/" % origin.port],
+                               capture_output=True, timeout=60,
+                               env={k: v for k, v in os.environ.items() if "proxy" not in k.lower()})
+            self.assertEqual(r.returncode, 0, r.stderr)
+            self.assertEqual(r.stdout, origin.body)
+            rec = self.proxy.wait_access_log(lambda x: x.get("client", "").startswith("127.0.0.7:")
+                                             and x.get("front") == "h2", timeout=20)
+            self.assertEqual(rec["target"], "127.0.0.1:%d" % origin.port)
+
     def test_untrusted_header_refused(self):
         s = H.dial(self.pp_tcp)
         with s:
@@ -165,6 +180,15 @@ class ProxyProtocol(unittest.TestCase):
                 time.sleep(0.002)
             self.echo_through(s, b"split")
         self.client_in_log("198.51.100.44:40404")
+
+
+    def test_zz_metrics(self):
+        # Runs last (name order): every refusal above is counted by its reason.
+        m = self.proxy.metrics()
+        self.assertGreaterEqual(m['h2tunnel_proxy_protocol_refused_total{reason="untrusted"}'], 2)
+        self.assertGreaterEqual(m['h2tunnel_proxy_protocol_refused_total{reason="invalid"}'], 6)
+        self.assertGreaterEqual(m['h2tunnel_proxy_protocol_refused_total{reason="timeout"}'], 1)
+        self.assertGreaterEqual(m["h2tunnel_proxy_protocol_headers_total"], 4)
 
 
 class ProxyProtocolConfig(unittest.TestCase):
