@@ -249,7 +249,7 @@ class System:
     def log(self, what):
         return os.path.join(self.dir, f"{what}.log")
 
-    def squid(self, tag, https_port=None):
+    def squid(self, tag, https_port=None, auth_lines=""):
         """A Squid of this system's own (for squid itself and behind haproxy / nghttpx)."""
         d = os.path.join(self.dir, tag)
         os.makedirs(d, exist_ok=True)
@@ -260,7 +260,7 @@ class System:
             https = (f"https_port 127.0.0.1:{https_port} tls-cert={self.env.pcerts}/cert.pem "
                      f"tls-key={self.env.pcerts}/key.pem")
         fill(os.path.join(self.env.peers, "squid.conf"), os.path.join(d, "squid.conf"), PORT=port,
-             DIR=d, HTTPS_PORT_LINE=https, MAXFD=self.env.nofile)
+             DIR=d, HTTPS_PORT_LINE=https, MAXFD=self.env.nofile, AUTH_LINES=auth_lines)
         p = PROCS.start(["squid", "-N", "-f", os.path.join(d, "squid.conf")], self.log(tag),
                         cpu=PROXY_CPU)
         self.procs.append(p)
@@ -276,9 +276,24 @@ def which(binary):
     return shutil.which(binary) or (os.path.exists(binary) and binary)
 
 
+BENCH_USER, BENCH_PASS = "bench", "bench-pw"
+STORM_USERS = 200
+
+
+def write_htpasswd(path, users):
+    """One bcrypt hash (cost 10, htpasswd -B) shared by every user name: each name still costs a
+    full check (the cache is keyed by the whole Proxy-Authorization value)."""
+    r = subprocess.run(["htpasswd", "-nbB", "-C", "10", "x", BENCH_PASS], capture_output=True,
+                       text=True, check=True)
+    h = r.stdout.strip().split(":", 1)[1]
+    with open(path, "w") as f:
+        f.write("".join(f"{u}:{h}\n" for u in users))
+
+
 class H2tunnel(System):
     name = "h2tunnel"
-    protos = ("h1", "h1tls", "h2")
+    # h1auth/h2auth: the same listeners, the load tool sending Proxy-Authorization: Basic.
+    protos = ("h1", "h1tls", "h2", "h1auth", "h2auth")
 
     def available(self):
         if not os.access(self.env.h2tunnel, os.X_OK):
@@ -288,7 +303,15 @@ class H2tunnel(System):
     def launch(self):
         port, tport = free_port(), free_port()
         state = os.path.join(self.dir, "state")
-        p = PROCS.start([self.env.h2tunnel, "--workers", "1", "--allow-net", "loopback",
+        # Authentication is configured; loopback clients without credentials are admitted
+        # anonymously (no-auth-nets), so the other rows measure what they always did, and the
+        # *auth rows send Basic credentials, which are checked (bcrypt cost 10, then the cache).
+        users = os.path.join(self.dir, "users")
+        write_htpasswd(users, [BENCH_USER] + [f"u{i}" for i in range(STORM_USERS)])
+        conf = os.path.join(self.dir, "h2tunnel.yaml")
+        with open(conf, "w") as f:
+            f.write(f"auth: {{htpasswd: {users}, no-auth-nets: [loopback], max-failures: unlimited}}\n")
+        p = PROCS.start([self.env.h2tunnel, "--config", conf, "--workers", "1", "--allow-net", "loopback",
                          "--allow-ports", "*", "--listen", f"tcp://127.0.0.1:{port}",
                          "--listen", f"tls://127.0.0.1:{tport}", "--state-dir", state,
                          "--access-log", "/dev/null", "--log-level", "warn"],
@@ -299,25 +322,37 @@ class H2tunnel(System):
             return f"{err}: {tail(self.log('h2tunnel'))}"
         self.cacert = os.path.join(state, "ca.pem")
         self.urls = {"h1": f"http://127.0.0.1:{port}", "h1tls": f"https://127.0.0.1:{tport}",
-                     "h2": f"h2://127.0.0.1:{tport}"}
+                     "h2": f"h2://127.0.0.1:{tport}", "h1auth": f"http://127.0.0.1:{port}",
+                     "h2auth": f"h2://127.0.0.1:{tport}"}
         self.healthz = f"https://127.0.0.1:{tport}/healthz"
         return None
 
 
 class Squid(System):
     name = "squid"
-    protos = ("h1", "h1tls")
-    note = "Squid 5.7 (GnuTLS https_port), one process (-N), no cache, no access log"
+    protos = ("h1", "h1tls", "h1auth")
+    note = ("Squid 5.7 (GnuTLS https_port), one process (-N), no cache, no access log; Basic "
+            "credentials checked by basic_ncsa_auth (4 helpers, credentialsttl 5 min) when sent")
 
     def available(self):
         return None if which("squid") else "squid not installed"
 
     def launch(self):
         tport = free_port()
-        port, err = self.squid("squid", https_port=tport)
+        # As h2tunnel: loopback clients without credentials pass; credentials sent are checked
+        # (the same htpasswd: bcrypt cost 10) by Squid's own helper, with its cache.
+        users = os.path.join(self.dir, "users")
+        write_htpasswd(users, [BENCH_USER] + [f"u{i}" for i in range(STORM_USERS)])
+        os.chmod(users, 0o644)
+        auth = (f"auth_param basic program /usr/lib/squid/basic_ncsa_auth {users}\n"
+                "auth_param basic children 4\nauth_param basic credentialsttl 5 minutes\n"
+                "acl hasauth req_header Proxy-Authorization .\nacl authed proxy_auth REQUIRED\n"
+                "http_access allow lo hasauth authed\nhttp_access deny hasauth")
+        port, err = self.squid("squid", https_port=tport, auth_lines=auth)
         if err:
             return err
-        self.urls = {"h1": f"http://127.0.0.1:{port}", "h1tls": f"https://127.0.0.1:{tport}"}
+        self.urls = {"h1": f"http://127.0.0.1:{port}", "h1tls": f"https://127.0.0.1:{tport}",
+                     "h1auth": f"http://127.0.0.1:{port}"}
         return None
 
 
@@ -435,9 +470,9 @@ SYSTEMS = [H2tunnel, Squid, Tinyproxy, Haproxy, Nghttpx, Apache]
 def prof(quick):
     if quick:
         return dict(rate_d="1s", bulk=128 * MiB, bulk16=8 * MiB, rr_d="1s", idle=[1000],
-                    idle_hold=0.5, h2load_n=200000, reps=1, idle_tls=False)
+                    idle_hold=0.5, h2load_n=200000, reps=1, idle_tls=False, storm_d="6s")
     return dict(rate_d="3s", bulk=512 * MiB, bulk16=32 * MiB, rr_d="2s", idle=[1000, 5000],
-                idle_hold=1.0, h2load_n=500000, reps=3, idle_tls=True)
+                idle_hold=1.0, h2load_n=500000, reps=3, idle_tls=True, storm_d="8s")
 
 
 class Row:
@@ -481,6 +516,17 @@ def make_rows(P):
                                                    P["rr_d"], "-n", "1000000"], target="echo"),
         "rr_h1": dict(proto="h1", mode="rr", args=["-c", "1", "--msg", "64", "-d", P["rr_d"],
                                                    "-n", "1000000"], target="echo"),
+        # The same rate runs with Basic credentials: the first tunnel pays for bcrypt, the rest
+        # are admitted from the cache (warm).
+        "rate_h1_auth": dict(proto="h1auth", mode="rate", args=["-c", "32", "-d", P["rate_d"]],
+                             target="echo"),
+        "rate_h2_auth": dict(proto="h2auth", mode="rate",
+                             args=["-c", "4", "-m", "8", "-d", P["rate_d"]], target="echo1"),
+        # A round trip inside one running tunnel while STORM_USERS new users authenticate at once
+        # (cold cache, bcrypt cost 10 each): the loop must not block on a hash.
+        "rr_h2_auth_storm": dict(proto="h2auth", mode="rr", storm=STORM_USERS,
+                                 args=["-c", "1", "-m", "1", "--msg", "64", "-d", P["storm_d"],
+                                       "-n", "1000000"], target="echo"),
     }
     for n in P["idle"]:
         runs[f"idle_h1_{n}"] = dict(proto="h1", mode="idle", count=n, target="echo",
@@ -542,6 +588,19 @@ def make_rows(P):
         rows.append(Row(f"idle_h1tls_{n}", f"h1 over TLS idle, {n:,} tunnels: PSS per tunnel",
                         "h1tls", f"idle_h1tls_{n}", "kib_per_tunnel", "KiB", L, ("<=", 0.25),
                         "≤ 7" if n == 5000 else None, "{:.1f}"))
+    rows += [
+        Row("rate_h1_auth.cpu", "h1 rate with Basic auth (warm cache): proxy CPU per tunnel",
+            "h1auth", "rate_h1_auth", "cpu_us_per_tunnel", "µs", L, None, "≤ +10 % of h1 rate"),
+        Row("rate_h2_auth.cpu", "h2 rate with Basic auth (warm cache): proxy CPU per tunnel",
+            "h2auth", "rate_h2_auth", "cpu_us_per_tunnel", "µs", L, None, "≤ +10 % of h2 rate"),
+        Row("rr_h2_auth_storm.p99", f"h2 round trip while {STORM_USERS} users authenticate "
+            "(cold, bcrypt 10): p99", "h2auth", "rr_h2_auth_storm", "rtt_p99_us", "µs", L, None,
+            "< 5000", "{:.1f}"),
+        Row("rr_h2_auth_storm.max", "… the same: slowest round trip", "h2auth", "rr_h2_auth_storm",
+            "rtt_max_us", "µs", L, None, None, "{:.1f}"),
+        Row("rr_h2_auth_storm.auth", f"… {STORM_USERS} users admitted: seconds to the last",
+            "h2auth", "rr_h2_auth_storm", "storm_s", "s", L, None, None, "{:.2f}"),
+    ]
     rows.append(Row("h2load.rps", "h2load GET /healthz over h2: req/s", "h2", "h2load", "req_per_s",
                     "/s", H))
     rows.append(Row("h2load.cpu", "h2load GET /healthz: proxy CPU per request", "h2", "h2load",
@@ -585,8 +644,10 @@ def load_cmd(env, sysm, run, extra=()):
            "--timeout", "10s"]
     if run.get("target"):
         cmd += ["--target", f"127.0.0.1:{env.origins[run['target']]}"]
-    if proto in ("h1tls", "h2"):
+    if proto in ("h1tls", "h2", "h2auth"):
         cmd += ["--cacert", sysm.cacert]
+    if proto.endswith("auth"):
+        cmd += ["--proxy-user", f"{BENCH_USER}:{BENCH_PASS}"]
     return cmd + list(run["args"]) + list(extra)
 
 
@@ -623,11 +684,17 @@ def measure(env, sysm, key, run):
         return {"error": "n/a (tool)"}
     if run["mode"] == "idle":
         return measure_idle(env, sysm, run, log)
+    if run.get("storm"):
+        return measure_storm(env, sysm, run, log)
     dur = 0.0
     args = run["args"]
     if "-d" in args:
         dur = secs(args[args.index("-d") + 1])
     timeout = dur + 60
+    if run["proto"].endswith("auth"):
+        # Warm the cache (one bcrypt check) outside the measured run.
+        warm = dict(run, args=["-c", "1", "-n", "1"])
+        run_tool(env, load_cmd(env, sysm, warm), 60, log)
     pids = sysm.pids()
     c0, t0 = cpu_seconds(pids), time.monotonic()
     out, rc = run_tool(env, load_cmd(env, sysm, run), timeout, log)
@@ -670,6 +737,73 @@ def measure(env, sysm, key, run):
             return {"error": "no round-trip percentiles in the JSON"}
         r["rtt_p50_us"], r["rtt_p99_us"] = float(p50), float(p99)
         r["round_trips"] = jget(j, "rr", "round_trips", default=0)
+    return r
+
+
+def storm(url, target, n):
+    """|n| h1 CONNECTs at once, each with its own user's credentials (a cold cache: n checks).
+    Returns (seconds until the last one was answered 200, failures)."""
+    import base64
+    import socket
+    import threading
+    host, port = url.split("//")[1].rsplit(":", 1)
+    gate = threading.Barrier(n + 1)
+    done, bad = [], []
+
+    def one(i):
+        cred = base64.b64encode(f"u{i}:{BENCH_PASS}".encode()).decode()
+        req = (f"CONNECT {target} HTTP/1.1\r\nHost: {target}\r\n"
+               f"Proxy-Authorization: Basic {cred}\r\n\r\n").encode()
+        try:
+            s = socket.create_connection((host, int(port)), timeout=60)
+            gate.wait()
+            s.sendall(req)
+            head = s.recv(4096)
+            (done if head.startswith(b"HTTP/1.1 200") else bad).append(time.monotonic())
+            s.close()
+        except Exception:  # noqa: BLE001 -- counted
+            bad.append(time.monotonic())
+
+    threads = [threading.Thread(target=one, args=(i,), daemon=True) for i in range(n)]
+    for t in threads:
+        t.start()
+    gate.wait()
+    t0 = time.monotonic()
+    for t in threads:
+        t.join(120)
+    last = max(done) if done else t0
+    return last - t0, len(bad)
+
+
+def measure_storm(env, sysm, run, log):
+    """rr inside one running h2 tunnel (its own credentials, checked once) while |storm| new
+    users authenticate at once over h1: the round trips' p99 shows whether the loop waited."""
+    dur = secs(run["args"][run["args"].index("-d") + 1])
+    sysm.restart()  # a cold cache: every storm user costs a bcrypt check
+    result = {}
+
+    def go():
+        result["out"] = run_tool(env, load_cmd(env, sysm, run), dur + 60, log)
+
+    import threading
+    t = threading.Thread(target=go, daemon=True)
+    t.start()
+    time.sleep(min(2.0, dur / 4))  # the rr tunnel is up and busy (its own check long done)
+    storm_s, failures = storm(sysm.urls["h1auth"], f"127.0.0.1:{env.origins['echo']}", run["storm"])
+    t.join(dur + 90)
+    out, rc = result.get("out", (None, "no result"))
+    if out is None:
+        return {"error": rc}
+    j = parse_tool_json(out)
+    if j is None:
+        return {"error": f"no JSON from the load tool (exit {rc})"}
+    p99 = jget(j, "rtt.p99_us", "rtt_p99_us")
+    if p99 is None:
+        return {"error": "no round-trip percentiles in the JSON"}
+    r = {"rtt_p99_us": float(p99), "rtt_max_us": float(jget(j, "rtt.max_us", "rtt_max_us", default=0)),
+         "storm_s": storm_s, "client_busy": 0.0}
+    if failures:
+        r["error"] = f"{failures} of {run['storm']} storm users not admitted"
     return r
 
 

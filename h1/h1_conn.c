@@ -9,7 +9,10 @@
  *              |               |                         go with the request)
  *              |               | bad input, absolute-form -> refused by the request path, CLOSED
  *   DIALING    | nothing       | answer_ok    -> "200 Connection Established" (or 101), TUNNEL
- *              |               | answer_error -> 4xx/5xx with Proxy-Status, CLOSED (RFC 9931)
+ *              |               | answer_error -> 4xx/5xx with Proxy-Status, CLOSED (RFC 9931);
+ *              |               |   a 407 too: bytes after a rejected head may still be in flight
+ *              |               |   and are the tunnel's, never a next request (H1C-09); curl
+ *              |               |   reconnects to answer the challenge
  *   TUNNEL     | the tunnel    | the conn is an endpoint (h1 ep) of the tunnel
  *   CLOSED     | nothing       | the conn is flushing and closing
  *
@@ -49,7 +52,7 @@ static void answer_local(struct h1_conn *h) {
   struct conn *c = h->c;
   const char *method = h->req.head.method;
   struct local_resp r;
-  local_handle(c->w, method, h->req.target, &r);
+  local_handle(c->w, c->listener, method, h->req.target, &r);
   int close = !h->req.head.keep_alive || c->w->stopping;
   char head[512];
   size_t n = h1_resp_head(head, sizeof(head), r.status, r.content_type, r.body_len, close);
@@ -83,12 +86,13 @@ static int px_answer_ok(void *fe, const struct px_outcome *out) {
 
 static void px_answer_error(void *fe, const struct px_outcome *out) {
   struct h1_conn *h = fe;
-  char buf[1024];
-  size_t n = h1_resp_error_with(buf, sizeof(buf), out->status, out->proxy_status, out->extra, out->nextra, out->body);
+  char buf[1536];
+  size_t n = h1_resp_error(buf, sizeof(buf), out->status, out->proxy_status, out->body, out->extra, out->nextra);
   h->rq = NULL;
   h->state = H1_CLOSED;
   conn_write_copy(h->c, buf, n);
-  /* After a rejected request nothing more is parsed from this connection (RFC 9931). */
+  /* After a rejected request nothing more is parsed from this connection (RFC 9931), a 407
+   * included (see the state table). */
   conn_close(h->c);
 }
 

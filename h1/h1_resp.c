@@ -17,12 +17,8 @@ size_t h1_resp_head(char *buf, size_t cap, int status, const char *content_type,
   return (n > 0 && (size_t)n < cap) ? (size_t)n : 0;
 }
 
-size_t h1_resp_error(char *buf, size_t cap, int status, const char *proxy_status, const char *body) {
-  return h1_resp_error_with(buf, cap, status, proxy_status, NULL, 0, body);
-}
-
-size_t h1_resp_error_with(char *buf, size_t cap, int status, const char *proxy_status, const struct px_header *extra,
-                          size_t nextra, const char *body) {
+size_t h1_resp_error(char *buf, size_t cap, int status, const char *proxy_status, const char *body,
+                     const struct px_header *extra, size_t nextra) {
   struct strbuf sb;
   strbuf_init_fixed(&sb, buf, cap);
   strbuf_printf(&sb, "HTTP/1.1 %d %s\r\n", status, http_reason(status));

@@ -8,12 +8,10 @@
 struct px_header;
 
 /* Writes a complete error response (head + |body| as text/plain, Connection: close) into |buf|,
- * with a Proxy-Status field when |proxy_status| is non-empty. Returns the length, or 0 if |cap| is
- * too small. */
-size_t h1_resp_error(char *buf, size_t cap, int status, const char *proxy_status, const char *body);
-/* The same with |nextra| extra fields after Proxy-Status (e.g. Retry-After). */
-size_t h1_resp_error_with(char *buf, size_t cap, int status, const char *proxy_status, const struct px_header *extra,
-                          size_t nextra, const char *body);
+ * with a Proxy-Status field when |proxy_status| is non-empty and the |nextra| extra fields
+ * (Proxy-Authenticate, Retry-After). Returns the length, or 0 if |cap| is too small. */
+size_t h1_resp_error(char *buf, size_t cap, int status, const char *proxy_status, const char *body,
+                     const struct px_header *extra, size_t nextra);
 
 /* Writes the head that opens a tunnel: "200 Connection Established", or with |upgrade| "101
  * Switching Protocols" with Connection: Upgrade and Upgrade: |upgrade|; then the |nextra| extra

@@ -119,8 +119,8 @@ static ssize_t body_read(nghttp2_session *ng, int32_t id, uint8_t *buf, size_t l
 #define NV(n, v) {(uint8_t *)(n), (uint8_t *)(v), sizeof(n) - 1, strlen(v), NGHTTP2_NV_FLAG_NO_COPY_NAME}
 
 /* A complete response with a small body (copied); ends the stream. */
-static void respond_with(struct h2_stream *st, int status, const char *ctype, const char *body, size_t len,
-                         const char *proxy_status, const struct px_header *extra, size_t nextra) {
+static void respond(struct h2_stream *st, int status, const char *ctype, const char *body, size_t len,
+                    const char *proxy_status, const struct px_header *extra, size_t nextra) {
   if (st->responded || st->closed) return;
   st->responded = 1;
   st->state = H2S_RESPONDED;
@@ -133,21 +133,16 @@ static void respond_with(struct h2_stream *st, int status, const char *ctype, co
   st->body_len = len;
   st->body_off = 0;
   nghttp2_nv nva[5 + PX_EXTRA_MAX] = {NV(":status", sbuf), NV("content-type", ctype), NV("content-length", clen),
-                                      NV("cache-control", "no-store")};
+                                     NV("cache-control", "no-store")};
   size_t n = 4;
   if (proxy_status) nva[n++] = (nghttp2_nv)NV("proxy-status", proxy_status);
-  for (size_t i = 0; i < nextra && i < PX_EXTRA_MAX; i++) /* nghttp2 copies the values */
+  for (size_t i = 0; i < nextra && i < PX_EXTRA_MAX; i++)
     nva[n++] = (nghttp2_nv){(uint8_t *)extra[i].name, (uint8_t *)extra[i].value, strlen(extra[i].name),
                             strlen(extra[i].value), NGHTTP2_NV_FLAG_NONE};
   int head = st->method && strcmp(st->method, "HEAD") == 0;
   nghttp2_data_provider prd = {.source.ptr = st, .read_callback = body_read};
   nghttp2_submit_response(st->s->ng, st->id, nva, n, (len && !head) ? &prd : NULL);
   h2_session_schedule(st->s);
-}
-
-static void respond(struct h2_stream *st, int status, const char *ctype, const char *body, size_t len,
-                    const char *proxy_status) {
-  respond_with(st, status, ctype, body, len, proxy_status, NULL, 0);
 }
 
 static void rst(struct h2_stream *st, uint32_t code) {
@@ -343,8 +338,8 @@ static void px_answer_error(void *fe, const struct px_outcome *out) {
   struct h2_stream *st = fe;
   st->rq = NULL;
   drop_request_body(st);
-  respond_with(st, out->status, "text/plain; charset=utf-8", out->body, strlen(out->body),
-               out->proxy_status[0] ? out->proxy_status : NULL, out->extra, out->nextra);
+  respond(st, out->status, "text/plain; charset=utf-8", out->body, strlen(out->body),
+          out->proxy_status[0] ? out->proxy_status : NULL, out->extra, out->nextra);
 }
 
 static struct tun_ep *px_client_ep(void *fe) { return &((struct h2_stream *)fe)->ep; }
@@ -406,8 +401,8 @@ void h2_stream_on_request(struct h2_stream *st, int end_stream) {
   }
   /* Ordinary requests are answered by the proxy itself (H2-06). */
   struct local_resp r;
-  local_handle(st->s->w, st->method, st->path ? st->path : "/", &r);
-  respond(st, r.status, r.content_type, r.body, r.body_len, NULL);
+  local_handle(st->s->w, st->s->c->listener, st->method, st->path ? st->path : "/", &r);
+  respond(st, r.status, r.content_type, r.body, r.body_len, NULL, NULL, 0);
   free(r.body);
 }
 

@@ -5,6 +5,8 @@
 #include <string.h>
 #include <strings.h>
 
+#include <openssl/crypto.h>
+
 #include "proxy/dialer.h"
 #include "proxy/resolve.h"
 #include "proxy/rules.h"
@@ -68,11 +70,13 @@ void px_request_set_client(struct px_request *rq, struct conn *c) {
     rq->client_addr.ss_family = AF_UNSPEC;
   set_text(rq->client, sizeof(rq->client), c->peer);
   rq->listener = c->listener;
+  px_auth_set_cert(&rq->auth, rq->cfg, c->x.ssl);
 }
 
 static void request_free(struct px_request *rq) {
   lim_ticket_release(rq->ticket);
   buf_put(&rq->w->pool, rq->early);
+  if (rq->credentials) OPENSSL_cleanse(rq->credentials, strlen(rq->credentials));
   free(rq->credentials);
   free(rq);
 }
@@ -85,6 +89,10 @@ static void log_rejected(const struct px_request *rq, const char *error) {
   struct strbuf sb;
   strbuf_init_fixed(&sb, line, sizeof(line));
   log_access_head(&sb, px_front_name(rq->front), px_proto_name(rq->proto), rq->client, rq->target);
+  if (rq->out.user) {
+    strbuf_puts(&sb, ",\"user\":");
+    log_json_str(&sb, rq->out.user);
+  }
   strbuf_printf(&sb, ",\"status\":%d,\"error\":", rq->out.status);
   log_json_str(&sb, error);
   strbuf_puts(&sb, ",\"detail\":");
@@ -173,6 +181,7 @@ static void succeed(struct px_request *rq, struct tun_ep *b, struct buf_chunk *f
   set_text(info.client, sizeof(info.client), rq->client);
   set_text(info.target, sizeof(info.target), rq->target);
   set_text(info.resolved, sizeof(info.resolved), o->peer);
+  info.user = o->user; /* copied by tunnel_new */
   struct tunnel *t = tunnel_new(w, rq->ops->client_ep(rq->fe), b, &info);
   struct buf_chunk *early = rq->early;
   rq->early = NULL;
@@ -362,7 +371,7 @@ static int interpret(struct px_request *rq) {
 
 /* The rules on the name, then the limits on tunnel counts and rates. Returns 0, or -1 when |rq|
  * was refused (and freed). */
-static int admit(struct px_request *rq) {
+static int rules_and_limits(struct px_request *rq) {
   const struct access *a = rq->cfg->access;
   if (a->nrules) {
     struct rules_query q;
@@ -406,6 +415,29 @@ static int admit(struct px_request *rq) {
   return 0;
 }
 
+static void admitted(struct px_request *rq);
+
+/* Authentication's answer goes into the outcome: who, or the header of the refusal. */
+static int auth_verdict(struct px_request *rq, enum px_auth_verdict v) {
+  struct px_outcome *o = &rq->out;
+  o->user = rq->auth.user;
+  if (v != PX_AUTH_REFUSE) return 0;
+  if (rq->auth.hdr_name) o->extra[o->nextra++] = (struct px_header){rq->auth.hdr_name, rq->auth.hdr_value};
+  fail(rq, rq->auth.err, rq->auth.detail);
+  return -1;
+}
+
+/* The password check ended (from the loop). */
+static void on_auth(void *arg, enum px_auth_verdict v) {
+  struct px_request *rq = arg;
+  rq->phase = PX_NEW;
+  if (auth_verdict(rq, v) != 0) return;
+  if (rq->w->stopping)
+    fail(rq, PXERR_SHUTTING_DOWN, "proxy is shutting down");
+  else
+    admitted(rq);
+}
+
 void px_request_start(struct px_request *rq) {
   struct worker *w = rq->w;
   if (interpret(rq) != 0) return;
@@ -414,7 +446,28 @@ void px_request_start(struct px_request *rq) {
     fail(rq, PXERR_SHUTTING_DOWN, "proxy is shutting down");
     return;
   }
-  if (admit(rq) != 0) return;
+  if (rq->listener && rq->listener->admin) {
+    fail(rq, PXERR_CLIENT_DENIED, "the admin listener serves /healthz and /metrics only");
+    return;
+  }
+  struct px_auth *a = &rq->auth;
+  a->w = w;
+  a->cfg = rq->cfg;
+  a->client_addr = &rq->client_addr;
+  a->client = rq->client;
+  a->credentials = rq->credentials;
+  enum px_auth_verdict v = px_auth_check(a, on_auth, rq);
+  if (v == PX_AUTH_PENDING) {
+    rq->phase = PX_AUTHENTICATING;
+    return;
+  }
+  if (auth_verdict(rq, v) == 0) admitted(rq);
+}
+
+/* Past admission: the rest of the decision, and the upstream. */
+static void admitted(struct px_request *rq) {
+  struct worker *w = rq->w;
+  if (rules_and_limits(rq) != 0) return;
   if (rq->proto == PX_PROTO_WEBSOCKET) {
     /* The backend request is built (the client's fields checked) before any policy or dial: a
      * refusal costs nothing (issue 8 item 2). */
@@ -457,6 +510,7 @@ void px_request_start(struct px_request *rq) {
 }
 
 void px_request_cancel(struct px_request *rq) {
+  px_auth_cancel(&rq->auth);
   if (rq->dialer) dialer_cancel(rq->dialer);
   if (rq->res) resolve_cancel(rq->res);
   if (rq->ws_up) ws_upgrade_cancel(rq->ws_up);

@@ -7,7 +7,8 @@
  *
  *   interpret  the target as requested: the CONNECT authority, the connect-udp URI template,
  *              the WebSocket route and backend                                  (400, 421)
- *   admission  the worker is stopping (503); the rules on the name (403, proxy/rules.h); the
+ *   admission  the worker is stopping (503); authentication (proxy/auth.h: 403, 407, 429,
+ *              perhaps off the loop); the rules on the name (403, proxy/rules.h); the
  *              limits on tunnel counts and rates (429 with Retry-After, src/limits.h)
  *   [ws]       the backend Upgrade request is built from the client's fields      (400, 431)
  *   name       the policy on the name: the port, unless the backend is configured (403)
@@ -26,6 +27,9 @@
  * Phases (|phase|):
  *   from        event                                   to          what happens
  *   NEW         px_request_start: an error at once      (freed)     answer_error (within the call)
+ *   NEW         px_request_start: a password to check   AUTHENTICATING  px_auth_check (pending)
+ *   AUTHENTICATING  checked: refused, or stopping       (freed)     answer_error
+ *   AUTHENTICATING  checked: passed                     as from NEW below, from the loop
  *   NEW         px_request_start: CONNECT               DIALING     dialer_start
  *   NEW         px_request_start: connect-udp           RESOLVING   resolve_start
  *   NEW         px_request_start: WebSocket             UPGRADING   ws_upgrade_start
@@ -48,6 +52,7 @@
 #include <stdint.h>
 #include <sys/socket.h>
 
+#include "proxy/auth.h"
 #include "proxy/ws_upgrade.h"
 #include "src/authority.h"
 #include "src/metrics.h"
@@ -130,6 +135,7 @@ struct px_front_ops {
 /* Where a request is (the file comment has the transitions). */
 enum px_phase {
   PX_NEW,       /* being described by the front end, or deciding within px_request_start */
+  PX_AUTHENTICATING, /* a password is checked on the thread pool (|auth|.verify) */
   PX_DIALING,   /* CONNECT: |dialer| resolves and connects */
   PX_RESOLVING, /* connect-udp: |res| resolves */
   PX_UPGRADING, /* WebSocket: |ws_up| dials and runs the backend handshake */
@@ -154,8 +160,8 @@ struct px_request {
   int tls;                                /* WEBSOCKET: :scheme https (TLS to the backend) */
   struct ws_upgrade_req ws;               /* WEBSOCKET: the client's fields (path and host are
                                              filled here from |path| and |authority|) */
-  char *credentials;                      /* owned: Proxy-Authorization as presented, or NULL;
-                                             kept for authentication, not checked yet */
+  char *credentials;                      /* owned: Proxy-Authorization as presented, or NULL
+                                             (proxy/auth.c checks it at admission) */
   struct buf_chunk *early;                /* owned: client bytes that followed the head, or NULL */
   /* The strings above are borrowed until px_request_start (or _fail) returns. */
 
@@ -172,6 +178,7 @@ struct px_request {
   struct dialer *dialer;                  /* DIALING */
   struct resolve *res;                    /* RESOLVING */
   struct ws_upgrade *ws_up;               /* UPGRADING (and NEW once built) */
+  struct px_auth auth;                    /* authentication (AUTHENTICATING: a check runs) */
   /* Rules and limits (proxy/rules.h, src/limits.h): */
   int port_opened;                        /* a rule with `ports` allowed: --allow-ports not checked */
   int rules_by_addr;                      /* the rules decide per resolved address ... */

@@ -60,6 +60,9 @@ struct access *access_new(void) {
   a->auth.max_failures = 10;
   a->auth.failure_window_ms = 60000;
   a->auth.ban_ms = 300000;
+  a->auth.cache_ttl_ms = 300000;
+  a->auth.cache_size = 4096;
+  a->auth.max_pending = 1000;
   return a;
 }
 
@@ -371,7 +374,8 @@ static int path_from(struct pctx *c, const struct cfgfile_node *n, const char *l
 
 static int parse_auth(struct pctx *c, struct access_auth *auth, const struct cfgfile_node *map) {
   static const char known[] = "htpasswd, realm, client-ca, client-cert, no-auth-nets, "
-                              "allowed-client-nets, max-failures, failure-window, ban-time";
+                              "allowed-client-nets, max-failures, failure-window, ban-time, "
+                              "cache-ttl, cache-size, max-pending";
   const struct cfgfile_node *cert_node = NULL;
   if (cfgfile_want_map(c->file, map, "auth", c->err)) return -EINVAL;
   for (size_t i = 0; i + 1 < map->n; i += 2) {
@@ -415,6 +419,12 @@ static int parse_auth(struct pctx *c, struct access_auth *auth, const struct cfg
       r = duration_from(c, v, label, &auth->failure_window_ms);
     } else if (strcmp(k->str, "ban-time") == 0) {
       r = duration_from(c, v, label, &auth->ban_ms);
+    } else if (strcmp(k->str, "cache-ttl") == 0) {
+      r = duration_from(c, v, label, &auth->cache_ttl_ms);
+    } else if (strcmp(k->str, "cache-size") == 0 || strcmp(k->str, "max-pending") == 0) {
+      uint64_t *dst = k->str[0] == 'c' ? &auth->cache_size : &auth->max_pending;
+      r = count_from(c, v, label, dst);
+      if (r == 0 && *dst == 0) return fail_at(c, v, label, "a count from 1 to 999999999", "unlimited");
     } else {
       return unknown_key(c, k, "auth", known);
     }
@@ -992,6 +1002,9 @@ static void print_auth(FILE *out, const struct access_auth *au) {
   else
     snprintf(t[0], sizeof(t[0]), "unlimited");
   fprintf(out, "\n  max-failures: %s\n  failure-window: %s\n  ban-time: %s\n", t[0], t[1], t[2]);
+  units_format_duration(au->cache_ttl_ms, t[0], sizeof(t[0]));
+  fprintf(out, "  cache-ttl: %s\n  cache-size: %llu\n  max-pending: %llu\n", t[0],
+          (unsigned long long)au->cache_size, (unsigned long long)au->max_pending);
 }
 
 void access_print_section(const struct access *a, const char *key, const char *comment, FILE *out) {

@@ -73,6 +73,9 @@ struct access_auth {
                                  ban; 0: never banned ("unlimited") */
   uint64_t failure_window_ms;
   uint64_t ban_ms;
+  uint64_t cache_ttl_ms;      /* how long a verified credential is trusted without a hash */
+  uint64_t cache_size;        /* verified credentials kept per worker */
+  uint64_t max_pending;       /* password checks queued or running per worker; more: 503 */
   struct users *users;        /* owned; from htpasswd, NULL until access_load_files */
 };
 

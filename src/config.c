@@ -43,6 +43,16 @@ int config_parse_listener(const char *s, struct config_listener *out) {
   } else {
     return -EINVAL;
   }
+  /* "?admin" at the end: the admin-only listener (/metrics when authentication is on). */
+  char addr[sizeof(out->text)];
+  size_t alen = strlen(rest);
+  if (alen > 6 && strcmp(rest + alen - 6, "?admin") == 0) {
+    out->admin = 1;
+    alen -= 6;
+  }
+  memcpy(addr, rest, alen);
+  addr[alen] = '\0';
+  rest = addr;
   char host[64];
   const char *colon;
   if (rest[0] == '[') {
@@ -170,6 +180,8 @@ static const struct opt opts[] = {
 
     {"listen", T_LISTENERS, S_LISTEN, NOFIELD, NULL, 0, 0, F_REPEAT, "URL",
      "tls://ADDR:PORT or tcp://ADDR:PORT; IPv6 as [ADDR]. Repeatable.\n"
+     "With ?admin at the end, a listener for /healthz and /metrics only\n"
+     "(no tunnels); with auth configured, /metrics is served only there.\n"
      "On tcp:// the HTTP/2 preface selects HTTP/2 (h2c prior knowledge)\n"
      "and a TLS ClientHello is served TLS, as on tls://. On tls:// a\n"
      "plaintext HTTP request gets a plaintext 400 saying so.",

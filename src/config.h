@@ -32,6 +32,7 @@ struct access;
 
 struct config_listener {
   int tls;                      /* 1 for tls://, 0 for tcp:// */
+  int admin;                    /* "?admin": serves /healthz and /metrics only, no tunnels */
   struct sockaddr_storage addr; /* where to bind */
   char text[128];               /* as given, for logs */
 };

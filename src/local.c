@@ -3,6 +3,8 @@
 #include <stdio.h>
 #include <string.h>
 
+#include "src/access.h"
+#include "src/config.h"
 #include "src/limits.h"
 #include "src/metrics.h"
 #include "src/strbuf.h"
@@ -17,7 +19,16 @@ static void text(struct local_resp *out, int status, const char *body) {
   memcpy(out->body, body, out->body_len + 1);
 }
 
-void local_handle(struct worker *w, const char *method, const char *path, struct local_resp *out) {
+/* /metrics tells who uses the proxy and how: once users must authenticate, only an admin
+ * listener (bound where operators reach it) serves it. */
+static int metrics_allowed(const struct worker *w, const struct config_listener *listener) {
+  const struct access_auth *au = &w->cfg->access->auth;
+  if (!au->users && !au->client_ca) return 1;
+  return listener && listener->admin;
+}
+
+void local_handle(struct worker *w, const struct config_listener *listener, const char *method, const char *path,
+                  struct local_resp *out) {
   memset(out, 0, sizeof(*out));
   METRIC_ADD(&w->metrics, requests_local, 1);
   size_t plen = strcspn(path, "?");
@@ -28,6 +39,7 @@ void local_handle(struct worker *w, const char *method, const char *path, struct
   }
   if (plen == 8 && strncmp(path, "/metrics", 8) == 0) {
     if (!get) return text(out, 405, "method not allowed\n");
+    if (!metrics_allowed(w, listener)) return text(out, 403, "forbidden: /metrics is served on the admin listener (--listen URL?admin)\n");
     size_t cap = 65536;
     out->status = 200;
     out->content_type = "text/plain; version=0.0.4; charset=utf-8";

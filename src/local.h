@@ -5,6 +5,7 @@
 
 #include <stddef.h>
 
+struct config_listener;
 struct worker;
 
 struct local_resp {
@@ -14,7 +15,10 @@ struct local_resp {
   size_t body_len;
 };
 
-/* Answers |method| |path| (path may carry a query). Always fills |out|. */
-void local_handle(struct worker *w, const char *method, const char *path, struct local_resp *out);
+/* Answers |method| |path| (path may carry a query) received on |listener| (may be NULL: unknown).
+ * With authentication configured, /metrics is answered only on an admin listener (403
+ * elsewhere); /healthz always. Always fills |out|. */
+void local_handle(struct worker *w, const struct config_listener *listener, const char *method, const char *path,
+                  struct local_resp *out);
 
 #endif

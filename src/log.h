@@ -39,12 +39,12 @@ void log_access_line(const char *line, size_t len);
 void log_json_str(struct strbuf *sb, const char *s);
 
 /* An access line is a flat JSON object built in a fixed buffer of LOG_ACCESS_LINE_MAX + 1 bytes.
- * At most four of its strings come from outside (client, target, then resolved, or error and
- * detail), each cut to LOG_JSON_STR_MAX, and everything else is short (LOG_ACCESS_FIXED_MAX:
+ * At most five of its strings come from outside (client, target, user, then resolved, or error
+ * and detail), each cut to LOG_JSON_STR_MAX, and everything else is short (LOG_ACCESS_FIXED_MAX:
  * keys, time, numbers, names), so a line always fits whole: never cut into invalid JSON, never
  * written past the buffer. */
 #define LOG_ACCESS_FIXED_MAX 512
-_Static_assert(4 * LOG_JSON_STR_MAX + LOG_ACCESS_FIXED_MAX <= LOG_ACCESS_LINE_MAX,
+_Static_assert(5 * LOG_JSON_STR_MAX + LOG_ACCESS_FIXED_MAX <= LOG_ACCESS_LINE_MAX,
                "an access line must fit in one atomic write");
 
 /* Starts an access line in |sb| with the fields every line begins with -- time, client, front

@@ -13,6 +13,8 @@
 #include "certs/devca.h"
 #include "h1/h1_conn.h"
 #include "h2/h2_session.h"
+#include "src/access.h"
+#include "src/auth.h"
 #include "src/config.h"
 #include "src/conn.h"
 #include "src/dns.h"
@@ -123,6 +125,11 @@ int main(int argc, char **argv) {
     }
     ctx = tls_ctx_new(cert, key, &app.alpn);
     if (!ctx) return 1;
+    const struct access_auth *au = &cfg->access->auth;
+    if (au->client_ca && tls_ctx_client_ca(ctx, au->client_ca, au->client_cert == ACCESS_CERT_REQUIRED) != 0) {
+      SSL_CTX_free(ctx);
+      return 1;
+    }
   }
 
   /* TLS to upstreams (wss:// backends); verification is always on. */
@@ -138,6 +145,7 @@ int main(int argc, char **argv) {
   app.workers = xcalloc((size_t)app.nworkers, sizeof(*app.workers));
   app.metrics = xcalloc((size_t)app.nworkers, sizeof(*app.metrics));
   struct limits *limits = limits_new(cfg->access); /* shared by every worker */
+  struct auth_guard *guard = auth_guard_new(); /* failed logins per address, for every worker */
   int failed = 0;
   int ninit = 0;
   for (int i = 0; i < app.nworkers && !failed; i++) {
@@ -146,6 +154,7 @@ int main(int argc, char **argv) {
     app.workers[i].limits = limits;
     app.workers[i].frontends = &app.frontends;
     app.workers[i].conn_ops = &conn_worker_ops;
+    app.workers[i].auth_guard = guard;
     ninit = i + 1;
     app.metrics[i] = &app.workers[i].metrics;
   }
@@ -156,6 +165,7 @@ int main(int argc, char **argv) {
   if (failed) {
     for (int i = 0; i < ninit; i++) worker_dispose(&app.workers[i]);
     limits_free(limits);
+    auth_guard_free(guard);
     return 1;
   }
 
@@ -176,6 +186,7 @@ int main(int argc, char **argv) {
   free(app.workers);
   free(app.metrics);
   limits_free(limits);
+  auth_guard_free(guard);
   SSL_CTX_free(ctx);
   SSL_CTX_free(client_ctx);
   dns_global_cleanup();

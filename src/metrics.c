@@ -67,6 +67,10 @@ size_t metrics_render(const struct metrics *const *all, size_t nw, char *buf, si
       ACC(tunnels_active[p]);
     }
     for (int e = 0; e < PXERR_COUNT; e++) ACC(errors[e]);
+    for (int a = 0; a < AUTH_OK_COUNT; a++) ACC(auth_ok[a]);
+    for (int a = 0; a < AUTH_FAIL_COUNT; a++) ACC(auth_fail[a]);
+    ACC(auth_bans);
+    ACC(auth_checks_pending);
   }
 #undef ACC
   head(&o, "h2tunnel_connections_accepted_total", "counter", "Client connections accepted.");
@@ -119,5 +123,29 @@ size_t metrics_render(const struct metrics *const *all, size_t nw, char *buf, si
              pxerr_status((enum pxerr)e));
     put(&o, "h2tunnel_errors_total", lab, LOAD(sum.errors[e]));
   }
+  static const char *const ok_names[] = {
+#define XX(n, s) s,
+      AUTH_OK_MAP(XX)
+#undef XX
+  };
+  static const char *const fail_names[] = {
+#define XX(n, s) s,
+      AUTH_FAIL_MAP(XX)
+#undef XX
+  };
+  head(&o, "h2tunnel_auth_successes_total", "counter", "Requests admitted by authentication, by how.");
+  for (int a = 0; a < AUTH_OK_COUNT; a++) {
+    snprintf(lab, sizeof(lab), "{method=\"%s\"}", ok_names[a]);
+    put(&o, "h2tunnel_auth_successes_total", lab, LOAD(sum.auth_ok[a]));
+  }
+  head(&o, "h2tunnel_auth_failures_total", "counter", "Requests refused by authentication, by reason.");
+  for (int a = 0; a < AUTH_FAIL_COUNT; a++) {
+    snprintf(lab, sizeof(lab), "{reason=\"%s\"}", fail_names[a]);
+    put(&o, "h2tunnel_auth_failures_total", lab, LOAD(sum.auth_fail[a]));
+  }
+  head(&o, "h2tunnel_auth_bans_total", "counter", "Client addresses banned after too many failed logins.");
+  put(&o, "h2tunnel_auth_bans_total", NULL, LOAD(sum.auth_bans));
+  head(&o, "h2tunnel_auth_checks_pending", "gauge", "Password checks queued or running on the thread pool.");
+  put(&o, "h2tunnel_auth_checks_pending", NULL, LOAD(sum.auth_checks_pending));
   return o.len;
 }

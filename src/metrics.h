@@ -17,6 +17,24 @@ enum tun_proto {
       TUN_PROTO_COUNT
 };
 
+/* Authentication outcomes (proxy/auth.c): how a request was admitted, or why not. */
+#define AUTH_OK_MAP(XX) XX(PASSWORD, "password") XX(CACHED, "cached") XX(CERT, "certificate") XX(NO_AUTH_NET, "no_auth_net")
+#define AUTH_FAIL_MAP(XX)                                                                        \
+  XX(MISSING, "missing") XX(MALFORMED, "malformed") XX(SCHEME, "scheme") XX(INVALID, "invalid")  \
+  XX(BANNED, "banned") XX(CLIENT_NET, "client_net") XX(CERT_REQUIRED, "cert_required") XX(BUSY, "busy")
+enum auth_ok {
+#define XX(n, s) AUTH_OK_##n,
+  AUTH_OK_MAP(XX)
+#undef XX
+      AUTH_OK_COUNT
+};
+enum auth_fail {
+#define XX(n, s) AUTH_FAIL_##n,
+  AUTH_FAIL_MAP(XX)
+#undef XX
+      AUTH_FAIL_COUNT
+};
+
 struct metrics {
   _Atomic uint64_t conns_accepted;
   _Atomic uint64_t conns_active;
@@ -37,6 +55,10 @@ struct metrics {
   _Atomic uint64_t h2_streams;
   _Atomic uint64_t h2_goaway_sent;
   _Atomic uint64_t errors[PXERR_COUNT];
+  _Atomic uint64_t auth_ok[AUTH_OK_COUNT];
+  _Atomic uint64_t auth_fail[AUTH_FAIL_COUNT];
+  _Atomic uint64_t auth_bans;          /* addresses banned after too many failures */
+  _Atomic uint64_t auth_checks_pending; /* password checks queued or running (gauge) */
 };
 
 /* Single-writer add: no locked instruction on the data path. */

@@ -18,6 +18,9 @@
   XX(MISDIRECTED, 421, "http_request_denied")                                                    \
   XX(RULE_DENIED, 403, "http_request_denied")       /* a rule (details name it) */               \
   XX(LIMITED, 429, "http_request_denied")           /* a tunnel count or rate limit */           \
+  XX(AUTH_REQUIRED, 407, "http_request_denied")                                                  \
+  XX(AUTH_BANNED, 429, "http_request_denied")                                                    \
+  XX(CLIENT_DENIED, 403, "http_request_denied")                                                  \
   XX(NOT_IMPLEMENTED, 501, "http_request_error")                                                 \
   XX(DNS_ERROR, 502, "dns_error")                                                                \
   XX(DNS_TIMEOUT, 504, "dns_timeout")                                                            \

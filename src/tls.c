@@ -78,6 +78,20 @@ fail:
   return NULL;
 }
 
+int tls_ctx_client_ca(SSL_CTX *ctx, const char *ca_file, int required) {
+  char err[256];
+  STACK_OF(X509_NAME) *names = SSL_load_client_CA_file(ca_file);
+  if (!names || SSL_CTX_load_verify_locations(ctx, ca_file, NULL) != 1) {
+    sk_X509_NAME_pop_free(names, X509_NAME_free);
+    log_error("tls: client CA %s: %s", ca_file, tls_error_string(err, sizeof(err)));
+    return -1;
+  }
+  SSL_CTX_set_client_CA_list(ctx, names); /* the CAs named in the CertificateRequest */
+  SSL_CTX_set_verify(ctx, SSL_VERIFY_PEER | (required ? SSL_VERIFY_FAIL_IF_NO_PEER_CERT : 0), NULL);
+  SSL_CTX_set_verify_depth(ctx, 4);
+  return 0;
+}
+
 SSL_CTX *tls_client_ctx_new(const char *ca_file) {
   char err[256];
   SSL_CTX *ctx = SSL_CTX_new(TLS_client_method());

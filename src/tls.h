@@ -19,6 +19,11 @@ struct tls_alpn_prefs {
  * NULL after logging why. */
 SSL_CTX *tls_ctx_new(const char *cert_file, const char *key_file, const struct tls_alpn_prefs *alpn);
 
+/* Asks clients of the server context |ctx| for a certificate issued under |ca_file| (PEM): with
+ * |required| the handshake fails without one; without, a client may send none. A certificate that
+ * does not verify fails the handshake either way. Returns 0, or -1 after logging why. */
+int tls_ctx_client_ca(SSL_CTX *ctx, const char *ca_file, int required);
+
 /* Creates the client context for TLS to upstreams (wss:// WebSocket backends): TLS 1.2+, peer
  * verification against |ca_file| (PEM) or, when NULL/empty, the system trust store. */
 SSL_CTX *tls_client_ctx_new(const char *ca_file);

@@ -10,6 +10,8 @@
 #include <sys/socket.h>
 #include <unistd.h>
 
+#include "src/access.h"
+#include "src/auth.h"
 #include "src/dns.h"
 #include "src/log.h"
 #include "src/net.h"
@@ -214,6 +216,11 @@ int worker_init(struct worker *w, int id, const struct config *cfg, SSL_CTX *ctx
     log_error("worker %d: resolver: %s", id, strerror(-r));
     return r;
   }
+  const struct access_auth *au = &cfg->access->auth;
+  if (au->users) {
+    w->auth_cache = auth_cache_new((size_t)au->cache_size, au->cache_ttl_ms);
+    w->auth_cache->metrics = &w->metrics;
+  }
   for (int i = 0; i < cfg->nlisteners; i++) {
     r = listener_open(w, &w->listeners[i], &cfg->listeners[i]);
     w->nlisteners = i + 1;
@@ -276,4 +283,6 @@ void worker_dispose(struct worker *w) {
   uv_run(&w->loop, UV_RUN_DEFAULT);
   if (uv_loop_close(&w->loop) != 0) log_warn("worker %d: loop closed with handles open", w->id);
   buf_pool_dispose(&w->pool);
+  auth_cache_free(w->auth_cache); /* after the loop: no verification is left running */
+  w->auth_cache = NULL;
 }

@@ -13,6 +13,8 @@
 #include "src/metrics.h"
 #include "src/util.h"
 
+struct auth_cache;
+struct auth_guard;
 struct dns_resolver;
 struct limits;
 struct frontend_table;
@@ -86,6 +88,9 @@ struct worker {
   struct dns_resolver *dns;           /* owned */
   struct limits *limits;              /* borrowed: rules' and limits' shared state, the same for
                                          every worker (thread-safe); NULL: no limits (unit tests) */
+  struct auth_cache *auth_cache;      /* owned: verified credentials; NULL without users */
+  struct auth_guard *auth_guard;      /* borrowed: failed logins per address, shared by every
+                                         worker (main); NULL: no bans (unit tests) */
   struct metrics metrics;             /* written by this worker only */
   const struct metrics *const *all_metrics; /* borrowed: every worker's, for /metrics */
   size_t nworkers;

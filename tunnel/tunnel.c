@@ -22,6 +22,7 @@ struct tunnel {
   struct list link;        /* in w->tunnels */
   struct tun_ep *a, *b;    /* borrowed until finish; a = client side, b = upstream side */
   struct tun_info info;    /* for the access line (and the protocol) */
+  char *user;              /* owned: info.user's copy, or NULL */
   uv_timer_t timer;        /* idle and max-duration deadlines */
   uint64_t last_active_ms; /* uv_now of the last byte either way */
   enum tun_close_reason reason;
@@ -59,7 +60,11 @@ static int is_paused(struct tunnel *t, struct tun_ep *reader) {
   return reader == t->a ? t->a_paused : t->b_paused;
 }
 
-static void on_timer_closed(uv_handle_t *h) { free(h->data); }
+static void on_timer_closed(uv_handle_t *h) {
+  struct tunnel *t = h->data;
+  free(t->user);
+  free(t);
+}
 
 /* ---- bandwidth: throttling a side ------------------------------------------------------------- */
 
@@ -134,6 +139,10 @@ static void log_access(struct tunnel *t) {
   struct strbuf sb;
   strbuf_init_fixed(&sb, line, sizeof(line));
   log_access_head(&sb, t->info.front, tun_proto_name(t->info.proto), t->info.client, t->info.target);
+  if (t->info.user) {
+    strbuf_puts(&sb, ",\"user\":");
+    log_json_str(&sb, t->info.user);
+  }
   strbuf_puts(&sb, ",\"resolved\":");
   log_json_str(&sb, t->info.resolved);
   if (t->info.rule) {
@@ -205,6 +214,8 @@ struct tunnel *tunnel_new(struct worker *w, struct tun_ep *a, struct tun_ep *b,
   t->a = a;
   t->b = b;
   t->info = *info;
+  t->user = info->user ? xstrndup(info->user, strlen(info->user)) : NULL;
+  t->info.user = t->user;
   a->tun = t;
   b->tun = t;
   uv_timer_init(&w->loop, &t->timer);

@@ -50,6 +50,9 @@ struct tun_info {
   char client[64];                   /* "addr:port" */
   char target[300];                  /* authority as requested */
   char resolved[64];                 /* "addr:port" actually connected */
+  const char *user;                  /* the authenticated user or NULL (anonymous); tunnel_new
+                                        copies it to the heap (only when there is one: an
+                                        anonymous tunnel costs no more than before) */
   int status;                        /* HTTP status sent to the client */
   uint64_t start_ms;                 /* uv_now at request arrival */
   const char *rule;                  /* the rule that allowed it (borrowed from the config

@@ -56,6 +56,17 @@ static void test_parse_listener_ok(void **state) {
   assert_int_equal(config_parse_listener("tls://[2001:db8::1]:65535", &l), 0);
   assert_int_equal(ntohs(sin6->sin6_port), 65535);
   assert_string_equal(inet_ntop(AF_INET6, &sin6->sin6_addr, addr, sizeof(addr)), "2001:db8::1");
+  assert_int_equal(l.admin, 0);
+
+  /* The admin-only listener (/metrics when authentication is on). */
+  assert_int_equal(config_parse_listener("tcp://127.0.0.1:9090?admin", &l), 0);
+  assert_int_equal(l.admin, 1);
+  assert_int_equal(ntohs(sin->sin_port), 9090);
+  assert_string_equal(l.text, "tcp://127.0.0.1:9090?admin");
+  assert_int_equal(config_parse_listener("tls://[::1]:9443?admin", &l), 0);
+  assert_int_equal(l.admin, 1);
+  assert_int_equal(l.tls, 1);
+  assert_int_equal(ntohs(sin6->sin6_port), 9443);
 }
 
 static void test_parse_listener_bad(void **state) {
@@ -75,6 +86,10 @@ static void test_parse_listener_bad(void **state) {
       "tcp://256.0.0.1:80",
       "tcp://[::1]8080",         /* missing colon after ] */
       "tcp://[::1:8080",         /* unclosed bracket */
+      "tcp://127.0.0.1:80?",     /* a query other than ?admin */
+      "tcp://127.0.0.1:80?adm",
+      "tcp://127.0.0.1:80?admin?admin",
+      "tcp://?admin",
       "tcp://[127.0.0.1]:80",    /* brackets are for IPv6 only -- accepted? see below */
       "tcp://[aaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaa]:80",
   };

@@ -20,7 +20,7 @@ static size_t error_resp(char *buf, size_t cap, enum pxerr e, const char *detail
   char ps[PXERR_PROXY_STATUS_MAX], body[PXERR_BODY_MAX];
   pxerr_proxy_status(ps, sizeof(ps), e, detail);
   pxerr_body(body, sizeof(body), pxerr_status(e), detail);
-  return h1_resp_error(buf, cap, pxerr_status(e), ps, body);
+  return h1_resp_error(buf, cap, pxerr_status(e), ps, body, NULL, 0);
 }
 
 static void test_resp_head(void **state) {
@@ -81,10 +81,18 @@ static void test_resp_error(void **state) {
   assert_int_equal(error_resp(buf, 40, PXERR_CONN_REFUSED, "x"), 0);
 
   /* A status relayed from a WebSocket backend: no Proxy-Status. */
-  n = h1_resp_error(buf, sizeof(buf), 403, "", "403: refused\n");
+  n = h1_resp_error(buf, sizeof(buf), 403, "", "403: refused\n", NULL, 0);
   body = check_framing(buf, n);
   assert_null(strstr(buf, "Proxy-Status"));
   assert_string_equal(body, "403: refused\n");
+
+  /* A 407 carries its challenge (and still closes: H1C-09). */
+  const struct px_header challenge[] = {{"proxy-authenticate", "Basic realm=\"r\", charset=\"UTF-8\""}};
+  n = h1_resp_error(buf, sizeof(buf), 407, "h2tunnel; error=http_request_denied", "407\n", challenge, 1);
+  body = check_framing(buf, n);
+  assert_non_null(strstr(buf, "\r\nproxy-authenticate: Basic realm=\"r\", charset=\"UTF-8\"\r\n"));
+  assert_non_null(strstr(buf, "\r\nConnection: close\r\n"));
+  assert_string_equal(body, "407\n");
 }
 
 static void test_resp_tunnel(void **state) {

@@ -5,7 +5,8 @@
  * WebSocket backend's own refusal -- each answered once, logged once and counted once; the
  * order of the steps (the name policy before any DNS query, the WebSocket request checks before
  * the port policy); a front end that cannot answer; and cancel in every phase. Rules and limits
- * on the path: a rule's denial on the name (no DNS) and on the resolved address, 403 naming the
+ * on the path (users authenticated by the real admission): a rule's denial on the name (no DNS)
+ * and on the resolved address, 403 naming the
  * rule and never its contents, the allowing rule in the outcome and the log, a CIDR rule opening
  * a class the built-in policy denies, the same decision for every protocol; tunnel counts per
  * user and per client giving 429 with Retry-After, and back to 0 when the tunnels end. */
@@ -18,8 +19,12 @@
 #include "upstream_fx.h"
 #include "proxy/request.h"
 #include "src/access.h"
+#include <openssl/evp.h>
+
+#include "src/auth.h"
 #include "src/cfgfile.h"
 #include "src/limits.h"
+#include "src/users.h"
 #include "src/log.h"
 #include "tunnel/tunnel.h"
 
@@ -45,8 +50,11 @@ static int setup(void **state) {
 static int teardown(void **state) {
   struct fx *f = *state;
   f->w->stopping = 0;
+  struct auth_cache *cache = f->w->auth_cache; /* the worker's, made by enable_auth */
+  f->w->auth_cache = NULL;
   struct limits *l = f->w->limits; /* tunnels still open give their counts back in fx_teardown */
   int r = fx_teardown(state);
+  auth_cache_free(cache); /* after the loop ran out: no check is left */
   limits_free(l);
   return r;
 }
@@ -568,6 +576,112 @@ static void test_answer_ok_fails(void **state) {
   assert_int_equal(f->nrx, 0);
 }
 
+/* ---- authentication at admission (proxy/auth.c) ----------------------------------------------- */
+
+/* htpasswd -nbB -C 4 alice pw-alice (bob has the same hash, so the same password). */
+#define BCRYPT_PW "$2y$04$nI7cJDKmEBh78Fpdmt1Gr.YUkac8vYAW4xcsSlMA04S.81i8cT98W"
+
+static void enable_auth(struct fx *f) {
+  static const char text[] = "alice:" BCRYPT_PW "\nbob:" BCRYPT_PW "\ncarol:" BCRYPT_PW "\n";
+  struct cfgfile_err err;
+  struct access_auth *au = &f->cfg.access->auth;
+  au->users = users_parse("users", text, strlen(text), &err);
+  assert_non_null(au->users);
+  free(au->realm);
+  au->realm = strdup("test realm");
+  f->w->auth_cache = auth_cache_new(16, 60000);
+  f->w->auth_cache->metrics = &f->w->metrics;
+}
+
+/* No credentials, a malformed value, a wrong password: 407 with the challenge (the first two
+ * within the call); the right password: checked off the loop (AUTHENTICATING), then the tunnel
+ * with the user in the outcome and the log; the same value again: from the cache. Every protocol
+ * and front end goes through the same admission. */
+static void test_auth(void **state) {
+  struct fx *f = *state;
+  struct mock_fe m;
+  char auth[64];
+  authority_of(f, "ok.test", auth, sizeof(auth));
+  enable_auth(f);
+
+  px_request_start(request(f, &m, PX_FRONT_H1, PX_PROTO_CONNECT, auth, NULL));
+  assert_int_equal(m.errs, 1);
+  assert_int_equal(m.out.status, 407);
+  assert_int_equal(m.out.nextra, 1);
+  assert_string_equal(m.out.extra[0].name, "proxy-authenticate");
+  assert_string_equal(m.out.extra[0].value, "Basic realm=\"test realm\", charset=\"UTF-8\"");
+  assert_null(m.out.user);
+
+  struct px_request *rq = request(f, &m, PX_FRONT_H2, PX_PROTO_CONNECT, auth, NULL);
+  rq->credentials = strdup("Basic !!!!");
+  px_request_start(rq);
+  assert_int_equal(m.out.status, 407);
+  assert_string_equal(m.out.detail, "not a base64 character");
+
+  rq = request(f, &m, PX_FRONT_H2, PX_PROTO_CONNECT, auth, NULL);
+  rq->credentials = strdup("Basic YWxpY2U6d3Jvbmc="); /* alice:wrong */
+  px_request_start(rq);
+  assert_int_equal(answered(&m), 0);
+  assert_int_equal(rq->phase, PX_AUTHENTICATING);
+  run_until_answered(f, &m);
+  assert_int_equal(m.out.status, 407);
+  assert_string_equal(m.out.detail, "invalid credentials");
+
+  for (int round = 0; round < 2; round++) {
+    rq = request(f, &m, PX_FRONT_H1, PX_PROTO_CONNECT, auth, NULL);
+    rq->credentials = strdup("Basic YWxpY2U6cHctYWxpY2U="); /* alice:pw-alice */
+    px_request_start(rq);
+    if (round == 0) assert_int_equal(rq->phase, PX_AUTHENTICATING);
+    run_until_answered(f, &m);
+    assert_int_equal(m.oks, 1);
+    assert_string_equal(m.out.user, "alice");
+    kill_tunnel(&m);
+  }
+  assert_non_null(strstr(access_log(), "\"user\":\"alice\""));
+  assert_int_equal(f->w->metrics.auth_ok[AUTH_OK_PASSWORD], 1);
+  assert_int_equal(f->w->metrics.auth_ok[AUTH_OK_CACHED], 1);
+  assert_int_equal(f->w->metrics.auth_fail[AUTH_FAIL_MISSING], 1);
+  assert_int_equal(f->w->metrics.auth_fail[AUTH_FAIL_MALFORMED], 1);
+  assert_int_equal(f->w->metrics.auth_fail[AUTH_FAIL_INVALID], 1);
+  assert_null(strstr(access_log(), "pw-alice"));
+  assert_null(strstr(access_log(), "YWxpY2U6"));
+}
+
+/* The client goes away while its password is checked: the check finishes on the pool and calls
+ * no one (ASan: the request is freed); and a check that ends after the stop began answers 503. */
+static void test_auth_cancel(void **state) {
+  struct fx *f = *state;
+  struct mock_fe m, m2;
+  char auth[64];
+  authority_of(f, "ok.test", auth, sizeof(auth));
+  enable_auth(f);
+  char path[128];
+  snprintf(path, sizeof(path), "/.well-known/masque/udp/ok.test/%d/", f->port);
+  struct px_request *rq = request(f, &m, PX_FRONT_H2, PX_PROTO_CONNECT_UDP, "127.0.0.1", path);
+  rq->credentials = strdup("Basic Ym9iOnB3LWFsaWNl"); /* bob:pw-alice */
+  px_request_start(rq);
+  assert_int_equal(rq->phase, PX_AUTHENTICATING);
+  assert_int_equal(f->w->auth_cache->pending, 1);
+  px_request_cancel(rq);
+  m.rq = NULL;
+  uint64_t start = now_ms(f);
+  while (f->w->auth_cache->pending > 0) {
+    assert_true(now_ms(f) - start < 10000);
+    uv_run(&f->w->loop, UV_RUN_ONCE);
+  }
+  assert_int_equal(answered(&m), 0);
+  assert_int_equal(f->w->metrics.auth_checks_pending, 0);
+
+  rq = request(f, &m2, PX_FRONT_H1, PX_PROTO_CONNECT, auth, NULL);
+  rq->credentials = strdup("Basic Y2Fyb2w6cHctYWxpY2U="); /* carol:pw-alice */
+  px_request_start(rq);
+  assert_int_equal(rq->phase, PX_AUTHENTICATING);
+  f->w->stopping = 1;
+  run_until_answered(f, &m2);
+  assert_int_equal(m2.out.status, 503);
+  assert_int_equal(m2.out.err, PXERR_SHUTTING_DOWN);
+}
+
 /* ---- cancel ----------------------------------------------------------------------------------- */
 
 /* The client goes away before anything was started: nothing leaks (early bytes, credentials). */
@@ -697,6 +811,18 @@ static void render_limits(struct fx *f, char *buf, size_t cap) {
   limits_render(f->w->limits, &sb);
 }
 
+/* Authentication on (enable_auth's users, password "pw-alice"), and |rq| presents |user|'s
+ * credentials: the user comes from the real admission, checked off the loop. */
+static void as_user(struct px_request *rq, const char *user) {
+  char plain[64];
+  unsigned char b64[128];
+  int n = snprintf(plain, sizeof(plain), "%s:pw-alice", user);
+  EVP_EncodeBlock(b64, (const unsigned char *)plain, n);
+  char value[160];
+  snprintf(value, sizeof(value), "Basic %s", b64);
+  rq->credentials = strdup(value);
+}
+
 static const char g_rules[] = "rules:\n"
                               "  - { name: blocked, deny: { dest: [\"*.blocked.test\", \"10.0.0.0/8\"] } }\n"
                               "  - { name: no-udp, deny: { protocols: [connect-udp], users: [carol] } }\n"
@@ -735,9 +861,10 @@ static void test_rule_denials(void **state) {
   assert_true(f->dns.nqueries > queries);
   /* By protocol and user: carol's connect-udp, on either front end. */
   snprintf(path, sizeof(path), "/.well-known/masque/udp/ok.test/%d/", f->port);
+  enable_auth(f);
   for (int front = PX_FRONT_H1; front <= PX_FRONT_H2; front++) {
     request(f, &m, (enum px_front)front, PX_PROTO_CONNECT_UDP, "127.0.0.1", path);
-    m.rq->out.user = "carol";
+    as_user(m.rq, "carol");
     px_request_start(m.rq);
     /* "blocked" has a CIDR before it: every later rule is decided on the address too. */
     run_until_answered(f, &m);
@@ -768,8 +895,15 @@ static void test_rule_allows(void **state) {
   assert_int_equal(policy_set_ports(f->cfg.policy, "*"), 0);
   f->hold = 1;
   struct mock_fe m;
+  /* Anonymous: no rule; the class policy decides. */
+  request(f, &m, PX_FRONT_H2, PX_PROTO_CONNECT, authority_of(f, "ok.test", auth, sizeof(auth)), NULL);
+  px_request_start(m.rq);
+  run_until_answered(f, &m);
+  assert_int_equal(m.out.status, 403);
+  assert_null(m.out.rule);
+  enable_auth(f);
   request(f, &m, PX_FRONT_H1, PX_PROTO_CONNECT, authority_of(f, "ok.test", auth, sizeof(auth)), NULL);
-  m.rq->out.user = "bob";
+  as_user(m.rq, "bob");
   px_request_start(m.rq);
   run_until_answered(f, &m);
   assert_int_equal(m.oks, 1);
@@ -778,18 +912,12 @@ static void test_rule_allows(void **state) {
   assert_non_null(strstr(access_log(), "\"rule\":\"bob-lab\",\"status\":200"));
   /* alice's rule matches the name, which opens no address: the class policy still says no. */
   request(f, &m, PX_FRONT_H2, PX_PROTO_CONNECT, authority_of(f, "ok.test", auth, sizeof(auth)), NULL);
-  m.rq->out.user = "alice";
+  as_user(m.rq, "alice");
   px_request_start(m.rq);
   run_until_answered(f, &m);
   assert_int_equal(m.out.status, 403);
   assert_int_equal(m.out.err, PXERR_DEST_PROHIBITED);
   assert_string_equal(m.out.detail, "loopback");
-  /* Anonymous: no rule; the class policy decides. */
-  request(f, &m, PX_FRONT_H2, PX_PROTO_CONNECT, authority_of(f, "ok.test", auth, sizeof(auth)), NULL);
-  px_request_start(m.rq);
-  run_until_answered(f, &m);
-  assert_int_equal(m.out.status, 403);
-  assert_null(m.out.rule);
   assert_int_equal(f->accepted, 1);
 }
 
@@ -808,9 +936,10 @@ static void test_limits_counts(void **state) {
   static const char *const clients[] = {"192.0.2.1", "192.0.2.1", "192.0.2.1", "192.0.2.2", "192.0.2.2", "192.0.2.3"};
   static const int want[] = {200, 200, 429, 200, 200, 429};
   for (int i = 0; i < 6; i++) {
+    if (i == 3) enable_auth(f); /* the first three are anonymous, the others carol */
     request(f, &m[i], i % 2 ? PX_FRONT_H2 : PX_FRONT_H1, PX_PROTO_CONNECT, auth, NULL);
     set_client(m[i].rq, clients[i]);
-    m[i].rq->out.user = i >= 3 ? "dave" : NULL; /* the first three are anonymous */
+    if (i >= 3) as_user(m[i].rq, "carol");
     px_request_start(m[i].rq);
     run_until_answered(f, &m[i]);
     if (m[i].out.status != want[i]) fail_msg("tunnel %d: %d", i, m[i].out.status);
@@ -822,12 +951,12 @@ static void test_limits_counts(void **state) {
   assert_string_equal(m[2].out.extra[0].value, "1");
   assert_string_equal(m[2].out.proxy_status,
                       "h2tunnel; error=http_request_denied; details=\"too many tunnels from this client\"");
-  /* dave's third from a third client: his user limit. */
+  /* carol's third from a third client: her user limit. */
   assert_string_equal(m[5].out.detail, "too many tunnels for this user");
   struct sockaddr_in c1;
   uv_ip4_addr("192.0.2.1", 0, &c1);
   assert_int_equal(limits_client_active(f->w->limits, (const struct sockaddr *)&c1), 2);
-  assert_int_equal(limits_user_active(f->w->limits, "dave"), 2);
+  assert_int_equal(limits_user_active(f->w->limits, "carol"), 2);
   render_limits(f, buf, sizeof(buf));
   assert_non_null(strstr(buf, "h2tunnel_limit_rejections_total{kind=\"client_tunnels\"} 1\n"));
   assert_non_null(strstr(buf, "h2tunnel_limit_rejections_total{kind=\"user_tunnels\"} 1\n"));
@@ -835,11 +964,12 @@ static void test_limits_counts(void **state) {
   for (int i = 0; i < 6; i++)
     if (m[i].oks) kill_tunnel(&m[i]);
   assert_int_equal(limits_client_active(f->w->limits, (const struct sockaddr *)&c1), 0);
-  assert_int_equal(limits_user_active(f->w->limits, "dave"), 0);
+  assert_int_equal(limits_user_active(f->w->limits, "carol"), 0);
   /* A refused request that never became a tunnel gives its count back too. */
   struct mock_fe r;
   request(f, &r, PX_FRONT_H1, PX_PROTO_CONNECT, authority_of(f, "refused.test", auth, sizeof(auth)), NULL);
   set_client(r.rq, "192.0.2.1");
+  as_user(r.rq, "carol");
   px_request_start(r.rq);
   run_until_answered(f, &r);
   assert_int_equal(r.out.status, 502);
@@ -861,6 +991,8 @@ int main(void) {
       T(test_cancel_connect),
       T(test_cancel_udp),
       T(test_cancel_websocket),
+      T(test_auth),
+      T(test_auth_cancel),
       T(test_rule_denials),
       T(test_rule_allows),
       T(test_limits_counts),
