@@ -87,7 +87,9 @@ static int px_answer_ok(void *fe, const struct px_outcome *out) {
 static void px_answer_error(void *fe, const struct px_outcome *out) {
   struct h1_conn *h = fe;
   char buf[1536];
-  size_t n = h1_resp_error(buf, sizeof(buf), out->status, out->proxy_status, out->body, out->extra, out->nextra);
+  /* The reason phrase explains our own refusals; a backend's relayed status keeps its plain one. */
+  size_t n = h1_resp_error(buf, sizeof(buf), out->status, out->relayed ? NULL : out->detail, out->proxy_status,
+                           out->body, out->extra, out->nextra);
   h->rq = NULL;
   h->state = H1_CLOSED;
   conn_write_copy(h->c, buf, n);

@@ -9,9 +9,13 @@ struct px_header;
 
 /* Writes a complete error response (head + |body| as text/plain, Connection: close) into |buf|,
  * with a Proxy-Status field when |proxy_status| is non-empty and the |nextra| extra fields
- * (Proxy-Authenticate, Retry-After). Returns the length, or 0 if |cap| is too small. */
-size_t h1_resp_error(char *buf, size_t cap, int status, const char *proxy_status, const char *body,
-                     const struct px_header *extra, size_t nextra);
+ * (Proxy-Authenticate, Retry-After). A non-empty |detail| goes into the reason phrase too,
+ * "403 Forbidden (port 22 not allowed)": socat, ncat and git show only the status line (cut to
+ * H1_RESP_DETAIL_MAX bytes, bytes a reason phrase may not hold as spaces).
+ * Returns the length, or 0 if |cap| is too small. */
+#define H1_RESP_DETAIL_MAX 120
+size_t h1_resp_error(char *buf, size_t cap, int status, const char *detail, const char *proxy_status,
+                     const char *body, const struct px_header *extra, size_t nextra);
 
 /* Writes the head that opens a tunnel: "200 Connection Established", or with |upgrade| "101
  * Switching Protocols" with Connection: Upgrade and Upgrade: |upgrade|; then the |nextra| extra

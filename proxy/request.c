@@ -65,9 +65,7 @@ struct px_request *px_request_new(struct worker *w, enum px_front front, enum px
 }
 
 void px_request_set_client(struct px_request *rq, struct conn *c) {
-  int len = sizeof(rq->client_addr);
-  if (uv_tcp_getpeername(&c->tcp, (struct sockaddr *)&rq->client_addr, &len) != 0)
-    rq->client_addr.ss_family = AF_UNSPEC;
+  rq->client_addr = c->peer_addr; /* the PROXY protocol's client when a balancer sent one */
   set_text(rq->client, sizeof(rq->client), c->peer);
   rq->listener = c->listener;
   px_auth_set_cert(&rq->auth, rq->cfg, c->x.ssl);
@@ -486,7 +484,8 @@ static void admitted(struct px_request *rq) {
       policy_check_port(rq->cfg->policy, rq->dest.port) != 0) {
     if (rq->ws_up) ws_upgrade_cancel(rq->ws_up);
     rq->ws_up = NULL;
-    fail(rq, PXERR_PORT_DENIED, "port not allowed");
+    snprintf(rq->out.detail_buf, sizeof(rq->out.detail_buf), "port %u not allowed", (unsigned)rq->dest.port);
+    fail(rq, PXERR_PORT_DENIED, rq->out.detail_buf);
     return;
   }
   switch (rq->proto) {

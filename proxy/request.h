@@ -100,9 +100,9 @@ struct px_header {
 struct px_outcome {
   int status;                          /* the HTTP status decided (success: 200) */
   enum pxerr err;                      /* PXERR_NONE on success and for a relayed refusal */
-  const char *detail;                  /* Proxy-Status details and the log's, or NULL: static, or
-                                          (a rule's denial) text inside the request, valid
-                                          during the op like the strings below */
+  const char *detail;                  /* Proxy-Status details, the log's and the h1 reason
+                                          phrase's: static, |detail_buf|, or (a rule's denial)
+                                          |rule_detail| inside the request; or NULL */
   int relayed;                         /* the status is the WebSocket backend's own refusal */
   const struct access_rule *rule;      /* the rule that decided (allow or deny), borrowed from the
                                           config snapshot; NULL: no rule decided */
@@ -114,6 +114,7 @@ struct px_outcome {
   const char *proxy_status;            /* error: the Proxy-Status value ("" if relayed) */
   const char *body;                    /* error: the text body */
   char peer[64];                       /* success: "addr:port" of the upstream */
+  char detail_buf[64];                 /* |detail| when it names a value ("port 22 not allowed") */
 };
 /* The outcome's strings (extra values, proxy_status, body) are valid during the op it is passed
  * to: a front end copies what it keeps. */

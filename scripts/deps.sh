@@ -6,7 +6,8 @@ set -euo pipefail
 BUILD_PKGS="build-essential cmake pkg-config libuv1-dev libssl-dev libnghttp2-dev libc-ares-dev
   node-llhttp libcmocka-dev libcrypt-dev libyaml-dev"
 TEST_PKGS="nghttp2-client python3 python3-h2 python3-websockets socat openssl nodejs procps
-  apache2-utils whois openssh-server openssh-client"
+  apache2-utils whois haproxy git openssh-server openssh-client python3-requests chromium
+  dpkg-dev systemd"
 
 want="$BUILD_PKGS"
 [ "${1:-}" = "--test" ] && want="$want $TEST_PKGS"

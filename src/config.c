@@ -33,6 +33,26 @@ int config_parse_listener(const char *s, struct config_listener *out) {
   memset(out, 0, sizeof(*out));
   if (strlen(s) >= sizeof(out->text)) return -EINVAL; /* the text is kept whole, for logs */
   memcpy(out->text, s, strlen(s) + 1);
+  /* Per-listener flags follow the address like a URL query: "?proxy-protocol", "?admin", or both
+   * joined by '&'. */
+  char url[sizeof(out->text)];
+  memcpy(url, s, strlen(s) + 1);
+  char *q = strchr(url, '?');
+  if (q) {
+    *q++ = '\0';
+    for (char *flag = q; flag;) {
+      char *next = strchr(flag, '&');
+      if (next) *next++ = '\0';
+      if (strcmp(flag, "proxy-protocol") == 0 && !out->proxy_protocol)
+        out->proxy_protocol = 1;
+      else if (strcmp(flag, "admin") == 0 && !out->admin)
+        out->admin = 1; /* the admin-only listener (/metrics when authentication is on) */
+      else
+        return -EINVAL; /* unknown, empty or repeated */
+      flag = next;
+    }
+  }
+  s = url;
   const char *rest;
   if (strncmp(s, "tls://", 6) == 0) {
     out->tls = 1;
@@ -43,16 +63,6 @@ int config_parse_listener(const char *s, struct config_listener *out) {
   } else {
     return -EINVAL;
   }
-  /* "?admin" at the end: the admin-only listener (/metrics when authentication is on). */
-  char addr[sizeof(out->text)];
-  size_t alen = strlen(rest);
-  if (alen > 6 && strcmp(rest + alen - 6, "?admin") == 0) {
-    out->admin = 1;
-    alen -= 6;
-  }
-  memcpy(addr, rest, alen);
-  addr[alen] = '\0';
-  rest = addr;
   char host[64];
   const char *colon;
   if (rest[0] == '[') {
@@ -180,8 +190,9 @@ static const struct opt opts[] = {
 
     {"listen", T_LISTENERS, S_LISTEN, NOFIELD, NULL, 0, 0, F_REPEAT, "URL",
      "tls://ADDR:PORT or tcp://ADDR:PORT; IPv6 as [ADDR]. Repeatable.\n"
-     "With ?admin at the end, a listener for /healthz and /metrics only\n"
-     "(no tunnels); with auth configured, /metrics is served only there.\n"
+     "Flags after '?', joined by '&': ?admin, a listener for /healthz and\n"
+     "/metrics only (no tunnels; with auth configured, /metrics is served\n"
+     "only there); ?proxy-protocol (see --proxy-protocol-from).\n"
      "On tcp:// the HTTP/2 preface selects HTTP/2 (h2c prior knowledge)\n"
      "and a TLS ClientHello is served TLS, as on tls://. On tls:// a\n"
      "plaintext HTTP request gets a plaintext 400 saying so.",
@@ -268,6 +279,23 @@ static const struct opt opts[] = {
      "(default 30s)",
      NULL},
 
+    /* PROXY protocol (src/proxyproto.h; listeners marked ?proxy-protocol) */
+    {"proxy-protocol-from", T_NETS, S_LISTEN, NOFIELD, NULL, 0, 0, F_REPEAT, "SPEC",
+     "sources trusted to send a PROXY protocol v1/v2 header on listeners\n"
+     "marked ?proxy-protocol (tcp://0.0.0.0:8080?proxy-protocol): a CIDR,\n"
+     "an address or a class name. Repeatable. From them the header is\n"
+     "required and its client address is the one rules, limits, logs and\n"
+     "metrics see; from anyone else a header is refused and logged, and\n"
+     "a connection without one is served as usual.",
+     NULL},
+    {"proxy-protocol-timeout", T_DURATION, S_LISTEN, FIELD(pp_timeout_ms), "5s", 1, 0, 0, "T",
+     "a trusted source's PROXY header must be complete within T (default 5s)", NULL},
+    {"drain-delay", T_DURATION, S_TIMEOUTS, FIELD(drain_delay_ms), "0", 0, 0, 0, "T",
+     "on SIGTERM/SIGINT, first answer /healthz with 503 for T while serving\n"
+     "everything as before, so that load balancers stop sending new\n"
+     "connections; then stop as --drain-timeout says (default 0)",
+     NULL},
+
     {"max-header-bytes", T_SIZE, S_LIMITS, FIELD(max_header_bytes), "32k", 1024, 1 << 20, 0, "N",
      "HTTP/1.1 request head size -> 431 (default 32k); also the\n"
      "largest WebSocket backend Upgrade request (else 431) and\n"
@@ -280,8 +308,8 @@ static const struct opt opts[] = {
     {"low-water", T_SIZE, S_LIMITS, FIELD(low_water), "128k", 0, 1ULL << 30, 0, "N",
      "resume reading below N bytes queued (default 128k)", NULL},
     {"read-budget", T_SIZE, S_LIMITS, FIELD(read_budget), "128k", 4096, 1ULL << 30, 0, "N",
-     "bytes read from one client connection per event-loop turn before\n"
-     "the other connections get theirs (default 128k)",
+     "bytes read from one socket (client connection, upstream TCP or UDP)\n"
+     "per event-loop turn before the others get theirs (default 128k)",
      NULL},
 
     {"h2-max-streams", T_COUNT, S_H2, FIELD(h2_max_concurrent_streams), "256", 1, 100000, 0, "N",
@@ -375,8 +403,13 @@ static void strlist_clear(struct config_strlist *l) {
   l->n = 0;
 }
 
-static struct config_strlist *nets_list(struct config *cfg, const struct opt *o) {
+static const struct config_strlist *nets_list_c(const struct config *cfg, const struct opt *o) {
+  if (strcmp(o->name, "proxy-protocol-from") == 0) return &cfg->pp_from;
   return strcmp(o->name, "allow-net") == 0 ? &cfg->allow_nets : &cfg->deny_nets;
+}
+
+static struct config_strlist *nets_list(struct config *cfg, const struct opt *o) {
+  return (struct config_strlist *)nets_list_c(cfg, o);
 }
 
 /* Empties a list option before a new source gives the whole list. */
@@ -463,7 +496,7 @@ static int apply_text(struct config *cfg, const struct opt *o, const char *v, ch
       return -EINVAL;
     }
     if (config_parse_listener(v, &cfg->listeners[cfg->nlisteners])) {
-      snprintf(why, whycap, "not tls://ADDR:PORT or tcp://ADDR:PORT");
+      snprintf(why, whycap, "not tls://ADDR:PORT or tcp://ADDR:PORT (optionally ?proxy-protocol, ?admin, or both joined by &)");
       return -EINVAL;
     }
     cfg->nlisteners++;
@@ -516,6 +549,7 @@ void config_init(struct config *cfg) {
   memset(cfg, 0, sizeof(*cfg));
   cfg->policy = policy_new();
   cfg->access = access_new();
+  cfg->pp_trusted = xcalloc(1, sizeof(*cfg->pp_trusted));
   for (size_t i = 0; i < ARRAY_SIZE(opts); i++) {
     char why[160];
     if (opts[i].def) CHECK(apply_text(cfg, &opts[i], opts[i].def, why, sizeof(why)) == 0);
@@ -529,6 +563,10 @@ void config_dispose(struct config *cfg) {
   cfg->access = NULL;
   strlist_clear(&cfg->allow_nets);
   strlist_clear(&cfg->deny_nets);
+  strlist_clear(&cfg->pp_from);
+  if (cfg->pp_trusted) access_nets_dispose(cfg->pp_trusted);
+  free(cfg->pp_trusted);
+  cfg->pp_trusted = NULL;
 }
 
 /* ---- the file ------------------------------------------------------------------------------ */
@@ -637,6 +675,17 @@ int config_check(struct config *cfg, struct cfgfile_err *err) {
   for (size_t i = 0; i < cfg->deny_nets.n; i++) CHECK(policy_deny_net(p, cfg->deny_nets.v[i]) == 0);
   policy_free(cfg->policy);
   cfg->policy = p;
+
+  access_nets_dispose(cfg->pp_trusted);
+  for (size_t i = 0; i < cfg->pp_from.n; i++) {
+    const char *why;
+    if (access_nets_add(cfg->pp_trusted, cfg->pp_from.v[i], 1, &why))
+      return check_fail(cfg, err, "proxy-protocol-from", "proxy-protocol-from: '%s': %s", cfg->pp_from.v[i], why);
+  }
+  for (int i = 0; i < cfg->nlisteners; i++)
+    if (cfg->listeners[i].proxy_protocol && cfg->pp_from.n == 0)
+      return check_fail(cfg, err, "listen", "listener %s: ?proxy-protocol needs proxy-protocol-from (the load "
+                        "balancers trusted to send the header)", cfg->listeners[i].text);
   return 0;
 }
 
@@ -837,7 +886,7 @@ static void print_value(const struct config *cfg, const struct opt *o, FILE *out
   case T_LISTENERS:
   case T_NETS:
   case T_WS_ROUTES: {
-    const struct config_strlist *l = strcmp(o->name, "allow-net") == 0 ? &cfg->allow_nets : &cfg->deny_nets;
+    const struct config_strlist *l = nets_list_c(cfg, o);
     int n = o->type == T_LISTENERS ? cfg->nlisteners : o->type == T_NETS ? (int)l->n : cfg->nws_routes;
     fputc('[', out);
     for (int i = 0; i < n; i++) {

@@ -29,9 +29,12 @@
 
 struct policy;
 struct access;
+struct access_nets;
 
 struct config_listener {
   int tls;                      /* 1 for tls://, 0 for tcp:// */
+  int proxy_protocol;           /* "?proxy-protocol": a PROXY v1/v2 header comes first from
+                                   the sources in proxy-protocol-from (src/proxyproto.h) */
   int admin;                    /* "?admin": serves /healthz and /metrics only, no tunnels */
   struct sockaddr_storage addr; /* where to bind */
   char text[128];               /* as given, for logs */
@@ -116,6 +119,12 @@ struct config {
 
   struct access *access;     /* owned: auth, groups, rules, limits (file only); never NULL */
 
+  /* PROXY protocol (listeners marked ?proxy-protocol). */
+  struct config_strlist pp_from;     /* trusted sources as given */
+  struct access_nets *pp_trusted;    /* owned: built from |pp_from| by config_check; never NULL */
+  uint64_t pp_timeout_ms;            /* the header must be complete within this */
+  uint64_t drain_delay_ms;           /* on SIGTERM: /healthz says 503 this long before the stop */
+
   char config_file[512];     /* --config / --check-config FILE; empty: none */
   int check_only;            /* --check-config: validate, print, exit */
   uint64_t version;          /* snapshot number: 1 for the first load, +1 per reload */
@@ -158,7 +167,8 @@ const struct config_origin *config_origin_of(const struct config *cfg, const cha
 
 /* Adds a --ws-route "AUTHORITY=ws://HOST:PORT" or "=wss://HOST:PORT". Returns 0 or -EINVAL. */
 int config_parse_ws_route(const char *s, struct config *cfg);
-/* Parses "tls://ADDR:PORT" / "tcp://ADDR:PORT" (ADDR may be [v6]). Returns 0 or -EINVAL. */
+/* Parses "tls://ADDR:PORT" / "tcp://ADDR:PORT" (ADDR may be [v6]), optionally followed by
+ * "?proxy-protocol". Returns 0 or -EINVAL. */
 int config_parse_listener(const char *s, struct config_listener *out);
 
 #endif

@@ -6,6 +6,13 @@
  *
  *   phase          | holds                      | on bytes
  *   ---------------+----------------------------+-----------------------------------------------
+ *   PROXY_HDR      | the bytes so far (|held|)  | a ?proxy-protocol listener only. Trusted source:
+ *                  |                            |   a complete v1/v2 header -> its client becomes
+ *                  |                            |   the peer, PEEK with the rest; a malformed one
+ *                  |                            |   or none within --proxy-protocol-timeout ->
+ *                  |                            |   close (logged). Anyone else: a header's
+ *                  |                            |   signature -> close (logged); anything else
+ *                  |                            |   -> PEEK with every byte
  *   PEEK           | nothing                    | 0x16 (a TLS handshake record) -> TLS_HELLO, on
  *                  |                            |   any listener (logged on a cleartext one)
  *                  |                            | TLS listener, an HTTP method's first letter ->
@@ -45,6 +52,7 @@
 #include "src/frontend.h"
 #include "src/log.h"
 #include "src/net.h"
+#include "src/proxyproto.h"
 #include "src/pxerr.h"
 
 #define LINGER_MS 2000
@@ -127,6 +135,50 @@ static void answer_plaintext_on_tls(struct conn *c) {
   conn_close(c);
 }
 
+/* The PROXY header is dealt with: on to the first-byte decision with what follows it. */
+static void proxy_header_done(struct conn *c) {
+  c->phase = CONN_PEEK;
+  xport_set_timer(&c->x, c->w->cfg->handshake_timeout_ms);
+  xport_unread(&c->x, &c->held);
+}
+
+/* A ?proxy-protocol listener: the header from a trusted balancer, refused from anyone else. */
+static void proxy_header(struct conn *c) {
+  size_t n = MIN(c->held.bytes, (size_t)PP_V2_HEAD_LEN + 65535);
+  uint8_t *p = xmalloc(n ? n : 1);
+  bufq_peek(&c->held, p, n);
+  struct pp_header h;
+  const char *why = NULL;
+  int r = c->pp_trusted ? pp_parse(p, n, &h, &why) : pp_sniff(p, n);
+  free(p);
+  if (!c->pp_trusted) {
+    if (r < 0) return; /* too few bytes to tell */
+    if (r > 0) {
+      worker_log(c->w, WLOG_PROXY_PROTO, LOG_WARN,
+                 "conn %s: PROXY protocol header from a source not in proxy-protocol-from: closing", c->peer);
+      conn_abort(c);
+      return;
+    }
+    proxy_header_done(c);
+    return;
+  }
+  if (r == 0) return;
+  if (r < 0) {
+    worker_log(c->w, WLOG_PROXY_PROTO, LOG_WARN, "conn %s: invalid PROXY protocol header: %s: closing", c->peer, why);
+    conn_abort(c);
+    return;
+  }
+  if (h.has_addr) {
+    char was[sizeof(c->peer)];
+    memcpy(was, c->peer, sizeof(was));
+    c->peer_addr = h.src;
+    net_format_addr((struct sockaddr *)&c->peer_addr, c->peer, sizeof(c->peer));
+    log_debug("conn %s: PROXY protocol v%d: client %s", was, h.version, c->peer);
+  }
+  bufq_skip(&c->held, &c->w->pool, (size_t)r);
+  proxy_header_done(c);
+}
+
 /* The first byte decides (|chunk| is taken). */
 static void peek(struct conn *c, struct buf_chunk *chunk) {
   unsigned char first = (unsigned char)buf_rd(chunk)[0];
@@ -167,6 +219,10 @@ static void peek(struct conn *c, struct buf_chunk *chunk) {
 static void on_x_read(struct xport *x, struct buf_chunk *chunk) {
   struct conn *c = conn_of(x);
   switch (c->phase) {
+  case CONN_PROXY_HDR:
+    hold(c, chunk);
+    proxy_header(c);
+    break;
   case CONN_PEEK:
     peek(c, chunk);
     break;
@@ -241,6 +297,12 @@ static void on_x_timeout(struct xport *x) {
   struct conn *c = conn_of(x);
   if (c->fe) {
     c->fe->on_timeout(c);
+    return;
+  }
+  if (c->phase == CONN_PROXY_HDR) {
+    worker_log(c->w, WLOG_PROXY_PROTO, LOG_WARN, "conn %s: no complete PROXY protocol header within %llu ms: closing",
+               c->peer, (unsigned long long)c->w->cfg->pp_timeout_ms);
+    conn_abort(c);
     return;
   }
   log_debug("conn %s: handshake timeout (%s)", c->peer, x->ssl ? "TLS" : "no complete first flight");
@@ -363,13 +425,20 @@ static void conn_accept(struct listener *lst, uv_os_sock_t fd) {
   }
   METRIC_ADD(&w->metrics, conns_accepted, 1);
   uv_tcp_nodelay(&c->tcp, 1);
-  struct sockaddr_storage ss;
-  int len = sizeof(ss);
-  if (uv_tcp_getpeername(&c->tcp, (struct sockaddr *)&ss, &len) == 0)
-    net_format_addr((struct sockaddr *)&ss, c->peer, sizeof(c->peer));
+  int len = sizeof(c->peer_addr);
+  if (uv_tcp_getpeername(&c->tcp, (struct sockaddr *)&c->peer_addr, &len) == 0)
+    net_format_addr((struct sockaddr *)&c->peer_addr, c->peer, sizeof(c->peer));
+  else
+    c->peer_addr.ss_family = AF_UNSPEC;
   /* Before a front end owns the connection, small blocks: a stalled handshake holds 2 KiB. */
   xport_set_small_reads(&c->x, 1);
-  xport_set_timer(&c->x, cfg->handshake_timeout_ms);
+  uint64_t first_bound = cfg->handshake_timeout_ms;
+  if (lst->cfg->proxy_protocol) {
+    c->phase = CONN_PROXY_HDR;
+    c->pp_trusted = pp_source_trusted(cfg->pp_trusted, (struct sockaddr *)&c->peer_addr) ? 1 : 0;
+    if (c->pp_trusted) first_bound = cfg->pp_timeout_ms;
+  }
+  xport_set_timer(&c->x, first_bound);
   xport_read_start(&c->x);
 }
 

@@ -21,6 +21,8 @@ struct conn;
 
 /* How far a connection has got before a front end owns it; the transitions are in conn.c. */
 enum conn_phase {
+  CONN_PROXY_HDR,     /* a ?proxy-protocol listener: the PROXY header (trusted source), or bytes
+                         enough to see there is none (anyone else) */
   CONN_PEEK,          /* nothing read yet: the first byte tells TLS from plaintext */
   CONN_TLS_HELLO,     /* TLS: collecting the first record (the ClientHello); no SSL object yet */
   CONN_TLS_HANDSHAKE, /* TLS: OpenSSL is handshaking */
@@ -62,8 +64,11 @@ struct conn {
   const struct conn_fe_ops *fe;   /* NULL until chosen */
   void *fe_data;                  /* owned through fe->on_close */
   const struct config_listener *listener; /* borrowed: the listener it was accepted on */
-  char peer[64];                  /* "addr:port" of the client */
+  struct sockaddr_storage peer_addr; /* the client: the socket's peer, or the address a trusted
+                                     PROXY protocol header carried */
+  char peer[64];                  /* "addr:port" of |peer_addr| */
   unsigned tls_listener : 1;      /* accepted on a tls:// listener */
+  unsigned pp_trusted : 1;        /* CONN_PROXY_HDR: the source is in proxy-protocol-from */
   unsigned closing : 1;           /* conn_close or conn_abort was called: no upcall to the front
                                      end but on_close from now on */
 };

@@ -35,7 +35,8 @@ void local_handle(struct worker *w, const struct config_listener *listener, cons
   int get = strcmp(method, "GET") == 0 || strcmp(method, "HEAD") == 0;
   if (plen == 8 && strncmp(path, "/healthz", 8) == 0) {
     if (!get) return text(out, 405, "method not allowed\n");
-    return text(out, w->stopping ? 503 : 200, w->stopping ? "draining\n" : "ok\n");
+    int draining = w->stopping || atomic_load_explicit(&w->health_draining, memory_order_relaxed);
+    return text(out, draining ? 503 : 200, draining ? "draining\n" : "ok\n");
   }
   if (plen == 8 && strncmp(path, "/metrics", 8) == 0) {
     if (!get) return text(out, 405, "method not allowed\n");

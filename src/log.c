@@ -1,6 +1,7 @@
 #include "src/log.h"
 
 #include <errno.h>
+#include <fcntl.h>
 #include <stdarg.h>
 #include <string.h>
 #include <sys/time.h>
@@ -25,6 +26,15 @@ int log_set_level_name(const char *name) {
 void log_set_level(enum log_level level) { g_level = level; }
 enum log_level log_get_level(void) { return g_level; }
 void log_set_access_stream(FILE *f) { g_access = f; }
+
+int log_reopen_access(const char *path) {
+  if (!g_access) return -EINVAL;
+  int fd = open(path, O_WRONLY | O_APPEND | O_CREAT | O_CLOEXEC, 0640);
+  if (fd < 0) return -errno;
+  int r = dup2(fd, fileno(g_access)) < 0 ? -errno : 0;
+  close(fd);
+  return r;
+}
 
 void log_msg(enum log_level level, const char *fmt, ...) {
   static const char *const tags[] = {"error", "warn", "info", "debug"};

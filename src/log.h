@@ -16,6 +16,10 @@ void log_set_level(enum log_level level);
 enum log_level log_get_level(void);
 /* Where access-log lines go; NULL means stdout. The stream stays open for the process lifetime. */
 void log_set_access_stream(FILE *f);
+/* Reopens the access log at |path| (after logrotate moved it: SIGUSR1): the new file is opened
+ * (created 0640 if missing) and put in place of the stream's descriptor with dup2, so writers on
+ * any thread switch files atomically between two lines. Returns 0 or -errno (the old file is kept). */
+int log_reopen_access(const char *path);
 
 void log_msg(enum log_level level, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
 #define log_error(...) log_msg(LOG_ERROR, __VA_ARGS__)

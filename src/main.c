@@ -34,9 +34,22 @@ struct app {
   int stops;                       /* signals received */
   uv_loop_t *loop;                 /* the main thread's loop: signals only */
   uv_signal_t sigint, sigterm;
+  uv_signal_t sigusr1;             /* reopen the access log (logrotate) */
+  uv_timer_t drain_delay;          /* --drain-delay: from the first signal to the stop */
 };
 
 static void worker_thread(void *arg) { worker_run(arg); }
+
+/* The stop proper: listeners close, front ends drain their tunnels until --drain-timeout. */
+static void stop_workers(struct app *app) {
+  log_info("stopping (draining tunnels for up to %llu ms)", (unsigned long long)app->cfg->drain_timeout_ms);
+  for (int i = 0; i < app->nworkers; i++) worker_request_stop(&app->workers[i]);
+  uv_close((uv_handle_t *)&app->sigint, NULL);
+  uv_close((uv_handle_t *)&app->sigterm, NULL);
+  uv_close((uv_handle_t *)&app->drain_delay, NULL);
+}
+
+static void on_drain_delay(uv_timer_t *t) { stop_workers(t->data); }
 
 static void on_signal(uv_signal_t *h, int signum) {
   struct app *app = h->data;
@@ -44,30 +57,92 @@ static void on_signal(uv_signal_t *h, int signum) {
     log_warn("second signal: exiting now");
     _exit(1);
   }
-  log_info("signal %d: stopping (draining tunnels for up to %llu ms)", signum,
-           (unsigned long long)app->cfg->drain_timeout_ms);
-  for (int i = 0; i < app->nworkers; i++) worker_request_stop(&app->workers[i]);
-  uv_close((uv_handle_t *)&app->sigint, NULL);
-  uv_close((uv_handle_t *)&app->sigterm, NULL);
+  if (app->cfg->drain_delay_ms == 0) {
+    log_info("signal %d", signum);
+    stop_workers(app);
+    return;
+  }
+  /* Behind a load balancer: fail its health checks first, keep serving until it has noticed. */
+  log_info("signal %d: /healthz answers 503 for --drain-delay %llu ms, then stopping", signum,
+           (unsigned long long)app->cfg->drain_delay_ms);
+  for (int i = 0; i < app->nworkers; i++) worker_request_drain(&app->workers[i]);
+  uv_timer_start(&app->drain_delay, on_drain_delay, app->cfg->drain_delay_ms, 0);
 }
 
+/* SIGUSR1: logrotate has moved the access log; lines go to a new file at the configured path. */
+static void on_sigusr1(uv_signal_t *h, int signum) {
+  struct app *app = h->data;
+  (void)signum;
+  if (!app->cfg->access_log[0]) return; /* stdout: nothing to reopen */
+  int r = log_reopen_access(app->cfg->access_log);
+  if (r)
+    log_error("SIGUSR1: cannot reopen the access log %s: %s (still writing to the old file)", app->cfg->access_log,
+              strerror(-r));
+  else
+    log_info("SIGUSR1: access log reopened: %s", app->cfg->access_log);
+}
+
+/* The URL a client on this machine uses for listener |l|: a wildcard address becomes loopback
+ * (the dev certificate names 127.0.0.1 and ::1, not 0.0.0.0). |host| gets the bare host. */
+static void client_url(const struct config_listener *l, const char *scheme, char *url, size_t cap, char *host,
+                       size_t hcap) {
+  char hp[160];
+  snprintf(hp, sizeof(hp), "%s", strstr(l->text, "://") + 3);
+  hp[strcspn(hp, "?")] = '\0';
+  char *colon = strrchr(hp, ':');
+  *colon = '\0';
+  const char *h = hp, *port = colon + 1;
+  if (strcmp(h, "0.0.0.0") == 0) h = "127.0.0.1";
+  if (strcmp(h, "[::]") == 0) h = "[::1]";
+  snprintf(url, cap, "%s://%s:%s", scheme, h, port);
+  snprintf(host, hcap, "%.*s", h[0] == '[' ? (int)strlen(h) - 2 : (int)strlen(h), h[0] == '[' ? h + 1 : h);
+}
+
+/* "Try it" lines that work as printed: the CA to trust is the dev CA's, or, with --cert, none when
+ * the system store trusts the chain, the file itself when it holds its root, else the issuing CA
+ * the operator has; and the host is one the certificate names. Listeners that expect a PROXY
+ * header from a balancer are not offered (direct clients work there too, but it is not the point). */
 static void print_banner(const struct app *app, int devcert) {
   const struct config *cfg = app->cfg;
-  char tls_url[160] = "", tcp_url[160] = "";
+  char tls_url[200] = "", tcp_url[200] = "", tls_host[160] = "", tcp_host[160] = "";
   fprintf(stderr, "h2tunnel %s: %d worker(s), listening on", H2T_VERSION, app->nworkers);
-  for (int i = 0; i < cfg->nlisteners; i++) {
-    const struct config_listener *l = &cfg->listeners[i];
-    fprintf(stderr, " %s%s", l->text, l->tls ? " (ALPN h2, http/1.1)" : "");
-    const char *hostport = strstr(l->text, "://") + 3;
-    if (l->tls && !tls_url[0]) snprintf(tls_url, sizeof(tls_url), "https://%s", hostport);
-    if (!l->tls && !tcp_url[0]) snprintf(tcp_url, sizeof(tcp_url), "http://%s", hostport);
+  for (int pass = 0; pass < 2; pass++) {
+    for (int i = 0; i < cfg->nlisteners; i++) {
+      const struct config_listener *l = &cfg->listeners[i];
+      if (pass == 0) fprintf(stderr, " %s%s", l->text, l->tls ? " (ALPN h2, http/1.1)" : "");
+      if (l->proxy_protocol != (pass == 1)) continue;
+      if (l->tls && !tls_url[0]) client_url(l, "https", tls_url, sizeof(tls_url), tls_host, sizeof(tls_host));
+      if (!l->tls && !tcp_url[0]) client_url(l, "http", tcp_url, sizeof(tcp_url), tcp_host, sizeof(tcp_host));
+    }
   }
   fprintf(stderr, "\nTry it:\n");
   if (tls_url[0]) {
-    char cacert[600] = "";
-    if (devcert) snprintf(cacert, sizeof(cacert), " --proxy-cacert %s/" DEVCA_CA_CERT, cfg->state_dir);
+    char cacert[600] = "", note[800] = "";
+    if (devcert) {
+      snprintf(cacert, sizeof(cacert), " --proxy-cacert %s/" DEVCA_CA_CERT, cfg->state_dir);
+    } else {
+      struct tls_cert_trust t;
+      if (tls_cert_trust(cfg->cert_file, tls_host, &t) == 0) {
+        if (!t.host_ok && t.dns_name[0]) {
+          /* Reach it by a name the certificate holds (that name must resolve to this listener). */
+          const char *port = strrchr(tls_url, ':');
+          char url[sizeof(tls_url)];
+          snprintf(url, sizeof(url), "https://%.*s%s", 120, t.dns_name, port);
+          memcpy(tls_url, url, sizeof(url));
+        }
+        if (!t.system_trusted && t.root_in_file) {
+          snprintf(cacert, sizeof(cacert), " --proxy-cacert %s", cfg->cert_file);
+        } else if (!t.system_trusted) {
+          snprintf(cacert, sizeof(cacert), " --proxy-cacert ISSUER-CA.pem");
+          snprintf(note, sizeof(note),
+                   "  (%s is not trusted by the system store and holds no root: ISSUER-CA.pem is the CA that "
+                   "issued it)\n", cfg->cert_file);
+        }
+      }
+    }
     fprintf(stderr, "  curl --proxy-http2 -x %s%s https://example.com/\n", tls_url, cacert);
     fprintf(stderr, "  curl -p -x %s%s https://example.com/\n", tls_url, cacert);
+    fputs(note, stderr);
   }
   if (tcp_url[0]) fprintf(stderr, "  curl -p -x %s https://example.com/\n", tcp_url);
   fprintf(stderr, "Health: /healthz, metrics: /metrics on any listener. Stop with Ctrl-C.\n");
@@ -89,7 +164,7 @@ int main(int argc, char **argv) {
 
   FILE *access = NULL;
   if (cfg->access_log[0]) {
-    access = fopen(cfg->access_log, "a");
+    access = fopen(cfg->access_log, "ae"); /* O_CLOEXEC */
     if (!access) {
       log_error("cannot open access log %s: %s", cfg->access_log, strerror(errno));
       return 1;
@@ -175,6 +250,12 @@ int main(int argc, char **argv) {
   app.sigint.data = app.sigterm.data = &app;
   uv_signal_start(&app.sigint, on_signal, SIGINT);
   uv_signal_start(&app.sigterm, on_signal, SIGTERM);
+  uv_timer_init(app.loop, &app.drain_delay);
+  app.drain_delay.data = &app;
+  uv_signal_init(app.loop, &app.sigusr1);
+  app.sigusr1.data = &app;
+  uv_signal_start(&app.sigusr1, on_sigusr1, SIGUSR1);
+  uv_unref((uv_handle_t *)&app.sigusr1); /* caught while draining too, but keeps nothing running */
 
   for (int i = 0; i < app.nworkers; i++)
     CHECK(uv_thread_create(&app.workers[i].thread, worker_thread, &app.workers[i]) == 0);
@@ -182,6 +263,8 @@ int main(int argc, char **argv) {
   uv_run(app.loop, UV_RUN_DEFAULT);
   for (int i = 0; i < app.nworkers; i++) uv_thread_join(&app.workers[i].thread);
   for (int i = 0; i < app.nworkers; i++) worker_dispose(&app.workers[i]);
+  uv_close((uv_handle_t *)&app.sigusr1, NULL);
+  uv_run(app.loop, UV_RUN_DEFAULT); /* the close callback */
   uv_loop_close(app.loop);
   free(app.workers);
   free(app.metrics);

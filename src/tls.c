@@ -2,6 +2,9 @@
 
 #include <errno.h>
 #include <openssl/err.h>
+#include <openssl/pem.h>
+#include <openssl/x509v3.h>
+#include <stdio.h>
 #include <string.h>
 
 #include "src/log.h"
@@ -192,4 +195,49 @@ SSL *tls_ssl_new(SSL_CTX *ctx, struct tls_io *io) {
   BIO *b = tls_bio_new(io);
   SSL_set_bio(ssl, b, b);
   return ssl;
+}
+
+int tls_cert_trust(const char *cert_file, const char *host, struct tls_cert_trust *out) {
+  memset(out, 0, sizeof(*out));
+  FILE *f = fopen(cert_file, "r");
+  if (!f) return -1;
+  X509 *leaf = PEM_read_X509(f, NULL, NULL, NULL);
+  STACK_OF(X509) *chain = sk_X509_new_null();
+  X509 *x;
+  while ((x = PEM_read_X509(f, NULL, NULL, NULL)) != NULL) sk_X509_push(chain, x);
+  fclose(f);
+  ERR_clear_error(); /* the read that ended the loop */
+  if (!leaf) {
+    sk_X509_pop_free(chain, X509_free);
+    return -1;
+  }
+  out->root_in_file = X509_check_issued(leaf, leaf) == X509_V_OK;
+  for (int i = 0; i < sk_X509_num(chain); i++)
+    if (X509_check_issued(sk_X509_value(chain, i), sk_X509_value(chain, i)) == X509_V_OK) out->root_in_file = 1;
+  out->host_ok = X509_check_ip_asc(leaf, host, 0) == 1 || X509_check_host(leaf, host, 0, 0, NULL) == 1;
+  GENERAL_NAMES *names = X509_get_ext_d2i(leaf, NID_subject_alt_name, NULL, NULL);
+  for (int i = 0; names && i < sk_GENERAL_NAME_num(names); i++) {
+    const GENERAL_NAME *g = sk_GENERAL_NAME_value(names, i);
+    if (g->type != GEN_DNS) continue;
+    const unsigned char *d = ASN1_STRING_get0_data(g->d.dNSName);
+    int n = ASN1_STRING_length(g->d.dNSName);
+    if (n > 0 && (size_t)n < sizeof(out->dns_name) && !memchr(d, '\0', (size_t)n)) {
+      memcpy(out->dns_name, d, (size_t)n);
+      out->dns_name[n] = '\0';
+      break;
+    }
+  }
+  GENERAL_NAMES_free(names);
+  X509_STORE *store = X509_STORE_new();
+  X509_STORE_CTX *ctx = X509_STORE_CTX_new();
+  if (store && ctx && X509_STORE_set_default_paths(store) == 1 && X509_STORE_CTX_init(ctx, store, leaf, chain) == 1) {
+    X509_STORE_CTX_set_purpose(ctx, X509_PURPOSE_SSL_SERVER);
+    out->system_trusted = X509_verify_cert(ctx) == 1;
+  }
+  X509_STORE_CTX_free(ctx);
+  X509_STORE_free(store);
+  ERR_clear_error();
+  X509_free(leaf);
+  sk_X509_pop_free(chain, X509_free);
+  return 0;
 }

@@ -45,6 +45,17 @@ SSL *tls_ssl_new(SSL_CTX *ctx, struct tls_io *io);
  * blocks, so anything short of everything is a TLS state error. Returns 0 or -EPROTO. */
 int tls_write_all(SSL *ssl, const void *data, size_t len);
 
+/* How a client comes to trust the certificate chain in |cert_file| (the start-up "Try it" lines). */
+struct tls_cert_trust {
+  int system_trusted;   /* verifies against the system trust store (with the file's intermediates) */
+  int root_in_file;     /* the file holds a self-signed certificate: the file itself is a CA bundle
+                           a client can trust */
+  int host_ok;          /* the leaf covers |host| (an IP literal or a DNS name) */
+  char dns_name[256];   /* the leaf's first DNS subjectAltName, or "" */
+};
+/* Fills |out| for |cert_file| and |host|. Returns 0, or -1 when the file cannot be read. */
+int tls_cert_trust(const char *cert_file, const char *host, struct tls_cert_trust *out);
+
 /* Describes the current OpenSSL error queue (and clears it) for a log line. */
 const char *tls_error_string(char *buf, size_t cap);
 

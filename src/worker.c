@@ -233,6 +233,8 @@ void worker_run(struct worker *w) { uv_run(&w->loop, UV_RUN_DEFAULT); }
 
 void worker_request_stop(struct worker *w) { uv_async_send(&w->stop_async); }
 
+void worker_request_drain(struct worker *w) { atomic_store_explicit(&w->health_draining, 1, memory_order_relaxed); }
+
 /* The last step of a stop: once no connection is left, close the worker's own handles so
  * uv_run returns. */
 void worker_maybe_finish(struct worker *w) {

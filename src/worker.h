@@ -1,10 +1,11 @@
 /* A worker: one thread, one libuv loop, and everything that loop serves -- its listeners, client
  * connections, tunnels, resolver, buffer pool and counters. Nothing here is touched by another
- * thread except the metrics (read with relaxed atomics) and stop_async. */
+ * thread except the metrics (read with relaxed atomics), stop_async and |health_draining|. */
 #ifndef H2T_WORKER_H
 #define H2T_WORKER_H
 
 #include <openssl/ssl.h>
+#include <stdatomic.h>
 #include <uv.h>
 
 #include "src/buf.h"
@@ -52,6 +53,7 @@ enum worker_log {
   WLOG_TLS_ON_CLEAR,  /* TLS on a cleartext listener */
   WLOG_NOT_TLS,       /* neither TLS nor HTTP on a TLS listener */
   WLOG_TLS_FAILED,    /* TLS handshake failures (incl. ALPN) */
+  WLOG_PROXY_PROTO,   /* PROXY protocol headers refused, missing or late */
   WLOG_COUNT
 };
 
@@ -109,6 +111,8 @@ struct worker {
   uv_idle_t defer_idle;               /* keeps the loop from blocking while work is deferred */
   uv_check_t defer_check;
   uv_async_t stop_async;
+  atomic_int health_draining;         /* --drain-delay: /healthz answers 503 while everything else
+                                         is still served (set by worker_request_drain, any thread) */
   uv_timer_t drain_timer;
   uv_timer_t trim_timer;              /* worker 0 only: gives freed heap pages back (malloc_trim) */
   enum worker_stop stopping;          /* RUNNING (0) until a stop is requested */
@@ -123,6 +127,9 @@ void worker_run(struct worker *w);
 /* Thread-safe: asks the worker to stop gracefully (stop accepting, GOAWAY, drain tunnels until the
  * drain deadline, then close everything). */
 void worker_request_stop(struct worker *w);
+/* Thread-safe: /healthz answers 503 "draining" from now on, so that load balancers stop sending
+ * new connections before the stop closes the listeners (--drain-delay). Nothing else changes. */
+void worker_request_drain(struct worker *w);
 void worker_dispose(struct worker *w);
 
 /* Logs one line of |kind| unless its rate limit holds it back (then it is counted, and the next

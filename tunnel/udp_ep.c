@@ -27,6 +27,8 @@ struct udp_ep {
   struct capsule_decoder dec;    /* capsules from the client */
   struct tun_dgram_stats stats;
   char peer[64];
+  uint64_t turn;                 /* w->turn when turn_bytes was last reset */
+  size_t turn_bytes;             /* bytes received in that turn, against --read-budget */
   unsigned reading : 1;          /* the tunnel accepts datagrams now */
   unsigned receiving : 1;        /* uv_udp_recv_start is active */
   unsigned detached : 1;
@@ -85,9 +87,22 @@ static void unreachable(struct udp_ep *u, int err) {
   if (u->ep.tun) tunnel_on_error(&u->ep, TUN_CLOSE_UPSTREAM_RST);
 }
 
+/* Fairness, as on the byte streams (src/xport.c): at most --read-budget bytes per loop turn, so
+ * that a flooding peer cannot hold the worker while other tunnels wait. An empty buffer ends
+ * libuv's receive loop with UV_ENOBUFS; the socket stays readable and the next turn goes on. */
 static void on_alloc(uv_handle_t *h, size_t hint, uv_buf_t *buf) {
   struct udp_ep *u = h->data;
-  struct buf_chunk *c = buf_get(&u->w->pool);
+  struct worker *w = u->w;
+  if (u->turn != w->turn) {
+    u->turn = w->turn;
+    u->turn_bytes = 0;
+  }
+  if (w->cfg->read_budget && u->turn_bytes >= w->cfg->read_budget) {
+    buf->base = NULL;
+    buf->len = 0;
+    return;
+  }
+  struct buf_chunk *c = buf_get(&w->pool);
   buf->base = c->data + UDP_HEADROOM;
   buf->len = UDP_MAX_PAYLOAD;
 }
@@ -95,6 +110,8 @@ static void on_alloc(uv_handle_t *h, size_t hint, uv_buf_t *buf) {
 static void on_recv(uv_udp_t *h, ssize_t nread, const uv_buf_t *buf, const struct sockaddr *addr,
                     unsigned flags) {
   struct udp_ep *u = h->data;
+  if (nread == UV_ENOBUFS && !buf->base) return; /* this turn's read budget is spent (on_alloc) */
+  if (nread > 0) u->turn_bytes += (size_t)nread;
   struct buf_chunk *c = buf->base ? container_of(buf->base - UDP_HEADROOM, struct buf_chunk, data) : NULL;
   if (nread <= 0 || u->detached || !u->ep.tun) {
     buf_put(&u->w->pool, c);

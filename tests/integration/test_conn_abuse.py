@@ -6,7 +6,8 @@
   part of a ClientHello) keep the proxy's RSS bounded by --max-handshakes (oldest-first eviction),
   and a legitimate TLS client still gets a tunnel while they are held.
 - --max-connections has a finite default derived from RLIMIT_NOFILE.
-- Fairness: a client flooding one worker with connect-udp capsules over HTTP/1.1 does not make a
+- Fairness: a client flooding one worker with connect-udp capsules over HTTP/1.1, an origin
+  flooding a CONNECT tunnel, or a UDP peer flooding a connect-udp tunnel does not make a
   bystander tunnel on the same worker wait for more than a little of the flood's work.
 - Silent failures: accept() failing with EMFILE is logged (rate-limited) and does not spin; a TLS
   client offering only unknown ALPN protocols gets the no_application_protocol alert (RFC 7301
@@ -264,6 +265,86 @@ def flood_main(port, seconds):
     s.close()
 
 
+class Totals:
+    """Counts what a flooder moved; printed as TOTAL <n> <seconds> when the test ends it."""
+
+    def __init__(self):
+        self.n = 0
+        self.t0 = time.time()
+
+    def install(self):
+        import signal
+
+        def report(signum, frame):
+            print("TOTAL %d %.3f" % (self.n, time.time() - self.t0), flush=True)
+            os._exit(0)
+        signal.signal(signal.SIGTERM, report)
+
+
+def flood_tcp_main(port, seconds):
+    """Subprocess: an origin of its own that writes as fast as the socket takes, a CONNECT tunnel
+    to it through the proxy, and a reader that takes everything: the proxy's upstream side reads
+    as fast as the origin sends. Prints READY once bytes flow."""
+    import threading
+    lst = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
+    lst.bind(("127.0.0.1", 0))
+    lst.listen(1)
+
+    def origin():
+        c, _ = lst.accept()
+        block = b"o" * (1 << 20)
+        try:
+            while True:
+                c.sendall(block)
+        except OSError:
+            pass
+    threading.Thread(target=origin, daemon=True).start()
+    s = H.open_tunnel(port, "127.0.0.1:%d" % lst.getsockname()[1])
+    s.settimeout(30)
+    tot = Totals()
+    tot.install()
+    buf = bytearray(1 << 20)
+    tot.n += s.recv_into(buf)
+    print("READY", flush=True)
+    deadline = time.time() + seconds
+    while time.time() < deadline:
+        tot.n += s.recv_into(buf)
+
+
+def flood_udp_main(port, seconds):
+    """Subprocess: a UDP peer that sprays 60,000-byte datagrams at the proxy's connected socket
+    of a connect-udp tunnel (HTTP/1.1), whose client reads everything: the proxy's upstream UDP
+    side receives as fast as the peer sends. Prints READY once the peer knows where to send."""
+    import threading
+    import xcutil
+    peer = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
+    peer.bind(("127.0.0.1", 0))
+    peer.settimeout(10)
+    s, r = xcutil.h1_connect_udp(port, "127.0.0.1", peer.getsockname()[1])
+    assert r.status == 101, r
+    s.sendall(xcutil.datagram_capsule(b"hello"))
+    _, proxy_addr = peer.recvfrom(2048)
+    tot = Totals()
+
+    def reader():
+        buf = bytearray(1 << 20)
+        while True:
+            n = s.recv_into(buf)
+            if not n:
+                os._exit(1)
+            tot.n += n
+    threading.Thread(target=reader, daemon=True).start()
+    tot.install()
+    print("READY", flush=True)
+    dgram = b"u" * 60000
+    deadline = time.time() + seconds
+    while time.time() < deadline:
+        try:
+            peer.sendto(dgram, proxy_addr)
+        except OSError:  # ECONNREFUSED from an earlier ICMP, ENOBUFS: keep spraying
+            pass
+
+
 def process_cpu_clock(pid):
     """The clock id of another process's CPU time (Linux CPUCLOCK_SCHED, ns precision)."""
     return ((~pid) << 3) | 2
@@ -291,6 +372,47 @@ class Fairness(unittest.TestCase):
             cpu.append(time.clock_gettime(clock) - c0)
         self.assertGreaterEqual(len(wall), 20)
         return statistics.median(wall), statistics.median(cpu)
+
+    def flood_upstream(self, mode, what):
+        """Issue 8 item 5 on the upstream side: --read-budget bounds what one upstream socket
+        (TCP through the shared transport, or UDP) is read per loop turn, as on the client side."""
+        with H.EchoOrigin() as echo, H.Proxy(workers=1) as p:
+            clock = process_cpu_clock(p.pid)
+            with p.tunnel(echo.addr) as by:
+                for _ in range(20):  # warm up
+                    echo_round_trip(by)
+                base_wall, base_cpu = self.round_trips(by, clock)
+                fl = subprocess.Popen([PY, os.path.abspath(__file__), mode, str(p.tcp_port), "120"],
+                                      stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+                try:
+                    self.assertEqual(fl.stdout.readline().strip(), "READY", fl.stderr.read() if fl.poll() else "")
+                    wall, cpu = self.round_trips(by, clock)
+                    self.assertIsNone(fl.poll(), "the flooder stopped early")
+                    fl.terminate()
+                    out, err = fl.communicate(timeout=30)
+                finally:
+                    if fl.poll() is None:
+                        fl.kill()
+                        fl.communicate()
+                total = [ln.split() for ln in out.splitlines() if ln.startswith("TOTAL")]
+                self.assertTrue(total, "the flooder said nothing: %s" % err)
+                rate = int(total[0][1]) / float(total[0][2])
+                sys.stderr.write("\n  %s (%.0f MB/s relayed to the client): bystander median round trip "
+                                 "%.3f -> %.3f ms, proxy CPU per round trip %.3f -> %.3f ms\n"
+                                 % (what, rate / 1e6, base_wall * 1e3, wall * 1e3, base_cpu * 1e3, cpu * 1e3))
+                # The flood really went through the same worker while we measured.
+                self.assertGreater(rate, 5e6)
+                # As for the client-side flood: ten times the bystander's own baseline, or 8 ms.
+                self.assertLess(cpu, max(10 * base_cpu, 0.008),
+                                "proxy CPU per bystander round trip %.2f ms under flood (baseline %.2f ms)"
+                                % (cpu * 1e3, base_cpu * 1e3))
+                self.assertTrue(echo_round_trip(by))
+
+    def test_origin_flood_tcp(self):
+        self.flood_upstream("--flood-tcp", "origin flooding a CONNECT tunnel")
+
+    def test_udp_peer_flood(self):
+        self.flood_upstream("--flood-udp", "UDP peer flooding a connect-udp tunnel")
 
     def test_connect_udp_capsule_flood_h1(self):
         flow = 'h2tunnel_udp_datagrams_total{direction="up"}'
@@ -505,5 +627,11 @@ class ProtocolMismatch(unittest.TestCase):
 if __name__ == "__main__":
     if sys.argv[1:2] == ["--flood"]:
         flood_main(int(sys.argv[2]), float(sys.argv[3]))
+        sys.exit(0)
+    if sys.argv[1:2] == ["--flood-tcp"]:
+        flood_tcp_main(int(sys.argv[2]), float(sys.argv[3]))
+        sys.exit(0)
+    if sys.argv[1:2] == ["--flood-udp"]:
+        flood_udp_main(int(sys.argv[2]), float(sys.argv[3]))
         sys.exit(0)
     sys.exit(0 if unittest.main(exit=False, verbosity=2).result.wasSuccessful() else 1)

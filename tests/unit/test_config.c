@@ -67,6 +67,18 @@ static void test_parse_listener_ok(void **state) {
   assert_int_equal(l.admin, 1);
   assert_int_equal(l.tls, 1);
   assert_int_equal(ntohs(sin6->sin6_port), 9443);
+  assert_int_equal(l.proxy_protocol, 0);
+
+  /* Both flags, in either order. */
+  assert_int_equal(config_parse_listener("tcp://127.0.0.1:8080?proxy-protocol", &l), 0);
+  assert_int_equal(l.proxy_protocol, 1);
+  assert_int_equal(l.admin, 0);
+  assert_int_equal(config_parse_listener("tcp://127.0.0.1:9090?admin&proxy-protocol", &l), 0);
+  assert_int_equal(l.admin, 1);
+  assert_int_equal(l.proxy_protocol, 1);
+  assert_int_equal(config_parse_listener("tls://[::1]:9443?proxy-protocol&admin", &l), 0);
+  assert_int_equal(l.admin, 1);
+  assert_int_equal(l.proxy_protocol, 1);
 }
 
 static void test_parse_listener_bad(void **state) {
@@ -89,6 +101,9 @@ static void test_parse_listener_bad(void **state) {
       "tcp://127.0.0.1:80?",     /* a query other than ?admin */
       "tcp://127.0.0.1:80?adm",
       "tcp://127.0.0.1:80?admin?admin",
+      "tcp://127.0.0.1:80?admin&admin",
+      "tcp://127.0.0.1:80?admin&",
+      "tcp://127.0.0.1:80?proxy-protocol&bogus",
       "tcp://?admin",
       "tcp://[127.0.0.1]:80",    /* brackets are for IPv6 only -- accepted? see below */
       "tcp://[aaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaa]:80",

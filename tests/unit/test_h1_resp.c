@@ -20,7 +20,7 @@ static size_t error_resp(char *buf, size_t cap, enum pxerr e, const char *detail
   char ps[PXERR_PROXY_STATUS_MAX], body[PXERR_BODY_MAX];
   pxerr_proxy_status(ps, sizeof(ps), e, detail);
   pxerr_body(body, sizeof(body), pxerr_status(e), detail);
-  return h1_resp_error(buf, cap, pxerr_status(e), ps, body, NULL, 0);
+  return h1_resp_error(buf, cap, pxerr_status(e), detail, ps, body, NULL, 0);
 }
 
 static void test_resp_head(void **state) {
@@ -33,7 +33,7 @@ static void test_resp_head(void **state) {
                       "Cache-Control: no-store\r\n\r\n");
   n = h1_resp_head(buf, sizeof(buf), 503, "text/plain", 9, 1);
   assert_int_equal(n, strlen(buf));
-  assert_true(strncmp(buf, "HTTP/1.1 503 Service Unavailable\r\n", 34) == 0);
+  assert_true(strncmp(buf, "HTTP/1.1 503 Service Unavailable\r\n", strlen("HTTP/1.1 503 Service Unavailable\r\n")) == 0);
   assert_non_null(strstr(buf, "\r\nConnection: close\r\n\r\n"));
   assert_non_null(strstr(buf, "\r\nContent-Length: 9\r\n"));
   /* Too small: 0, and never a partial head. */
@@ -62,7 +62,8 @@ static void test_resp_error(void **state) {
   size_t n = error_resp(buf, sizeof(buf), PXERR_CONN_REFUSED, "connection refused");
   assert_true(n > 0);
   const char *body = check_framing(buf, n);
-  assert_true(strncmp(buf, "HTTP/1.1 502 Bad Gateway\r\n", 26) == 0);
+  /* The reason phrase explains the refusal to clients that show only the status line. */
+  assert_true(strncmp(buf, "HTTP/1.1 502 Bad Gateway (connection refused)\r\n", strlen("HTTP/1.1 502 Bad Gateway (connection refused)\r\n")) == 0);
   assert_non_null(
       strstr(buf, "\r\nProxy-Status: h2tunnel; error=connection_refused; details=\"connection refused\"\r\n"));
   assert_non_null(strstr(buf, "\r\nConnection: close\r\n"));
@@ -73,6 +74,7 @@ static void test_resp_error(void **state) {
   /* No detail: no details parameter. */
   n = error_resp(buf, sizeof(buf), PXERR_DEST_PROHIBITED, NULL);
   body = check_framing(buf, n);
+  assert_true(strncmp(buf, "HTTP/1.1 403 Forbidden\r\n", strlen("HTTP/1.1 403 Forbidden\r\n")) == 0);
   assert_non_null(strstr(buf, "\r\nProxy-Status: h2tunnel; error=destination_ip_prohibited\r\n"));
   assert_null(strstr(buf, "details="));
   assert_string_equal(body, "403 Forbidden\n");
@@ -81,18 +83,38 @@ static void test_resp_error(void **state) {
   assert_int_equal(error_resp(buf, 40, PXERR_CONN_REFUSED, "x"), 0);
 
   /* A status relayed from a WebSocket backend: no Proxy-Status. */
-  n = h1_resp_error(buf, sizeof(buf), 403, "", "403: refused\n", NULL, 0);
+  n = h1_resp_error(buf, sizeof(buf), 403, NULL, "", "403: refused\n", NULL, 0);
   body = check_framing(buf, n);
   assert_null(strstr(buf, "Proxy-Status"));
   assert_string_equal(body, "403: refused\n");
 
   /* A 407 carries its challenge (and still closes: H1C-09). */
   const struct px_header challenge[] = {{"proxy-authenticate", "Basic realm=\"r\", charset=\"UTF-8\""}};
-  n = h1_resp_error(buf, sizeof(buf), 407, "h2tunnel; error=http_request_denied", "407\n", challenge, 1);
+  n = h1_resp_error(buf, sizeof(buf), 407, NULL, "h2tunnel; error=http_request_denied", "407\n", challenge, 1);
   body = check_framing(buf, n);
   assert_non_null(strstr(buf, "\r\nproxy-authenticate: Basic realm=\"r\", charset=\"UTF-8\"\r\n"));
   assert_non_null(strstr(buf, "\r\nConnection: close\r\n"));
   assert_string_equal(body, "407\n");
+}
+
+/* H1C-12, H1C-14: "403 Forbidden (port 22 not allowed)"; a detail never breaks the status line
+ * (control bytes become spaces) and is cut to H1_RESP_DETAIL_MAX. */
+static void test_resp_reason_phrase(void **state) {
+  (void)state;
+  char buf[2048], longd[300];
+  size_t n = error_resp(buf, sizeof(buf), PXERR_PORT_DENIED, "port 22 not allowed");
+  check_framing(buf, n);
+  assert_true(strncmp(buf, "HTTP/1.1 403 Forbidden (port 22 not allowed)\r\n", strlen("HTTP/1.1 403 Forbidden (port 22 not allowed)\r\n")) == 0);
+  n = h1_resp_error(buf, sizeof(buf), 502, "bad\r\nInjected: 1\x7f", "", "x\n", NULL, 0);
+  check_framing(buf, n);
+  assert_true(strncmp(buf, "HTTP/1.1 502 Bad Gateway (bad  Injected: 1 )\r\n", strlen("HTTP/1.1 502 Bad Gateway (bad  Injected: 1 )\r\n")) == 0);
+  assert_null(strstr(buf, "\r\nInjected"));
+  memset(longd, 'd', sizeof(longd) - 1);
+  longd[sizeof(longd) - 1] = '\0';
+  n = h1_resp_error(buf, sizeof(buf), 502, longd, "", "x\n", NULL, 0);
+  check_framing(buf, n);
+  const char *eol = strstr(buf, "\r\n");
+  assert_int_equal((size_t)(eol - buf), strlen("HTTP/1.1 502 Bad Gateway ()") + H1_RESP_DETAIL_MAX);
 }
 
 static void test_resp_tunnel(void **state) {
@@ -147,13 +169,14 @@ static void test_unknown_status_reason(void **state) {
   char buf[512];
   size_t n = h1_resp_head(buf, sizeof(buf), 299, "text/plain", 0, 0);
   assert_true(n > 0);
-  assert_true(strncmp(buf, "HTTP/1.1 299 Unknown\r\n", 22) == 0);
+  assert_true(strncmp(buf, "HTTP/1.1 299 Unknown\r\n", strlen("HTTP/1.1 299 Unknown\r\n")) == 0);
 }
 
 int main(void) {
   const struct CMUnitTest tests[] = {
       cmocka_unit_test(test_resp_head),
       cmocka_unit_test(test_resp_error),
+      cmocka_unit_test(test_resp_reason_phrase),
       cmocka_unit_test(test_resp_tunnel),
       cmocka_unit_test(test_resp_error_no_injection),
       cmocka_unit_test(test_resp_error_long_detail),

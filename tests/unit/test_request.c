@@ -132,6 +132,7 @@ static void keep(struct mock_fe *m, const struct px_outcome *out) {
     snprintf(m->body, sizeof(m->body), "%s", out->body);
     m->out.body = m->body;
   }
+  if (out->detail == out->detail_buf) m->out.detail = m->out.detail_buf; /* copied with |out| */
   for (size_t i = 0; i < out->nextra; i++) {
     snprintf(m->extra[i][0], sizeof(m->extra[i][0]), "%s", out->extra[i].name);
     snprintf(m->extra[i][1], sizeof(m->extra[i][1]), "%s", out->extra[i].value);
@@ -423,7 +424,7 @@ struct refusal {
 };
 
 static const struct refusal g_refusals[] = {
-    {"port", PX_PROTO_CONNECT, "ok.test", NULL, "443", 0, 0, NULL, PXERR_PORT_DENIED, "port not allowed", 0},
+    {"port", PX_PROTO_CONNECT, "ok.test", NULL, "443", 0, 0, NULL, PXERR_PORT_DENIED, "not allowed", 0},
     {"address", PX_PROTO_CONNECT, "private.test", NULL, NULL, 0, 0, NULL, PXERR_DEST_PROHIBITED, "private", 1},
     {"name class: IPv4 literal", PX_PROTO_CONNECT, "10.0.0.1", NULL, NULL, 0, 0, NULL, PXERR_DEST_PROHIBITED, "private", 0},
     {"name class: legacy IPv4", PX_PROTO_CONNECT, "0x0a000001", NULL, NULL, 0, 0, NULL, PXERR_DEST_PROHIBITED, "private", 0},
