@@ -367,32 +367,9 @@ static int interpret(struct px_request *rq) {
   return -1;
 }
 
-static void admitted(struct px_request *rq);
-
-/* Authentication's answer goes into the outcome: who, or the header of the refusal. */
-static int auth_verdict(struct px_request *rq, enum px_auth_verdict v) {
-  struct px_outcome *o = &rq->out;
-  if (rq->auth.user) o->user = rq->auth.user; /* (a unit test may have named the user itself) */
-  if (v != PX_AUTH_REFUSE) return 0;
-  if (rq->auth.hdr_name) o->extra[o->nextra++] = (struct px_header){rq->auth.hdr_name, rq->auth.hdr_value};
-  fail(rq, rq->auth.err, rq->auth.detail);
-  return -1;
-}
-
-/* The password check ended (from the loop). */
-static void on_auth(void *arg, enum px_auth_verdict v) {
-  struct px_request *rq = arg;
-  rq->phase = PX_NEW;
-  if (auth_verdict(rq, v) != 0) return;
-  if (rq->w->stopping)
-    fail(rq, PXERR_SHUTTING_DOWN, "proxy is shutting down");
-  else
-    admitted(rq);
-}
-
 /* The rules on the name, then the limits on tunnel counts and rates. Returns 0, or -1 when |rq|
  * was refused (and freed). */
-static int admit(struct px_request *rq) {
+static int rules_and_limits(struct px_request *rq) {
   const struct access *a = rq->cfg->access;
   if (a->nrules) {
     struct rules_query q;
@@ -436,6 +413,29 @@ static int admit(struct px_request *rq) {
   return 0;
 }
 
+static void admitted(struct px_request *rq);
+
+/* Authentication's answer goes into the outcome: who, or the header of the refusal. */
+static int auth_verdict(struct px_request *rq, enum px_auth_verdict v) {
+  struct px_outcome *o = &rq->out;
+  if (rq->auth.user) o->user = rq->auth.user; /* (a unit test may have named the user itself) */
+  if (v != PX_AUTH_REFUSE) return 0;
+  if (rq->auth.hdr_name) o->extra[o->nextra++] = (struct px_header){rq->auth.hdr_name, rq->auth.hdr_value};
+  fail(rq, rq->auth.err, rq->auth.detail);
+  return -1;
+}
+
+/* The password check ended (from the loop). */
+static void on_auth(void *arg, enum px_auth_verdict v) {
+  struct px_request *rq = arg;
+  rq->phase = PX_NEW;
+  if (auth_verdict(rq, v) != 0) return;
+  if (rq->w->stopping)
+    fail(rq, PXERR_SHUTTING_DOWN, "proxy is shutting down");
+  else
+    admitted(rq);
+}
+
 void px_request_start(struct px_request *rq) {
   struct worker *w = rq->w;
   if (interpret(rq) != 0) return;
@@ -465,7 +465,7 @@ void px_request_start(struct px_request *rq) {
 /* Past admission: the rest of the decision, and the upstream. */
 static void admitted(struct px_request *rq) {
   struct worker *w = rq->w;
-  if (admit(rq) != 0) return;
+  if (rules_and_limits(rq) != 0) return;
   if (rq->proto == PX_PROTO_WEBSOCKET) {
     /* The backend request is built (the client's fields checked) before any policy or dial: a
      * refusal costs nothing (issue 8 item 2). */

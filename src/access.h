@@ -1,7 +1,8 @@
 /* Who may tunnel where, and how much: the `auth`, `groups`, `rules` and `limits` sections of the
  * configuration file, parsed, validated and stored in a shape that is cheap to match (CIDRs
  * pre-parsed, host patterns lowercased, ports as sorted merged ranges, groups resolved to
- * indexes, users sorted). Nothing here enforces anything yet; the request path will.
+ * indexes, users sorted). The request path enforces them: proxy/auth.c (auth), proxy/rules.c
+ * (rules, groups) and src/limits.c (limits).
  *
  * Lifecycle: access_new() at config_init; access_parse_section() per section of the file (pure,
  * positions kept for later messages); access_load_files() reads the htpasswd file and checks the

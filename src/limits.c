@@ -301,6 +301,7 @@ int limits_admit(struct limits *l, const char *user, const struct sockaddr *clie
     }
     if (t.tunnel_bw[d]) t.bw = 1;
   }
+  t.metered = t.bw || (t.e[LIM_SCOPE_USER] && t.e[LIM_SCOPE_USER]->pinned);
   *out = xmalloc(sizeof(**out));
   **out = t;
   return 0;

@@ -60,7 +60,9 @@ struct lim_ticket {
   struct lim_entry *e[LIM_SCOPE_COUNT];   /* referenced, counted as active; NULL: scope n/a */
   uint64_t tunnel_bw[2];                  /* bytes/s each way for this tunnel alone; 0: none */
   uint64_t tat[2];                        /* this tunnel's own buckets (one thread: plain) */
-  int bw;                                 /* some bandwidth limit applies (else charge is free) */
+  int bw;                                 /* some bandwidth limit applies */
+  int metered;                            /* reads must be charged: |bw|, or a user whose bytes
+                                             /metrics shows */
   int limited;                            /* a bandwidth limit has held the tunnel back */
 };
 

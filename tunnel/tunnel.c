@@ -280,7 +280,7 @@ void tunnel_on_read(struct tun_ep *src, struct buf_chunk *c) {
     set_paused(t, src, 1);
     if (!is_throttled(t, src)) src->ops->read_stop(src);
   }
-  if (t->info.ticket) {
+  if (t->info.ticket && t->info.ticket->metered) {
     uint64_t wait = lim_ticket_charge(t->info.ticket, src == t->a ? LIM_UP : LIM_DOWN, len, uv_hrtime());
     if (wait) throttle(t, src, wait);
   }

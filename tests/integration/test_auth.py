@@ -149,6 +149,7 @@ class AuthProxy(H.Proxy):
 
 class Base(unittest.TestCase):
     auth_yaml = ""
+    more_yaml = ""  # other top-level sections (groups, rules), e.g. set in extra_setup
     workers = 1
 
     @classmethod
@@ -157,6 +158,9 @@ class Base(unittest.TestCase):
         make_users(os.path.join(cls.dir, "users"))
         cls.extra_setup()
         cls.config = write_config(cls.dir, cls.auth_yaml)
+        if cls.more_yaml:
+            with open(cls.config, "a", encoding="utf-8") as f:
+                f.write(cls.more_yaml)
         cls.echo = H.EchoOrigin()
         cls.proxy = AuthProxy(cls.config, cls.workers)
         cls.proxy.start()
@@ -669,9 +673,9 @@ client-cert: required
 @H.needs_tool(HTPASSWD and MKPASSWD and SOCAT and SSH and SSHD, "htpasswd, mkpasswd, socat, ssh, sshd (openssh-server)")
 class SSHThroughProxy(Base):
     """The seed's SSH case: ssh to a loopback sshd (its own host key, config and port) through
-    the proxy with `ProxyCommand socat - PROXY:...,proxyauth=...`.
-    TODO(rules): "denied (403) for another group on port 22" needs the rules engineer's work
-    (branch wrules); here the denial is by credentials only."""
+    the proxy with `ProxyCommand socat - PROXY:...,proxyauth=...`: allowed for the group ops
+    on sshd's port (a rule), denied (403, by rule) for a user outside it, and refused (407) with a
+    wrong password."""
     auth_yaml = """
 htpasswd: users
 """
@@ -686,6 +690,10 @@ htpasswd: users
         if os.geteuid() == 0:
             os.makedirs("/run/sshd", exist_ok=True)  # sshd's privilege separation directory
         cls.ssh_port = H.free_port()
+        cls.more_yaml = ("groups: { ops: [alice] }\n"
+                         "rules:\n"
+                         "  - { name: ops-ssh, allow: { groups: [ops], ports: [%d], protocols: [connect] } }\n"
+                         "  - { name: no-ssh, deny: { ports: [%d] } }\n" % (cls.ssh_port, cls.ssh_port))
         with open(os.path.join(d, "sshd_config"), "w") as f:
             f.write("Port %d\nListenAddress 127.0.0.1\nHostKey %s\nAuthorizedKeysFile %s\n"
                     "PasswordAuthentication no\nKbdInteractiveAuthentication no\nUsePAM no\n"
@@ -725,8 +733,18 @@ htpasswd: users
         r = self.ssh("alice:alice-pw")
         self.assertEqual(r.returncode, 0, r.stderr)
         self.assertEqual(r.stdout.strip(), "through-the-proxy")
-        self.proxy.wait_access_log(lambda rec: rec.get("user") == "alice"
-                                   and rec.get("target") == "127.0.0.1:%d" % self.ssh_port, timeout=20)
+        rec = self.proxy.wait_access_log(lambda rec: rec.get("user") == "alice"
+                                         and rec.get("target") == "127.0.0.1:%d" % self.ssh_port, timeout=20)
+        self.assertEqual(rec["rule"], "ops-ssh")
+
+    def test_ssh_denied_by_rule_for_another_user(self):
+        """dave authenticates but is not in ops: the rule no-ssh refuses him (403), by name."""
+        r = self.ssh("dave:dave-pw")
+        self.assertNotEqual(r.returncode, 0)
+        self.assertIn("Forbidden", r.stderr)  # socat: "PROXY:...: HTTP/1.1 403 Forbidden"
+        rec = self.proxy.wait_access_log(lambda x: x.get("user") == "dave" and x.get("status") == 403, timeout=20)
+        self.assertEqual(rec["rule"], "no-ssh")
+        self.assertEqual(rec["detail"], "denied by rule no-ssh")
 
     def test_ssh_wrong_password_refused(self):
         r = self.ssh("alice:wrong")

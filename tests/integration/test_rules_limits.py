@@ -12,6 +12,11 @@ sockets against loopback origins and a fake DNS server.
 - Bandwidth: a per-tunnel 10 MiB/s over 10 s, h1 (upstream -> client: the upstream is not read)
   and h2 (both ways: client DATA is not consumed, so no WINDOW_UPDATE goes out); RSS bounded
   while throttled (H2C-14); a per-client 20 MiB/s shared by 4 tunnels on 2 workers holds its sum.
+- Users (authenticated with Basic credentials from an `htpasswd -B` file): bob's 11th tunnel gets
+  429 on h1 and h2 while alice's succeed, even on bob's h2 connection, and bob's count returns to
+  0; a limited user's stream and an unlimited user's stream on one h2 connection (the unlimited one
+  keeps its speed); carol's 20 MiB/s shared by her 4 tunnels on 2 workers holds its sum; the
+  per-user gauges and byte counters on the admin listener's /metrics.
   The machine is shared and busy: throttling can only be slower then, so each upper bound is
   tight (+5 %) and each lower bound loose (-20 %).
 """
@@ -445,6 +450,194 @@ class SharedBandwidthTest(unittest.TestCase):
             stop.set()
             for s in socks:
                 s.shutdown(socket.SHUT_RDWR)  # wakes the readers
+            for t in threads:
+                t.join(10)
+            for s in socks:
+                s.close()
+
+
+HTPASSWD = shutil.which("htpasswd")
+PASSWORDS = {"alice": "alice-pw", "bob": "bob-pw", "carol": "carol-pw", "dave": "dave-pw"}
+
+
+def basic(user):
+    import base64
+    return "Basic " + base64.b64encode(("%s:%s" % (user, PASSWORDS[user])).encode()).decode()
+
+
+def auth_hdr(user):
+    return b"Proxy-Authorization: " + basic(user).encode() + b"\r\n"
+
+
+@needs_tool(HTPASSWD, "htpasswd (apache2-utils) is required")
+class UserLimitsTest(unittest.TestCase):
+    """Per-user limits with users authenticated by Basic credentials (htpasswd -B): bob has
+    10 tunnels and 10 MiB/s down per tunnel, carol 20 MiB/s down for all her tunnels together,
+    dave 2 MiB/s down per tunnel, alice no limit. Two workers."""
+
+    @classmethod
+    def setUpClass(cls):
+        cls.echo = EchoOrigin()
+        cls.stream = StreamOrigin(send_bytes=None)
+        cls.cfg = ConfigFile("auth: { htpasswd: users }\n"
+                             "limits:\n"
+                             "  users:\n"
+                             "    bob: { tunnels: 10, tunnel-bandwidth-down: 10m/s }\n"
+                             "    carol: { bandwidth-down: 20m/s }\n"
+                             "    dave: { tunnel-bandwidth-down: 2m/s }\n"
+                             "    alice: {}\n")
+        with open(os.path.join(cls.cfg.dir, "users"), "w") as f:
+            for user, pw in PASSWORDS.items():
+                f.write(subprocess.run([HTPASSWD, "-nbB", "-C", "5", user, pw], capture_output=True, text=True,
+                                       check=True).stdout.strip() + "\n")
+        from harness import free_port
+        cls.admin_port = free_port()
+        cls.proxy = Proxy(["--config", cls.cfg.path, "--listen", "tcp://127.0.0.1:%d?admin" % cls.admin_port],
+                          workers=2)
+        cls.proxy.start()
+
+    @classmethod
+    def tearDownClass(cls):
+        cls.proxy.stop()
+        cls.echo.close()
+        cls.stream.close()
+        cls.cfg.close()
+
+    def metrics(self):
+        from harness import http_get
+        r = http_get(self.admin_port, "/metrics")
+        self.assertEqual(r.status, 200)
+        out = {}
+        for ln in r.body.decode().splitlines():
+            if ln and not ln.startswith("#"):
+                k, _, v = ln.rpartition(" ")
+                out[k] = float(v)
+        return out
+
+    def wait_user_active(self, user, n, timeout=20):
+        deadline = time.time() + timeout
+        while True:
+            got = self.metrics().get('h2tunnel_user_tunnels_active{user="%s"}' % user)
+            if got == n:
+                return
+            self.assertLess(time.time(), deadline, "%s: %r active, want %d" % (user, got, n))
+            time.sleep(0.05)
+
+    def test_user_eleventh_tunnel_h1_h2(self):
+        """bob's 11th tunnel gets 429 on h1 and on h2 while alice's succeed; bob's count returns to
+        0 when his tunnels close (and ten fit again)."""
+        self.wait_user_active("bob", 0)
+        socks, h2 = [], H2Client(self.proxy.tcp_port)
+        try:
+            for i in range(5):
+                socks.append(open_tunnel(self.proxy.tcp_port, self.echo.addr, extra=auth_hdr("bob")))
+            sids = [h2.open_tunnel(self.echo.addr, extra=[("proxy-authorization", basic("bob"))])
+                    for _ in range(5)]
+            self.wait_user_active("bob", 10)
+            with self.assertRaises(TunnelRefused) as cm:
+                open_tunnel(self.proxy.tcp_port, self.echo.addr, extra=auth_hdr("bob"))
+            resp = cm.exception.resp
+            self.assertEqual(resp.status, 429)
+            self.assertEqual(resp.header("retry-after"), "1")
+            self.assertEqual(resp.proxy_status()["details"], "too many tunnels for this user")
+            st = h2.wait_response(h2.connect(self.echo.addr, extra=[("proxy-authorization", basic("bob"))]))
+            self.assertEqual(st.status, 429)
+            self.assertEqual(st.header("retry-after"), "1")
+            # alice is not bob: her tunnels succeed on both front ends, on bob's h2 connection too.
+            socks.append(open_tunnel(self.proxy.tcp_port, self.echo.addr, extra=auth_hdr("alice")))
+            h2.open_tunnel(self.echo.addr, extra=[("proxy-authorization", basic("alice"))])
+            for s in socks:
+                s.sendall(b"ping")
+                self.assertEqual(s.recv(4), b"ping")
+            for sid in sids:
+                h2.send_all(sid, b"ping")
+            h2.wait(lambda: all(h2.streams[x].received >= 4 for x in sids), what="echoes")
+            m = self.metrics()
+            self.assertGreaterEqual(m['h2tunnel_limit_rejections_total{kind="user_tunnels"}'], 2)
+            self.assertEqual(m['h2tunnel_user_tunnels_active{user="alice"}'], 2)
+        finally:
+            for s in socks:
+                s.close()
+            h2.close()
+        self.wait_user_active("bob", 0)
+        self.wait_user_active("alice", 0)
+        socks = []
+        try:
+            for _ in range(10):
+                socks.append(open_tunnel(self.proxy.tcp_port, self.echo.addr, extra=auth_hdr("bob")))
+        finally:
+            for s in socks:
+                s.close()
+        rec = self.proxy.wait_access_log(lambda x: x.get("status") == 429 and x.get("user") == "bob")
+        self.assertEqual(rec["detail"], "too many tunnels for this user")
+
+    def test_unlimited_stream_on_the_same_h2_connection(self):
+        """dave's stream is held to 2 MiB/s; alice's stream on the same connection is not: it runs at
+        whatever the machine and the Python client give, asserted loosely (4x dave's limit)."""
+        h2 = H2Client(self.proxy.tcp_port, stream_window=4 << 20, conn_window=64 << 20)
+        limit = 2 * MiB
+        try:
+            a = h2.open_tunnel(self.stream.addr, extra=[("proxy-authorization", basic("dave"))])
+            b = h2.open_tunnel(self.stream.addr, extra=[("proxy-authorization", basic("alice"))])
+            sa, sb = h2.streams[a], h2.streams[b]
+            sa.keep = sb.keep = False
+            t0 = time.monotonic()
+            mark = None
+            while True:
+                h2.pump(0.005)
+                now = time.monotonic()
+                if mark is None and now - t0 >= 1:
+                    mark = (now, sa.received, sb.received)
+                if mark and now - mark[0] >= 5:
+                    break
+            dt = now - mark[0]
+            ra, rb = (sa.received - mark[1]) / dt, (sb.received - mark[2]) / dt
+            print("same connection: dave %.2f MiB/s (limit 2), alice %.2f MiB/s (no limit)" % (ra / MiB, rb / MiB))
+            self.assertLessEqual(ra, limit * 1.05)
+            self.assertGreaterEqual(ra, limit * 0.80)
+            self.assertGreaterEqual(rb, 4 * limit)
+            h2.reset(a)
+            h2.reset(b)
+        finally:
+            h2.close()
+        rec = self.proxy.wait_access_log(lambda x: x.get("user") == "dave" and x.get("status") == 200
+                                         and x.get("front") == "h2")
+        self.assertIs(rec.get("limited"), True)
+
+    def test_user_bandwidth_shared_by_4_tunnels_on_2_workers(self):
+        """carol's 20 MiB/s holds for the sum of her 4 tunnels, whichever worker each landed on."""
+        socks = [open_tunnel(self.proxy.tcp_port, self.stream.addr, extra=auth_hdr("carol")) for _ in range(4)]
+        counts = [0] * 4
+        stop = threading.Event()
+
+        def reader(i):
+            while not stop.is_set():
+                try:
+                    b = socks[i].recv(1 << 18)
+                except OSError:
+                    return
+                if not b:
+                    return
+                counts[i] += len(b)
+
+        threads = [threading.Thread(target=reader, args=(i,), daemon=True) for i in range(4)]
+        try:
+            for t in threads:
+                t.start()
+            time.sleep(2)
+            c0, t0 = sum(counts), time.monotonic()
+            time.sleep(10)
+            c1, t1 = sum(counts), time.monotonic()
+            rate = (c1 - c0) / (t1 - t0)
+            print("carol, 4 tunnels, 2 workers: %.2f MiB/s for 20 MiB/s (%.1f %%)" % (rate / MiB, 100.0 * rate / (20 * MiB)))
+            self.assertLessEqual(rate, 20 * MiB * 1.05)
+            self.assertGreaterEqual(rate, 20 * MiB * 0.80)
+            m = self.metrics()
+            self.assertGreater(m['h2tunnel_user_bytes_total{user="carol",direction="down"}'], c1 - c0)
+        finally:
+            stop.set()
+            for s in socks:
+                s.shutdown(socket.SHUT_RDWR)
             for t in threads:
                 t.join(10)
             for s in socks:

@@ -99,6 +99,8 @@ static void test_counts(void **state) {
   assert_int_equal(limits_client_active(l, client(&c1, "192.0.2.1")), 4);
   /* anonymous clients have no user scope; the instance's 6 run out. */
   assert_int_equal(limits_admit(l, NULL, client(&c2, "192.0.2.2"), now, &t[6], &kind, &retry), 0);
+  assert_int_equal(t[6]->metered, 0); /* counts only: its reads cost nothing */
+  assert_int_equal(t[0]->metered, 1); /* bob is named: his bytes are counted for /metrics */
   assert_int_equal(limits_admit(l, "erin", client(&c3, "192.0.2.3"), now, &t[7], &kind, &retry), 0);
   assert_int_equal(limits_admit(l, "erin", client(&c3, "192.0.2.3"), now, &t[8], &kind, &retry), -1);
   assert_int_equal(kind, LIM_INSTANCE_TUNNELS);
@@ -191,6 +193,7 @@ static void test_ticket_scopes(void **state) {
   assert_int_equal(limits_admit(l, "alice", client(&c1, "192.0.2.1"), NS, &t, &kind, &retry), 0);
   assert_non_null(t);
   assert_int_equal(t->bw, 0);
+  assert_int_equal(t->metered, 1);
   assert_int_equal(lim_ticket_charge(t, LIM_DOWN, 1000, NS), 0);
   assert_int_equal(limits_user_active(l, "alice"), 1);
   lim_ticket_release(t);

@@ -5,7 +5,8 @@
  * WebSocket backend's own refusal -- each answered once, logged once and counted once; the
  * order of the steps (the name policy before any DNS query, the WebSocket request checks before
  * the port policy); a front end that cannot answer; and cancel in every phase. Rules and limits
- * on the path: a rule's denial on the name (no DNS) and on the resolved address, 403 naming the
+ * on the path (users authenticated by the real admission): a rule's denial on the name (no DNS)
+ * and on the resolved address, 403 naming the
  * rule and never its contents, the allowing rule in the outcome and the log, a CIDR rule opening
  * a class the built-in policy denies, the same decision for every protocol; tunnel counts per
  * user and per client giving 429 with Retry-After, and back to 0 when the tunnels end. */
@@ -18,10 +19,12 @@
 #include "upstream_fx.h"
 #include "proxy/request.h"
 #include "src/access.h"
+#include <openssl/evp.h>
+
 #include "src/auth.h"
-#include "src/users.h"
 #include "src/cfgfile.h"
 #include "src/limits.h"
+#include "src/users.h"
 #include "src/log.h"
 #include "tunnel/tunnel.h"
 
@@ -809,6 +812,18 @@ static void render_limits(struct fx *f, char *buf, size_t cap) {
   limits_render(f->w->limits, &sb);
 }
 
+/* Authentication on (enable_auth's users, password "pw-alice"), and |rq| presents |user|'s
+ * credentials: the user comes from the real admission, checked off the loop. */
+static void as_user(struct px_request *rq, const char *user) {
+  char plain[64];
+  unsigned char b64[128];
+  int n = snprintf(plain, sizeof(plain), "%s:pw-alice", user);
+  EVP_EncodeBlock(b64, (const unsigned char *)plain, n);
+  char value[160];
+  snprintf(value, sizeof(value), "Basic %s", b64);
+  rq->credentials = strdup(value);
+}
+
 static const char g_rules[] = "rules:\n"
                               "  - { name: blocked, deny: { dest: [\"*.blocked.test\", \"10.0.0.0/8\"] } }\n"
                               "  - { name: no-udp, deny: { protocols: [connect-udp], users: [carol] } }\n"
@@ -847,9 +862,10 @@ static void test_rule_denials(void **state) {
   assert_true(f->dns.nqueries > queries);
   /* By protocol and user: carol's connect-udp, on either front end. */
   snprintf(path, sizeof(path), "/.well-known/masque/udp/ok.test/%d/", f->port);
+  enable_auth(f);
   for (int front = PX_FRONT_H1; front <= PX_FRONT_H2; front++) {
     request(f, &m, (enum px_front)front, PX_PROTO_CONNECT_UDP, "127.0.0.1", path);
-    m.rq->out.user = "carol";
+    as_user(m.rq, "carol");
     px_request_start(m.rq);
     /* "blocked" has a CIDR before it: every later rule is decided on the address too. */
     run_until_answered(f, &m);
@@ -880,8 +896,15 @@ static void test_rule_allows(void **state) {
   assert_int_equal(policy_set_ports(f->cfg.policy, "*"), 0);
   f->hold = 1;
   struct mock_fe m;
+  /* Anonymous: no rule; the class policy decides. */
+  request(f, &m, PX_FRONT_H2, PX_PROTO_CONNECT, authority_of(f, "ok.test", auth, sizeof(auth)), NULL);
+  px_request_start(m.rq);
+  run_until_answered(f, &m);
+  assert_int_equal(m.out.status, 403);
+  assert_null(m.out.rule);
+  enable_auth(f);
   request(f, &m, PX_FRONT_H1, PX_PROTO_CONNECT, authority_of(f, "ok.test", auth, sizeof(auth)), NULL);
-  m.rq->out.user = "bob";
+  as_user(m.rq, "bob");
   px_request_start(m.rq);
   run_until_answered(f, &m);
   assert_int_equal(m.oks, 1);
@@ -890,18 +913,12 @@ static void test_rule_allows(void **state) {
   assert_non_null(strstr(access_log(), "\"rule\":\"bob-lab\",\"status\":200"));
   /* alice's rule matches the name, which opens no address: the class policy still says no. */
   request(f, &m, PX_FRONT_H2, PX_PROTO_CONNECT, authority_of(f, "ok.test", auth, sizeof(auth)), NULL);
-  m.rq->out.user = "alice";
+  as_user(m.rq, "alice");
   px_request_start(m.rq);
   run_until_answered(f, &m);
   assert_int_equal(m.out.status, 403);
   assert_int_equal(m.out.err, PXERR_DEST_PROHIBITED);
   assert_string_equal(m.out.detail, "loopback");
-  /* Anonymous: no rule; the class policy decides. */
-  request(f, &m, PX_FRONT_H2, PX_PROTO_CONNECT, authority_of(f, "ok.test", auth, sizeof(auth)), NULL);
-  px_request_start(m.rq);
-  run_until_answered(f, &m);
-  assert_int_equal(m.out.status, 403);
-  assert_null(m.out.rule);
   assert_int_equal(f->accepted, 1);
 }
 
@@ -920,9 +937,10 @@ static void test_limits_counts(void **state) {
   static const char *const clients[] = {"192.0.2.1", "192.0.2.1", "192.0.2.1", "192.0.2.2", "192.0.2.2", "192.0.2.3"};
   static const int want[] = {200, 200, 429, 200, 200, 429};
   for (int i = 0; i < 6; i++) {
+    if (i == 3) enable_auth(f); /* the first three are anonymous, the others carol */
     request(f, &m[i], i % 2 ? PX_FRONT_H2 : PX_FRONT_H1, PX_PROTO_CONNECT, auth, NULL);
     set_client(m[i].rq, clients[i]);
-    m[i].rq->out.user = i >= 3 ? "dave" : NULL; /* the first three are anonymous */
+    if (i >= 3) as_user(m[i].rq, "carol");
     px_request_start(m[i].rq);
     run_until_answered(f, &m[i]);
     if (m[i].out.status != want[i]) fail_msg("tunnel %d: %d", i, m[i].out.status);
@@ -934,12 +952,12 @@ static void test_limits_counts(void **state) {
   assert_string_equal(m[2].out.extra[0].value, "1");
   assert_string_equal(m[2].out.proxy_status,
                       "h2tunnel; error=http_request_denied; details=\"too many tunnels from this client\"");
-  /* dave's third from a third client: his user limit. */
+  /* carol's third from a third client: her user limit. */
   assert_string_equal(m[5].out.detail, "too many tunnels for this user");
   struct sockaddr_in c1;
   uv_ip4_addr("192.0.2.1", 0, &c1);
   assert_int_equal(limits_client_active(f->w->limits, (const struct sockaddr *)&c1), 2);
-  assert_int_equal(limits_user_active(f->w->limits, "dave"), 2);
+  assert_int_equal(limits_user_active(f->w->limits, "carol"), 2);
   render_limits(f, buf, sizeof(buf));
   assert_non_null(strstr(buf, "h2tunnel_limit_rejections_total{kind=\"client_tunnels\"} 1\n"));
   assert_non_null(strstr(buf, "h2tunnel_limit_rejections_total{kind=\"user_tunnels\"} 1\n"));
@@ -947,11 +965,12 @@ static void test_limits_counts(void **state) {
   for (int i = 0; i < 6; i++)
     if (m[i].oks) kill_tunnel(&m[i]);
   assert_int_equal(limits_client_active(f->w->limits, (const struct sockaddr *)&c1), 0);
-  assert_int_equal(limits_user_active(f->w->limits, "dave"), 0);
+  assert_int_equal(limits_user_active(f->w->limits, "carol"), 0);
   /* A refused request that never became a tunnel gives its count back too. */
   struct mock_fe r;
   request(f, &r, PX_FRONT_H1, PX_PROTO_CONNECT, authority_of(f, "refused.test", auth, sizeof(auth)), NULL);
   set_client(r.rq, "192.0.2.1");
+  as_user(r.rq, "carol");
   px_request_start(r.rq);
   run_until_answered(f, &r);
   assert_int_equal(r.out.status, 502);
