@@ -18,6 +18,7 @@
 /* One refused request (the ring's entries). */
 struct status_rej {
   uint64_t unix_ms;
+  uint64_t seq;              /* the worker's count of refusals: orders those of one millisecond */
   char front[4], proto[16];
   char client[64], target[300], user[64];
   int status;
@@ -42,6 +43,7 @@ struct status_worker {
   /* |w|'s thread only: */
   struct status_rej *ring;   /* owned: --status-rejections entries */
   size_t ring_cap, ring_next, ring_n;
+  uint64_t nrejected;
 };
 
 static uint64_t unix_ms(void) {
@@ -121,6 +123,7 @@ void status_reject(struct worker *w, const char *front, const char *proto, const
   if (!s || !s->ring_cap) return;
   struct status_rej *r = &s->ring[s->ring_next];
   r->unix_ms = unix_ms();
+  r->seq = ++s->nrejected;
   copy(r->front, sizeof(r->front), front);
   copy(r->proto, sizeof(r->proto), proto);
   copy(r->client, sizeof(r->client), client);
@@ -205,8 +208,9 @@ static int by_bytes(const void *a, const void *b) {
   return bx < by ? 1 : bx > by ? -1 : 0;
 }
 static int rej_by_time(const void *a, const void *b) {
-  uint64_t x = ((const struct status_rej *)a)->unix_ms, y = ((const struct status_rej *)b)->unix_ms;
-  return x < y ? 1 : x > y ? -1 : 0; /* newest first */
+  const struct status_rej *x = a, *y = b; /* newest first */
+  if (x->unix_ms != y->unix_ms) return x->unix_ms < y->unix_ms ? 1 : -1;
+  return x->seq < y->seq ? 1 : x->seq > y->seq ? -1 : 0;
 }
 
 static void put_tun(struct strbuf *sb, const struct row *r) {
@@ -359,14 +363,25 @@ static int listener_port(const struct config *cfg, int tls, char *addr, size_t c
   return 0;
 }
 
-/* Appends |s| as a JavaScript string literal (only the characters a host pattern may hold get
- * through; anything else is dropped, so nothing can close the literal). */
+/* Only the characters a host name, an address or a host pattern hold: anything else (a quote, a
+ * backslash, a semicolon from a forged Host) is dropped, so nothing can close a string literal. */
+static int host_char(char c) {
+  return (c >= 'a' && c <= 'z') || (c >= 'A' && c <= 'Z') || (c >= '0' && c <= '9') || c == '.' || c == '-' ||
+         c == '_' || c == ':' || c == '*' || c == '[' || c == ']';
+}
+
+static void keep_host_chars(char *s) {
+  char *o = s;
+  for (; *s; s++)
+    if (host_char(*s)) *o++ = *s;
+  *o = '\0';
+}
+
+/* Appends |s| as a JavaScript string literal of host characters only. */
 static void js_str(struct strbuf *sb, const char *s) {
   strbuf_puts(sb, "\"");
   for (; *s; s++)
-    if ((*s >= 'a' && *s <= 'z') || (*s >= 'A' && *s <= 'Z') || (*s >= '0' && *s <= '9') || *s == '.' ||
-        *s == '-' || *s == '_' || *s == ':' || *s == '*' || *s == '[' || *s == ']')
-      strbuf_append(sb, s, 1);
+    if (host_char(*s)) strbuf_append(sb, s, 1);
   strbuf_puts(sb, "\"");
 }
 
@@ -391,6 +406,7 @@ int status_render_pac(const struct config *cfg, const char *host, struct strbuf 
   } else {
     copy(name, sizeof(name), bound_tls[0] ? bound_tls : bound_clear[0] ? bound_clear : "127.0.0.1");
   }
+  keep_host_chars(name);
   strbuf_printf(sb,
                 "// h2tunnel proxy auto-config, generated from configuration version %llu.\n"
                 "// DIRECT: plain host names, localhost, loopback/private/link-local/CGNAT/ULA\n"
