@@ -10,6 +10,7 @@
 
 #include "src/access.h"
 #include "src/config.h"
+#include "src/limits.h"
 #include "src/log.h"
 #include "src/metrics.h"
 #include "src/util.h"
@@ -207,6 +208,88 @@ static int by_bytes(const void *a, const void *b) {
   uint64_t bx = x->bytes_up + x->bytes_down, by = y->bytes_up + y->bytes_down;
   return bx < by ? 1 : bx > by ? -1 : 0;
 }
+/* The client address of "addr:port" / "[v6]:port" into |a|; 0 or -1. */
+static int client_addr(const char *client, struct sockaddr_storage *a) {
+  char host[64];
+  snprintf(host, sizeof(host), "%s", client);
+  char *colon = strrchr(host, ':');
+  if (!colon) return -1;
+  *colon = '\0';
+  char *h = host;
+  if (h[0] == '[') {
+    h++;
+    char *end = strchr(h, ']');
+    if (end) *end = '\0';
+  }
+  memset(a, 0, sizeof(*a));
+  if (uv_ip4_addr(h, 0, (struct sockaddr_in *)a) == 0) return 0;
+  if (uv_ip6_addr(h, 0, (struct sockaddr_in6 *)a) == 0) return 0;
+  return -1;
+}
+
+static int by_client_addr(const void *a, const void *b) {
+  const char *x = ((const struct row *)a)->t->client, *y = ((const struct row *)b)->t->client;
+  size_t lx = (size_t)(strrchr(x, ':') ? strrchr(x, ':') - x : (ptrdiff_t)strlen(x));
+  size_t ly = (size_t)(strrchr(y, ':') ? strrchr(y, ':') - y : (ptrdiff_t)strlen(y));
+  int c = strncmp(x, y, lx < ly ? lx : ly);
+  return c ? c : (lx > ly) - (lx < ly);
+}
+
+/* One scope with a tunnel-count ceiling: "near" from 80 % of it. */
+static void put_limit(struct strbuf *sb, int *first, const char *scope, const char *name, uint64_t active,
+                      uint64_t max) {
+  if (!max || active == UINT64_MAX) return;
+  strbuf_printf(sb, "%s{\"scope\":\"%s\",\"name\":", *first ? "" : ",", scope);
+  log_json_str(sb, name);
+  strbuf_printf(sb, ",\"limit\":\"tunnels\",\"active\":%llu,\"max\":%llu,\"near\":%s}", (unsigned long long)active,
+                (unsigned long long)max, active * 10 >= max * 8 ? "true" : "false");
+  *first = 0;
+}
+
+static const struct access_limits *user_limits(const struct access *a, const char *user) {
+  for (size_t i = 0; i < a->limits.nusers; i++)
+    if (strcmp(a->limits.users[i].user, user) == 0) return &a->limits.users[i].lim;
+  return &a->limits.user_default;
+}
+
+/* The tunnel-count limits in use (the limits module counts tunnels; rates and bandwidth have no
+ * "how close" to show): the instance, each user named in limits.users or with a tunnel listed, and
+ * each client address with a tunnel listed. |rows| is sorted here. */
+static void put_limits(struct strbuf *sb, struct worker *w, struct row *rows, size_t n) {
+  const struct access *a = w->cfg->access;
+  struct limits *l = w->limits;
+  int first = 1;
+  strbuf_puts(sb, "\"limits\":[");
+  if (l) {
+    put_limit(sb, &first, "instance", "", limits_instance_active(l), a->limits.instance.tunnels);
+    for (size_t i = 0; i < a->limits.nusers; i++)
+      put_limit(sb, &first, "user", a->limits.users[i].user, limits_user_active(l, a->limits.users[i].user),
+                a->limits.users[i].lim.tunnels);
+    qsort(rows, n, sizeof(*rows), by_user);
+    for (size_t i = 0; i < n; i++) {
+      const char *u = rows[i].t->user;
+      if (!u[0] || (i && strcmp(u, rows[i - 1].t->user) == 0)) continue;
+      if (user_limits(a, u) != &a->limits.user_default) continue; /* named: done above */
+      put_limit(sb, &first, "user", u, limits_user_active(l, u), a->limits.user_default.tunnels);
+    }
+    if (a->limits.per_client.tunnels) {
+      qsort(rows, n, sizeof(*rows), by_client_addr);
+      for (size_t i = 0; i < n; i++) {
+        if (i && by_client_addr(&rows[i], &rows[i - 1]) == 0) continue;
+        struct sockaddr_storage ca;
+        if (client_addr(rows[i].t->client, &ca) != 0) continue;
+        char name[64];
+        snprintf(name, sizeof(name), "%s", rows[i].t->client);
+        char *colon = strrchr(name, ':');
+        if (colon) *colon = '\0';
+        put_limit(sb, &first, "client", name, limits_client_active(l, (const struct sockaddr *)&ca),
+                  a->limits.per_client.tunnels);
+      }
+    }
+  }
+  strbuf_puts(sb, "],");
+}
+
 static int rej_by_time(const void *a, const void *b) {
   const struct status_rej *x = a, *y = b; /* newest first */
   if (x->unix_ms != y->unix_ms) return x->unix_ms < y->unix_ms ? 1 : -1;
@@ -311,7 +394,9 @@ int status_render_json(struct worker *w, struct strbuf *sb) {
     if (i) strbuf_puts(sb, ",");
     put_tun(sb, &rows[i]);
   }
-  strbuf_puts(sb, "],\"by_user\":");
+  strbuf_puts(sb, "],");
+  put_limits(sb, w, rows, nrows);
+  strbuf_puts(sb, "\"by_user\":");
   qsort(rows, nrows, sizeof(*rows), by_user);
   put_groups(sb, "user", rows, nrows, 1);
   strbuf_puts(sb, ",\"by_target\":");
@@ -540,6 +625,7 @@ const char status_page_html[] =
     "<h2>Active tunnels by user</h2><table id=\"by_user\"></table>\n"
     "<h2>Active tunnels by target</h2><table id=\"by_target\"></table>\n"
     "<h2>Top talkers</h2><table id=\"top\"></table>\n"
+    "<h2>Limits near their ceiling</h2><table id=\"limits\"></table>\n"
     "<h2>Recent rejections</h2><table id=\"rejections\"></table>\n"
     "<script>\n"
     "'use strict';\n"
@@ -565,6 +651,8 @@ const char status_page_html[] =
     " fill('by_target',['target','tunnels','bytes up','bytes down','oldest'],s.by_target.map(function(g){"
     "return [g.target,g.tunnels,g.bytes_up,g.bytes_down,fmtAge(g.oldest_ms)];}));\n"
     " fill('top',['user','target','client','front end','bytes up','bytes down','age'],s.top_talkers.map(tunRow));\n"
+    " fill('limits',['scope','name','limit','active','max'],s.limits.filter(function(l){return l.near;})"
+    ".map(function(l){return [l.scope,l.name,l.limit,l.active,l.max];}));\n"
     " fill('rejections',['time','user','client','target','status','error','detail'],s.rejections.map(function(r){"
     "return [new Date(r.time_ms).toISOString(),r.user,r.client,r.target,r.status,r.error,r.detail];}));\n"
     " document.title='h2tunnel: '+T.tunnels_active+' tunnels';\n"

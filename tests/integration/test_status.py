@@ -109,11 +109,13 @@ class StatusAndHistograms(unittest.TestCase):
             def both_listed():
                 j = get_json(p.tcp_port)
                 ts = [t for t in j["tunnels"] if t["target"] == self.origin.addr]
-                if len(ts) == 2 and {t["bytes_down"] for t in ts} == {3000, 5000}:
+                # Each worker's snapshot has its own age: wait for the refusal's too.
+                refused = [r for r in j["rejections"] if r["target"] == "127.0.0.1:%d" % closed]
+                if len(ts) == 2 and {t["bytes_down"] for t in ts} == {3000, 5000} and refused:
                     return j
                 return None
 
-            j = wait_for(both_listed, "both tunnels in /status.json")
+            j = wait_for(both_listed, "both tunnels and the refusal in /status.json")
             ts = {t["front"]: t for t in j["tunnels"] if t["target"] == self.origin.addr}
             self.assertEqual(ts["h1"]["bytes_up"], 3000)
             self.assertEqual(ts["h1"]["bytes_down"], 3000)
@@ -203,6 +205,44 @@ class StatusAndHistograms(unittest.TestCase):
             self.assertEqual(console, [], err[-3000:])
         finally:
             s.close()
+
+
+class LimitsNearCeiling(unittest.TestCase):
+    def test_counts_against_ceilings(self):
+        """Two tunnels of one client against per-client 2 (near: 100 %) and instance 10 (20 %),
+        the same counts as the limits module's 429 uses (a third gets 429)."""
+        cfg = tempfile.NamedTemporaryFile("w", suffix=".yaml", delete=False)
+        cfg.write("limits:\n  per-client: { tunnels: 2 }\n  instance: { tunnels: 10 }\n")
+        cfg.close()
+        origin = EchoOrigin()
+        try:
+            with Proxy(["--config", cfg.name, "--status-interval", "200ms"], tls=False) as p:
+                a = p.tunnel(origin.addr)
+                b = p.tunnel(origin.addr)
+                with self.assertRaises(TunnelRefused) as cm:
+                    p.tunnel(origin.addr)
+                self.assertEqual(cm.exception.resp.status, 429)
+
+                def listed():
+                    j = get_json(p.tcp_port)
+                    return j if len([t for t in j["tunnels"] if t["target"] == origin.addr]) == 2 else None
+
+                j = wait_for(listed, "two tunnels listed")
+                lim = {(x["scope"], x["name"]): x for x in j["limits"]}
+                self.assertEqual(lim[("client", "127.0.0.1")],
+                                 {"scope": "client", "name": "127.0.0.1", "limit": "tunnels", "active": 2,
+                                  "max": 2, "near": True})
+                self.assertEqual(lim[("instance", "")]["active"], 2)
+                self.assertEqual(lim[("instance", "")]["max"], 10)
+                self.assertFalse(lim[("instance", "")]["near"])
+                rej = [r for r in j["rejections"] if r["status"] == 429]
+                self.assertEqual(len(rej), 1)
+                self.assertEqual(rej[0]["detail"], "too many tunnels from this client")
+                a.close()
+                b.close()
+        finally:
+            origin.close()
+            os.unlink(cfg.name)
 
 
 class WhoSeesIt(unittest.TestCase):

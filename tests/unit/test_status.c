@@ -168,7 +168,7 @@ static void test_rejections_and_json(void **state) {
   const char *j = strbuf_str(&sb);
   assert_non_null(strstr(j, "\"config_version\":7,"));
   assert_non_null(strstr(j, "\"workers\":[{\"id\":0,\"connections\":0,\"handshakes\":0,\"tunnels\":0,"));
-  assert_non_null(strstr(j, "\"tunnels\":[],\"top_talkers\":[],\"by_user\":[],\"by_target\":[]"));
+  assert_non_null(strstr(j, "\"tunnels\":[],\"top_talkers\":[],\"limits\":[],\"by_user\":[],\"by_target\":[]"));
   /* The last three, newest first; JSON strings escaped. */
   assert_null(strstr(j, "t0.example"));
   assert_null(strstr(j, "t1.example"));
