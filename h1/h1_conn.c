@@ -52,7 +52,11 @@ static void answer_local(struct h1_conn *h) {
   struct conn *c = h->c;
   const char *method = h->req.head.method;
   struct local_resp r;
-  local_handle(c->w, c->listener, method, h->req.target, &r);
+  char host[sizeof(h->req.host)]; /* the Host value is not NUL-terminated */
+  size_t hl = h->req.host_len < sizeof(host) ? h->req.host_len : 0;
+  memcpy(host, h->req.host, hl);
+  host[hl] = '\0';
+  local_handle(c->w, c->listener, method, h->req.target, hl ? host : NULL, &r);
   int close = !h->req.head.keep_alive || c->w->stopping;
   char head[512];
   size_t n = h1_resp_head(head, sizeof(head), r.status, r.content_type, r.body_len, close);

@@ -401,7 +401,8 @@ void h2_stream_on_request(struct h2_stream *st, int end_stream) {
   }
   /* Ordinary requests are answered by the proxy itself (H2-06). */
   struct local_resp r;
-  local_handle(st->s->w, st->s->c->listener, st->method, st->path ? st->path : "/", &r);
+  local_handle(st->s->w, st->s->c->listener, st->method, st->path ? st->path : "/",
+               st->authority ? st->authority : st->host, &r);
   respond(st, r.status, r.content_type, r.body, r.body_len, NULL, NULL, 0);
   free(r.body);
 }

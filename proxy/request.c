@@ -16,12 +16,15 @@
 #include "src/limits.h"
 #include "src/log.h"
 #include "src/policy.h"
+#include "src/status.h"
 #include "src/udp_tmpl.h"
 #include "src/worker.h"
 #include "tunnel/tcp_ep.h"
 #include "tunnel/tunnel.h"
 #include "tunnel/udp_ep.h"
 
+_Static_assert((int)PX_FRONT_H1 == (int)METRICS_FRONT_H1 && (int)PX_FRONT_H2 == (int)METRICS_FRONT_H2,
+               "the histograms index fronts by px_front");
 _Static_assert((int)PX_PROTO_CONNECT == (int)TUN_PROTO_CONNECT && (int)PX_PROTO_WEBSOCKET == (int)TUN_PROTO_WEBSOCKET &&
                    (int)PX_PROTO_CONNECT_UDP == (int)TUN_PROTO_CONNECT_UDP && (int)PX_PROTO_FORWARD == TUN_PROTO_COUNT,
                "the tunnel protocols keep the tunnel's values");
@@ -110,6 +113,8 @@ static void answer_error(struct px_request *rq) {
   /* A target not interpreted yet is logged as it was asked for. */
   if (!rq->target[0]) set_text(rq->target, sizeof(rq->target), rq->authority ? rq->authority : rq->path ? rq->path : "");
   log_rejected(rq, error);
+  status_reject(rq->w, px_front_name(rq->front), px_proto_name(rq->proto), rq->client, rq->target, rq->out.user,
+                o->status, error, o->detail);
   log_debug("%s %s: %s %s: %d %s (%s)", px_front_name(rq->front), rq->client, px_proto_name(rq->proto),
             rq->target, o->status, error, o->detail ? o->detail : "");
   rq->ops->answer_error(rq->fe, o);
@@ -169,8 +174,11 @@ static void succeed(struct px_request *rq, struct tun_ep *b, struct buf_chunk *f
     request_free(rq);
     return;
   }
+  metrics_observe(&w->metrics, HIST_SETUP, (enum metrics_front)rq->front, (enum tun_proto)rq->proto,
+                  uv_now(&w->loop) - rq->start_ms);
   struct tun_info info = {.proto = (enum tun_proto)rq->proto,
                           .front = px_front_name(rq->front),
+                          .front_id = (enum metrics_front)rq->front,
                           .status = status,
                           .start_ms = rq->start_ms,
                           .rule = o->rule ? o->rule->name : NULL,

@@ -190,9 +190,10 @@ static const struct opt opts[] = {
 
     {"listen", T_LISTENERS, S_LISTEN, NOFIELD, NULL, 0, 0, F_REPEAT, "URL",
      "tls://ADDR:PORT or tcp://ADDR:PORT; IPv6 as [ADDR]. Repeatable.\n"
-     "Flags after '?', joined by '&': ?admin, a listener for /healthz and\n"
-     "/metrics only (no tunnels; with auth configured, /metrics is served\n"
-     "only there); ?proxy-protocol (see --proxy-protocol-from).\n"
+     "Flags after '?', joined by '&': ?admin, a listener for /healthz,\n"
+     "/metrics and /status only (no tunnels; with auth configured, /metrics\n"
+     "is served only there; /status only there, or on loopback listeners\n"
+     "when none is ?admin); ?proxy-protocol (see --proxy-protocol-from).\n"
      "On tcp:// the HTTP/2 preface selects HTTP/2 (h2c prior knowledge)\n"
      "and a TLS ClientHello is served TLS, as on tls://. On tls:// a\n"
      "plaintext HTTP request gets a plaintext 400 saying so.",
@@ -342,6 +343,21 @@ static const struct opt opts[] = {
      "error, warn, info, debug (default info); errors go to stderr", NULL},
     {"access-log", T_PATH, S_LOG, FIELD(access_log), NULL, 0, 0, 0, "FILE",
      "one JSON line per tunnel/request (default stdout)", NULL},
+    /* Status page and PAC (src/status.h) */
+    {"status-interval", T_DURATION, S_LOG, FIELD(status_interval_ms), "1s", 100, 0, 0, "T",
+     "how often each worker refreshes what /status and /status.json show\n"
+     "(at least 100ms; default 1s)",
+     NULL},
+    {"status-max-tunnels", T_COUNT, S_LOG, FIELD(status_max_tunnels), "1000", 0, 100000, 0, "N",
+     "tunnels each worker lists on /status.json; beyond, \"truncated\"\n"
+     "says so (default 1000)",
+     NULL},
+    {"status-rejections", T_COUNT, S_LOG, FIELD(status_rejections), "16", 0, 1024, 0, "N",
+     "recent refusals each worker keeps for /status (default 16)", NULL},
+    {"pac-proxy-host", T_STRING, S_LOG, FIELD(pac_proxy_host), NULL, 0, 0, 0, "HOST",
+     "the proxy's name in /proxy.pac (default: the Host the browser\n"
+     "asked for the PAC file with)",
+     NULL},
     {"help", T_CLI, S_LOG, NOFIELD, NULL, 0, 0, 0, NULL, NULL, NULL},
     {"version", T_CLI, S_LOG, NOFIELD, NULL, 0, 0, F_HIDDEN, NULL, NULL, NULL},
 

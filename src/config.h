@@ -35,7 +35,7 @@ struct config_listener {
   int tls;                      /* 1 for tls://, 0 for tcp:// */
   int proxy_protocol;           /* "?proxy-protocol": a PROXY v1/v2 header comes first from
                                    the sources in proxy-protocol-from (src/proxyproto.h) */
-  int admin;                    /* "?admin": serves /healthz and /metrics only, no tunnels */
+  int admin;                    /* "?admin": serves /healthz, /metrics and /status only, no tunnels */
   struct sockaddr_storage addr; /* where to bind */
   char text[128];               /* as given, for logs */
 };
@@ -124,6 +124,12 @@ struct config {
   struct access_nets *pp_trusted;    /* owned: built from |pp_from| by config_check; never NULL */
   uint64_t pp_timeout_ms;            /* the header must be complete within this */
   uint64_t drain_delay_ms;           /* on SIGTERM: /healthz says 503 this long before the stop */
+
+  /* Status page and PAC (src/status.h). */
+  uint64_t status_interval_ms;  /* each worker's snapshot refresh */
+  size_t status_max_tunnels;    /* tunnels listed per worker */
+  size_t status_rejections;     /* recent refusals kept per worker */
+  char pac_proxy_host[256];     /* empty: the PAC request's Host */
 
   char config_file[512];     /* --config / --check-config FILE; empty: none */
   int check_only;            /* --check-config: validate, print, exit */

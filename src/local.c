@@ -7,6 +7,7 @@
 #include "src/config.h"
 #include "src/limits.h"
 #include "src/metrics.h"
+#include "src/status.h"
 #include "src/strbuf.h"
 #include "src/util.h"
 #include "src/worker.h"
@@ -27,8 +28,22 @@ static int metrics_allowed(const struct worker *w, const struct config_listener 
   return listener && listener->admin;
 }
 
+/* Moves |sb|'s text into |out| as a 200 of |type| (500 if it did not fit). */
+static void take(struct local_resp *out, struct strbuf *sb, int rc, const char *type) {
+  if (rc != 0) {
+    strbuf_dispose(sb);
+    return text(out, 500, "response too large\n");
+  }
+  out->status = 200;
+  out->content_type = type;
+  out->body_len = sb->len;
+  out->body = xmalloc(sb->len + 1);
+  memcpy(out->body, strbuf_str(sb), sb->len + 1);
+  strbuf_dispose(sb);
+}
+
 void local_handle(struct worker *w, const struct config_listener *listener, const char *method, const char *path,
-                  struct local_resp *out) {
+                  const char *host, struct local_resp *out) {
   memset(out, 0, sizeof(*out));
   METRIC_ADD(&w->metrics, requests_local, 1);
   size_t plen = strcspn(path, "?");
@@ -41,7 +56,7 @@ void local_handle(struct worker *w, const struct config_listener *listener, cons
   if (plen == 8 && strncmp(path, "/metrics", 8) == 0) {
     if (!get) return text(out, 405, "method not allowed\n");
     if (!metrics_allowed(w, listener)) return text(out, 403, "forbidden: /metrics is served on the admin listener (--listen URL?admin)\n");
-    size_t cap = 65536;
+    size_t cap = 131072;
     out->status = 200;
     out->content_type = "text/plain; version=0.0.4; charset=utf-8";
     out->body = xmalloc(cap);
@@ -54,5 +69,29 @@ void local_handle(struct worker *w, const struct config_listener *listener, cons
     }
     return;
   }
-  text(out, 404, "not found: this proxy answers /healthz and /metrics; use CONNECT to tunnel\n");
+  if ((plen == 7 && strncmp(path, "/status", 7) == 0) || (plen == 12 && strncmp(path, "/status.json", 12) == 0)) {
+    if (!get) return text(out, 405, "method not allowed\n");
+    if (!status_allowed(w->cfg, listener))
+      return text(out, 403, "forbidden: /status is served on the admin listener (--listen URL?admin), or on "
+                            "loopback listeners when there is none\n");
+    if (plen == 7) {
+      text(out, 200, status_page_html);
+      out->content_type = "text/html; charset=utf-8";
+      return;
+    }
+    struct strbuf sb;
+    strbuf_init(&sb, 64u << 20);
+    int rc = status_render_json(w, &sb);
+    return take(out, &sb, rc, "application/json");
+  }
+  if (plen == 10 && strncmp(path, "/proxy.pac", 10) == 0) {
+    if (!get) return text(out, 405, "method not allowed\n");
+    if (listener && listener->admin) return text(out, 404, "not found: /proxy.pac is served on the client listeners\n");
+    struct strbuf sb;
+    strbuf_init(&sb, 1u << 20);
+    int rc = status_render_pac(w->cfg, host, &sb);
+    return take(out, &sb, rc, "application/x-ns-proxy-autoconfig");
+  }
+  text(out, 404, "not found: this proxy answers /healthz, /metrics, /status, /status.json and /proxy.pac; use "
+                 "CONNECT to tunnel\n");
 }

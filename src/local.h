@@ -1,5 +1,6 @@
 /* Requests addressed to the proxy itself (origin-form on h1, :scheme/:path on h2):
- * /healthz and /metrics. Shared by both front ends. */
+ * /healthz, /metrics, /status, /status.json and /proxy.pac (src/status.h). Shared by both front
+ * ends. */
 #ifndef H2T_LOCAL_H
 #define H2T_LOCAL_H
 
@@ -15,10 +16,11 @@ struct local_resp {
   size_t body_len;
 };
 
-/* Answers |method| |path| (path may carry a query) received on |listener| (may be NULL: unknown).
- * With authentication configured, /metrics is answered only on an admin listener (403
- * elsewhere); /healthz always. Always fills |out|. */
+/* Answers |method| |path| (path may carry a query) received on |listener| (may be NULL: unknown)
+ * with |host| (Host / :authority, or NULL). With authentication configured, /metrics is answered
+ * only on an admin listener (403 elsewhere); /healthz always; /status and /status.json as
+ * status_allowed says; /proxy.pac on the client (non-admin) listeners. Always fills |out|. */
 void local_handle(struct worker *w, const struct config_listener *listener, const char *method, const char *path,
-                  struct local_resp *out);
+                  const char *host, struct local_resp *out);
 
 #endif

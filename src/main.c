@@ -13,6 +13,7 @@
 #include "certs/devca.h"
 #include "h1/h1_conn.h"
 #include "h2/h2_session.h"
+#include "tunnel/tunnel.h"
 #include "src/access.h"
 #include "src/auth.h"
 #include "src/config.h"
@@ -21,6 +22,7 @@
 #include "src/frontend.h"
 #include "src/limits.h"
 #include "src/log.h"
+#include "src/status.h"
 #include "src/tls.h"
 #include "src/worker.h"
 
@@ -30,6 +32,7 @@ struct app {
   struct tls_alpn_prefs alpn;      /* the table's ALPN list, borrowed by the TLS context */
   struct worker *workers;          /* owned array of cfg.workers */
   const struct metrics **metrics;  /* owned array of pointers into workers */
+  struct status_worker **status;   /* owned: each worker's status page state */
   int nworkers;
   int stops;                       /* signals received */
   uv_loop_t *loop;                 /* the main thread's loop: signals only */
@@ -233,12 +236,17 @@ int main(int argc, char **argv) {
     ninit = i + 1;
     app.metrics[i] = &app.workers[i].metrics;
   }
+  app.status = xcalloc((size_t)app.nworkers, sizeof(*app.status));
+  for (int i = 0; i < ninit && !failed; i++) app.status[i] = status_worker_new(&app.workers[i], tunnel_status_list);
   for (int i = 0; i < ninit; i++) {
     app.workers[i].all_metrics = app.metrics;
+    app.workers[i].all_status = app.status;
     app.workers[i].nworkers = (size_t)app.nworkers;
   }
   if (failed) {
     for (int i = 0; i < ninit; i++) worker_dispose(&app.workers[i]);
+    for (int i = 0; i < ninit; i++) status_worker_free(app.status[i]);
+    free(app.status);
     auth_guard_free(guard);
     limits_free(limits);
     return 1;
@@ -263,6 +271,8 @@ int main(int argc, char **argv) {
   uv_run(app.loop, UV_RUN_DEFAULT);
   for (int i = 0; i < app.nworkers; i++) uv_thread_join(&app.workers[i].thread);
   for (int i = 0; i < app.nworkers; i++) worker_dispose(&app.workers[i]);
+  for (int i = 0; i < app.nworkers; i++) status_worker_free(app.status[i]);
+  free(app.status);
   uv_close((uv_handle_t *)&app.sigusr1, NULL);
   uv_run(app.loop, UV_RUN_DEFAULT); /* the close callback */
   uv_loop_close(app.loop);

@@ -10,6 +10,44 @@ static const char *const proto_names[] = {
 
 const char *tun_proto_name(enum tun_proto p) { return proto_names[p]; }
 
+static const char *const front_names[] = {
+#define XX(n, s) s,
+    METRICS_FRONT_MAP(XX)
+#undef XX
+};
+
+const char *metrics_front_name(enum metrics_front f) { return front_names[f]; }
+
+/* Upper bounds in milliseconds. Setup: a loopback dial takes well under 5 ms, a far one or a slow
+ * DNS answer seconds (--connect-timeout defaults to 10 s). Duration: from a failed probe to a
+ * day-long SSH session. */
+static const uint64_t hist_bounds[HIST_KIND_COUNT][METRICS_HIST_BUCKETS - 1] = {
+    [HIST_SETUP] = {1, 5, 10, 25, 50, 100, 250, 500, 1000, 2500, 10000},
+    [HIST_DURATION] = {100, 1000, 10000, 30000, 60000, 300000, 900000, 1800000, 3600000, 14400000, 86400000},
+};
+static const char *const hist_names[HIST_KIND_COUNT] = {
+    [HIST_SETUP] = "h2tunnel_tunnel_setup_seconds",
+    [HIST_DURATION] = "h2tunnel_tunnel_duration_seconds",
+};
+static const char *const hist_help[HIST_KIND_COUNT] = {
+    [HIST_SETUP] = "Time from a tunnel request's arrival to its success answer, by front end and protocol.",
+    [HIST_DURATION] = "Time from a tunnel request's arrival to the tunnel's end, by front end and protocol.",
+};
+
+uint64_t metrics_hist_bound(enum metrics_hist_kind k, int i) {
+  return i < METRICS_HIST_BUCKETS - 1 ? hist_bounds[k][i] : UINT64_MAX;
+}
+
+void metrics_observe(struct metrics *m, enum metrics_hist_kind k, enum metrics_front f, enum tun_proto p,
+                     uint64_t ms) {
+  struct metrics_hist *h = &m->hist[k][f][p];
+  int i = 0;
+  while (i < METRICS_HIST_BUCKETS - 1 && ms > hist_bounds[k][i]) i++;
+  METRIC_ADD(h, bucket[i], 1);
+  METRIC_ADD(h, sum_ms, ms);
+  METRIC_ADD(h, count, 1);
+}
+
 #define LOAD(x) atomic_load_explicit(&(x), memory_order_relaxed)
 
 struct out {
@@ -32,6 +70,16 @@ static void put(struct out *o, const char *name, const char *labels, uint64_t v)
   if (o->full || o->len >= o->cap) return;
   commit(o, snprintf(o->p + o->len, o->cap - o->len, "%s%s %llu\n", name, labels ? labels : "",
                      (unsigned long long)v));
+}
+
+/* A bound or a sum in milliseconds as seconds, exactly ("0.005", "86400"). */
+static void seconds(char *b, size_t cap, uint64_t ms) {
+  if (ms % 1000 == 0)
+    snprintf(b, cap, "%llu", (unsigned long long)(ms / 1000));
+  else {
+    int n = snprintf(b, cap, "%llu.%03llu", (unsigned long long)(ms / 1000), (unsigned long long)(ms % 1000));
+    while (n > 0 && b[n - 1] == '0') b[--n] = '\0';
+  }
 }
 
 static void head(struct out *o, const char *name, const char *type, const char *help) {
@@ -73,6 +121,13 @@ size_t metrics_render(const struct metrics *const *all, size_t nw, char *buf, si
     ACC(auth_checks_pending);
     ACC(pp_headers);
     for (int r = 0; r < 3; r++) ACC(pp_refused[r]);
+    for (int k = 0; k < HIST_KIND_COUNT; k++)
+      for (int f = 0; f < METRICS_FRONT_COUNT; f++)
+        for (int p = 0; p < TUN_PROTO_COUNT; p++) {
+          for (int b = 0; b < METRICS_HIST_BUCKETS; b++) ACC(hist[k][f][p].bucket[b]);
+          ACC(hist[k][f][p].sum_ms);
+          ACC(hist[k][f][p].count);
+        }
   }
 #undef ACC
   head(&o, "h2tunnel_connections_accepted_total", "counter", "Client connections accepted.");
@@ -160,6 +215,32 @@ size_t metrics_render(const struct metrics *const *all, size_t nw, char *buf, si
   for (int r = 0; r < 3; r++) {
     snprintf(lab, sizeof(lab), "{reason=\"%s\"}", pp_reasons[r]);
     put(&o, "h2tunnel_proxy_protocol_refused_total", lab, LOAD(sum.pp_refused[r]));
+  }
+  for (int k = 0; k < HIST_KIND_COUNT; k++) {
+    char name[96], le[32], lab2[128];
+    head(&o, hist_names[k], "histogram", hist_help[k]);
+    for (int f = 0; f < METRICS_FRONT_COUNT; f++)
+      for (int p = 0; p < TUN_PROTO_COUNT; p++) {
+        const struct metrics_hist *h = &sum.hist[k][f][p];
+        uint64_t cum = 0; /* counts are kept per bucket; the exposition's are cumulative */
+        snprintf(name, sizeof(name), "%s_bucket", hist_names[k]);
+        for (int b = 0; b < METRICS_HIST_BUCKETS; b++) {
+          cum += LOAD(h->bucket[b]);
+          if (b < METRICS_HIST_BUCKETS - 1)
+            seconds(le, sizeof(le), hist_bounds[k][b]);
+          else
+            snprintf(le, sizeof(le), "+Inf");
+          snprintf(lab2, sizeof(lab2), "{front=\"%s\",protocol=\"%s\",le=\"%s\"}", front_names[f], proto_names[p], le);
+          put(&o, name, lab2, cum);
+        }
+        snprintf(lab, sizeof(lab), "{front=\"%s\",protocol=\"%s\"}", front_names[f], proto_names[p]);
+        snprintf(name, sizeof(name), "%s_sum", hist_names[k]);
+        seconds(le, sizeof(le), LOAD(h->sum_ms));
+        if (!o.full && o.len < o.cap)
+          commit(&o, snprintf(o.p + o.len, o.cap - o.len, "%s%s %s\n", name, lab, le));
+        snprintf(name, sizeof(name), "%s_count", hist_names[k]);
+        put(&o, name, lab, LOAD(h->count));
+      }
   }
   return o.len;
 }

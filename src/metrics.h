@@ -35,6 +35,27 @@ enum auth_fail {
       AUTH_FAIL_COUNT
 };
 
+/* The front ends, in px_front's order (proxy/request.h), for the histograms' labels. */
+#define METRICS_FRONT_MAP(XX) XX(H1, "h1") XX(H2, "h2")
+enum metrics_front {
+#define XX(n, s) METRICS_FRONT_##n,
+  METRICS_FRONT_MAP(XX)
+#undef XX
+      METRICS_FRONT_COUNT
+};
+
+/* Histograms (Prometheus _bucket/_sum/_count), observed in milliseconds:
+ *   SETUP     request arrival to the tunnel's success answer (200 / 101) being sent
+ *   DURATION  request arrival to the tunnel's end (the access log's duration_ms) */
+enum metrics_hist_kind { HIST_SETUP, HIST_DURATION, HIST_KIND_COUNT };
+#define METRICS_HIST_BUCKETS 12 /* the finite upper bounds (metrics.c) plus +Inf */
+
+struct metrics_hist {
+  _Atomic uint64_t bucket[METRICS_HIST_BUCKETS]; /* per bucket, not cumulative; the last is +Inf */
+  _Atomic uint64_t sum_ms;
+  _Atomic uint64_t count;
+};
+
 struct metrics {
   _Atomic uint64_t conns_accepted;
   _Atomic uint64_t conns_active;
@@ -63,6 +84,7 @@ struct metrics {
    * reason (enum metrics_pp). */
   _Atomic uint64_t pp_headers;
   _Atomic uint64_t pp_refused[3];
+  struct metrics_hist hist[HIST_KIND_COUNT][METRICS_FRONT_COUNT][TUN_PROTO_COUNT];
 };
 
 #define METRICS_PP_MAP(XX) XX(UNTRUSTED, "untrusted") XX(INVALID, "invalid") XX(TIMEOUT, "timeout")
@@ -83,6 +105,14 @@ enum metrics_pp {
                         memory_order_relaxed)
 
 const char *tun_proto_name(enum tun_proto p);
+const char *metrics_front_name(enum metrics_front f);
+
+/* Records one observation of |ms| milliseconds in |m|'s histogram |k| for |f| and |p| (single
+ * writer: the worker owning |m|). */
+void metrics_observe(struct metrics *m, enum metrics_hist_kind k, enum metrics_front f, enum tun_proto p,
+                     uint64_t ms);
+/* The finite upper bound of bucket |i| of histogram |k|, in milliseconds (UINT64_MAX for +Inf). */
+uint64_t metrics_hist_bound(enum metrics_hist_kind k, int i);
 
 /* Writes the Prometheus text exposition of the sum of |n| workers' metrics into |out| (capacity
  * |cap|). Returns the length written (truncated output is still valid lines). */

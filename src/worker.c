@@ -251,6 +251,7 @@ void worker_maybe_finish(struct worker *w) {
   close_if_open((uv_handle_t *)&w->stop_async);
   close_if_open((uv_handle_t *)&w->drain_timer);
   close_if_open((uv_handle_t *)&w->trim_timer);
+  close_if_open((uv_handle_t *)&w->status_timer);
 }
 
 static void on_stop_async(uv_async_t *h) {

@@ -20,6 +20,7 @@ struct dns_resolver;
 struct limits;
 struct frontend_table;
 struct listener;
+struct status_worker;
 struct worker;
 
 /* Work deferred to the end of the current loop turn (write coalescing, session sends, resumed
@@ -115,6 +116,10 @@ struct worker {
                                          is still served (set by worker_request_drain, any thread) */
   uv_timer_t drain_timer;
   uv_timer_t trim_timer;              /* worker 0 only: gives freed heap pages back (malloc_trim) */
+  uv_timer_t status_timer;            /* refreshes |status|'s snapshot (src/status.c); loop NULL
+                                         until status_worker_new set it up */
+  struct status_worker *status;       /* owned by main: this worker's status page state, or NULL */
+  struct status_worker *const *all_status; /* borrowed: every worker's, for /status.json */
   enum worker_stop stopping;          /* RUNNING (0) until a stop is requested */
   uv_thread_t thread;
   int start_error;                    /* set by the thread if listeners failed */

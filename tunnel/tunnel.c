@@ -15,6 +15,7 @@
 #include "src/buf.h"
 #include "src/limits.h"
 #include "src/log.h"
+#include "src/status.h"
 #include "src/worker.h"
 
 struct tunnel {
@@ -177,6 +178,8 @@ static void finish(struct tunnel *t) {
   b->ops->close(b);
   list_remove(&t->link);
   METRIC_SUB(&t->w->metrics, tunnels_active[t->info.proto], 1);
+  metrics_observe(&t->w->metrics, HIST_DURATION, t->info.front_id, t->info.proto,
+                  uv_now(&t->w->loop) - t->info.start_ms);
   throttle_dispose(t);
   lim_ticket_release(t->info.ticket); /* the counts go back now */
   t->info.ticket = NULL;
@@ -240,6 +243,24 @@ void tunnel_start(struct tunnel *t, struct buf_chunk *first) {
 }
 
 enum tun_close_reason tunnel_reason(const struct tunnel *t) { return t->reason; }
+
+size_t tunnel_status_list(struct worker *w, struct status_tun *out, size_t max) {
+  size_t n = 0;
+  uint64_t now = uv_now(&w->loop);
+  for (struct list *l = w->tunnels.next; l != &w->tunnels && n < max; l = l->next, n++) {
+    const struct tunnel *t = tunnel_from_link(l);
+    struct status_tun *o = &out[n];
+    snprintf(o->user, sizeof(o->user), "%s", t->user ? t->user : "");
+    snprintf(o->target, sizeof(o->target), "%s", t->info.target);
+    snprintf(o->client, sizeof(o->client), "%s", t->info.client);
+    snprintf(o->front, sizeof(o->front), "%s", t->info.front ? t->info.front : "");
+    snprintf(o->proto, sizeof(o->proto), "%s", tun_proto_name(t->info.proto));
+    o->bytes_up = t->a->bytes_read;
+    o->bytes_down = t->b->bytes_read;
+    o->age_ms = now - t->info.start_ms;
+  }
+  return n;
+}
 
 void tunnel_kill(struct tunnel *t, enum tun_close_reason reason) {
   if (t->finished) return;

@@ -47,6 +47,7 @@ const char *tun_close_reason_name(enum tun_close_reason r);
 struct tun_info {
   enum tun_proto proto;              /* also picks the metrics and the idle timeout */
   const char *front;                 /* static: "h1", "h2" */
+  enum metrics_front front_id;       /* the same, for the duration histogram */
   char client[64];                   /* "addr:port" */
   char target[300];                  /* authority as requested */
   char resolved[64];                 /* "addr:port" actually connected */
@@ -74,6 +75,10 @@ void tunnel_kill(struct tunnel *t, enum tun_close_reason reason);
 enum tun_close_reason tunnel_reason(const struct tunnel *t);
 /* The tunnel linked into a worker's list by |link|. */
 struct tunnel *tunnel_from_link(struct list *link);
+
+/* Lists |w|'s live tunnels for the status page (a status_list_fn, src/status.h). */
+struct status_tun;
+size_t tunnel_status_list(struct worker *w, struct status_tun *out, size_t max);
 
 /* Upcalls from endpoints; see endpoint.h. */
 void tunnel_on_read(struct tun_ep *ep, struct buf_chunk *c);

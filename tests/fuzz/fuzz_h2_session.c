@@ -256,7 +256,7 @@ static void succeed(struct px_request *rq) {
     request_free(rq);
     return;
   }
-  struct tun_info info = {.proto = (enum tun_proto)rq->proto, .front = "h2", .status = status};
+  struct tun_info info = {.proto = (enum tun_proto)rq->proto, .front = "h2", .front_id = METRICS_FRONT_H2, .status = status};
   struct tunnel *t = tunnel_new(rq->w, rq->ops->client_ep(rq->fe), &e->ep, &info);
   struct buf_chunk *early = rq->early;
   rq->early = NULL;

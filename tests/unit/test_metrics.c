@@ -46,7 +46,7 @@ static void test_render_sums_workers(void **state) {
   METRIC_SUB(&m[2], tunnels_active[TUN_PROTO_CONNECT], 1);
   const struct metrics *all[3] = {&m[0], &m[1], &m[2]};
 
-  static char out[16384];
+  static char out[65536];
   size_t n = metrics_render(all, 3, out, sizeof(out));
   assert_true(n > 0 && n < sizeof(out));
   assert_int_equal(strlen(out), n);
@@ -81,7 +81,7 @@ static void test_render_sums_workers(void **state) {
 
 static void test_render_no_workers(void **state) {
   (void)state;
-  char out[8192];
+  static char out[65536];
   size_t n = metrics_render(NULL, 0, out, sizeof(out));
   assert_true(n > 0);
   assert_int_equal(sample(out, "h2tunnel_connections_accepted_total"), 0);
@@ -96,12 +96,12 @@ static void test_render_truncation_whole_lines(void **state) {
   memset(&m, 0, sizeof(m));
   METRIC_ADD(&m, bytes_up, 123456789);
   const struct metrics *all[1] = {&m};
-  static char full[16384];
+  static char full[65536];
   size_t fulln = metrics_render(all, 1, full, sizeof(full));
   assert_true(fulln > 0);
-  static char out[16384];
+  static char out[65536];
   for (size_t cap = 1; cap <= fulln + 1; cap++) {
-    memset(out, 'Z', sizeof(out));
+    memset(out, 'Z', cap + 1);
     size_t n = metrics_render(all, 1, out, cap);
     if (n >= cap) fail_msg("cap %zu: length %zu does not fit", cap, n);
     if (out[n] != '\0') fail_msg("cap %zu: not NUL-terminated at %zu", cap, n);
@@ -110,6 +110,45 @@ static void test_render_truncation_whole_lines(void **state) {
     if (memcmp(out, full, n) != 0) fail_msg("cap %zu: not a prefix of the full output", cap);
   }
   assert_int_equal(metrics_render(all, 1, out, fulln + 1), fulln);
+}
+
+/* Histograms (issue 13 item 4): each observation lands in the first bucket whose bound holds it;
+ * buckets come out cumulative per front end and protocol with +Inf == _count, _sum in seconds,
+ * summed over workers. */
+static void test_histograms(void **state) {
+  (void)state;
+  static struct metrics m[2];
+  memset(m, 0, sizeof(m));
+  metrics_observe(&m[0], HIST_SETUP, METRICS_FRONT_H2, TUN_PROTO_CONNECT, 3);    /* le 0.005 */
+  metrics_observe(&m[1], HIST_SETUP, METRICS_FRONT_H2, TUN_PROTO_CONNECT, 5);    /* le 0.005 (bound inclusive) */
+  metrics_observe(&m[1], HIST_SETUP, METRICS_FRONT_H2, TUN_PROTO_CONNECT, 700);  /* le 1 */
+  metrics_observe(&m[0], HIST_SETUP, METRICS_FRONT_H2, TUN_PROTO_CONNECT, 99999); /* +Inf only */
+  metrics_observe(&m[0], HIST_DURATION, METRICS_FRONT_H1, TUN_PROTO_CONNECT_UDP, 1500);
+  const struct metrics *all[2] = {&m[0], &m[1]};
+  static char out[65536];
+  size_t n = metrics_render(all, 2, out, sizeof(out));
+  assert_true(n > 0 && n < sizeof(out) - 1);
+  assert_non_null(strstr(out, "# TYPE h2tunnel_tunnel_setup_seconds histogram\n"));
+  assert_non_null(strstr(out, "# TYPE h2tunnel_tunnel_duration_seconds histogram\n"));
+#define S(le) "h2tunnel_tunnel_setup_seconds_bucket{front=\"h2\",protocol=\"connect\",le=\"" le "\"}"
+  assert_int_equal(sample(out, S("0.001")), 0);
+  assert_int_equal(sample(out, S("0.005")), 2);
+  assert_int_equal(sample(out, S("0.5")), 2);
+  assert_int_equal(sample(out, S("1")), 3);
+  assert_int_equal(sample(out, S("10")), 3);
+  assert_int_equal(sample(out, S("+Inf")), 4);
+#undef S
+  assert_int_equal(sample(out, "h2tunnel_tunnel_setup_seconds_count{front=\"h2\",protocol=\"connect\"}"), 4);
+  assert_non_null(strstr(out, "\nh2tunnel_tunnel_setup_seconds_sum{front=\"h2\",protocol=\"connect\"} 100.707\n"));
+  /* Every front end and protocol has its series, observed or not. */
+  assert_int_equal(sample(out, "h2tunnel_tunnel_setup_seconds_count{front=\"h1\",protocol=\"websocket\"}"), 0);
+  assert_non_null(strstr(out, "\nh2tunnel_tunnel_setup_seconds_sum{front=\"h1\",protocol=\"websocket\"} 0\n"));
+  assert_int_equal(sample(out, "h2tunnel_tunnel_duration_seconds_bucket{front=\"h1\",protocol=\"connect-udp\",le=\"1\"}"), 0);
+  assert_int_equal(sample(out, "h2tunnel_tunnel_duration_seconds_bucket{front=\"h1\",protocol=\"connect-udp\",le=\"10\"}"), 1);
+  assert_non_null(strstr(out, "\nh2tunnel_tunnel_duration_seconds_sum{front=\"h1\",protocol=\"connect-udp\"} 1.5\n"));
+  assert_int_equal(metrics_hist_bound(HIST_SETUP, METRICS_HIST_BUCKETS - 1), UINT64_MAX);
+  assert_string_equal(metrics_front_name(METRICS_FRONT_H1), "h1");
+  assert_string_equal(metrics_front_name(METRICS_FRONT_H2), "h2");
 }
 
 static void test_proto_names(void **state) {
@@ -124,6 +163,7 @@ int main(void) {
       cmocka_unit_test(test_render_sums_workers),
       cmocka_unit_test(test_render_no_workers),
       cmocka_unit_test(test_render_truncation_whole_lines),
+      cmocka_unit_test(test_histograms),
       cmocka_unit_test(test_proto_names),
   };
   return cmocka_run_group_tests(tests, NULL, NULL);
