@@ -37,6 +37,7 @@ struct h1_conn {
   uint64_t start_ms;        /* loop time the current request began */
   struct px_request *rq;    /* the request being decided (DIALING), or NULL */
   struct tun_ep ep;         /* this connection as a tunnel side */
+  struct sockaddr_storage local; /* the address the client connected to (local_is_own) */
 };
 
 static const struct tun_ep_ops h1_ep_ops;
@@ -49,7 +50,8 @@ static void answer_local(struct h1_conn *h) {
   struct conn *c = h->c;
   const char *method = h->req.head.method;
   struct local_resp r;
-  local_handle(c->w, method, h->req.target, &r);
+  const char *path = h->req.head.path && h->req.head.path[0] == '/' ? h->req.head.path : "/";
+  local_handle(c->w, method, path, &r);
   int close = !h->req.head.keep_alive || c->w->stopping;
   char head[512];
   size_t n = h1_resp_head(head, sizeof(head), r.status, r.content_type, r.body_len, close);
@@ -155,7 +157,11 @@ static void parse(struct h1_conn *h, struct buf_chunk *chunk) {
       start_request(h, chunk);
       return;
     }
-    if (h->req.head.kind == H1_REQ_ABSOLUTE) {
+    /* An absolute-form request for the proxy itself is a local one (RFC 9112 §3.2.2); any
+     * other is forwarded (issue 11). */
+    if (h->req.head.kind == H1_REQ_ABSOLUTE &&
+        !local_is_own(c->w->cfg, (const struct sockaddr *)&h->local, h->req.head.scheme_auth,
+                      h->req.head.scheme_auth_len)) {
       px_request_start(new_request(h, PX_PROTO_FORWARD)); /* refused there: not implemented */
       break;
     }
@@ -296,6 +302,8 @@ void h1_conn_attach(struct conn *c) {
                                  .max_fields = c->w->cfg->max_headers};
   h1_req_init(&h->req, &limits);
   h->ep.ops = &h1_ep_ops;
+  int llen = sizeof(h->local);
+  if (uv_tcp_getsockname(&c->tcp, (struct sockaddr *)&h->local, &llen) != 0) h->local.ss_family = AF_UNSPEC;
   c->fe = &h1_fe_ops;
   c->fe_data = h;
   conn_set_timer(c, c->w->cfg->header_timeout_ms);

@@ -397,8 +397,25 @@ static int check_head(struct h1_req *r) {
 
   if (t[0] == '/') {
     h->kind = H1_REQ_LOCAL;
-  } else if (target_path(t) != NULL) {
+    h->path = t;
+  } else if ((h->path = target_path(t)) != NULL) {
     h->kind = H1_REQ_ABSOLUTE;
+    h->https = t[4] == 's' || t[4] == 'S';
+    h->scheme_auth = t + (h->https ? 8 : 7);
+    h->scheme_auth_len = (size_t)(h->path - h->scheme_auth);
+    /* The authority ends at the path, or at a query with no path ("http://a?q"). */
+    const char *q = memchr(h->scheme_auth, '?', h->scheme_auth_len);
+    if (q) h->scheme_auth_len = (size_t)(q - h->scheme_auth);
+    h->path = h->scheme_auth + h->scheme_auth_len; /* "/...", "?..." or "" */
+    /* RFC 9110 §4.2.4: userinfo in an http(s) URI is an error (FWD-02). */
+    if (memchr(h->scheme_auth, '@', h->scheme_auth_len)) {
+      set_err(r, PXERR_BAD_REQUEST, "userinfo in the request target");
+      return -1;
+    }
+    if (h->scheme_auth_len == 0) {
+      set_err(r, PXERR_BAD_REQUEST, "no authority in the request target");
+      return -1;
+    }
   } else {
     set_err(r, PXERR_BAD_REQUEST, "bad request target");
     return -1;

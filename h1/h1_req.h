@@ -88,7 +88,13 @@ struct h1_req_head {
   int minor;                  /* HTTP/1.|minor|: 0 or 1 */
   int keep_alive;             /* LOCAL: the connection may carry another request */
   struct authority authority; /* CONNECT: the target */
-  const char *path;           /* CONNECT_UDP: the path of the target (borrowed from |target|) */
+  const char *path;           /* CONNECT_UDP, LOCAL, ABSOLUTE: the path and query of the target
+                                 (ABSOLUTE: what follows the authority: "/...", "?..." or "";
+                                 borrowed from |target|) */
+  const char *scheme_auth;    /* ABSOLUTE: the authority of the target (borrowed from |target|,
+                                 |scheme_auth_len| bytes, not NUL-terminated) */
+  size_t scheme_auth_len;
+  int https;                  /* ABSOLUTE: the target's scheme is https */
 };
 
 /* Embedded by value in its owner (h1_conn); h1_req_init / h1_req_dispose. Fields below |err| are

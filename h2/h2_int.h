@@ -78,6 +78,8 @@ struct h2_session {
   uint64_t discard_left;
   uint64_t discard_ms;
   uint32_t goaway_code;        /* the last GOAWAY that went out, if goaway_sent */
+  struct sockaddr_storage local; /* the address the client connected to: which :authority is
+                                    the proxy itself (local_is_own) */
   char ng_error[160];          /* nghttp2's last error message (error callback), for the log */
   unsigned goaway_sent : 1;
   unsigned goaway_wanted : 1;  /* end_session queued a GOAWAY that has not gone out yet */

@@ -501,6 +501,8 @@ void h2_session_attach(struct conn *c) {
   METRIC_ADD(&c->w->metrics, conns_h2, 1);
   const struct config *cfg = c->w->cfg;
   struct h2_session *s = xcalloc(1, sizeof(*s));
+  int llen = sizeof(s->local);
+  if (uv_tcp_getsockname(&c->tcp, (struct sockaddr *)&s->local, &llen) != 0) s->local.ss_family = AF_UNSPEC;
   s->c = c;
   s->w = c->w;
   list_init(&s->streams);

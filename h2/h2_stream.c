@@ -387,6 +387,15 @@ static void start_connect(struct h2_stream *st, int end_stream) {
   px_request_start(rq);
 }
 
+/* An ordinary request for another authority: forwarded by the request path (issue 11). */
+static void start_forward(struct h2_stream *st, int end_stream) {
+  struct px_request *rq = new_request(st, PX_PROTO_FORWARD);
+  if (!st->authority) rq->authority = st->host;
+  st->state = H2S_DIALING;
+  if (end_stream) st->client_eof = 1;
+  px_request_start(rq);
+}
+
 void h2_stream_on_request(struct h2_stream *st, int end_stream) {
   if (!st->method) {
     rst(st, NGHTTP2_PROTOCOL_ERROR);
@@ -396,7 +405,14 @@ void h2_stream_on_request(struct h2_stream *st, int end_stream) {
     start_connect(st, end_stream);
     return;
   }
-  /* Ordinary requests are answered by the proxy itself (H2-06). */
+  /* Ordinary requests for the proxy itself get its local pages (H2-06); a request for any
+   * other authority is forwarded, never answered with them (issue 11). Without :authority the
+   * Host field names the target (RFC 9113 §8.3.1); with neither, the request is the proxy's. */
+  const char *auth = st->authority ? st->authority : st->host;
+  if (auth && !local_is_own(st->s->w->cfg, (const struct sockaddr *)&st->s->local, auth, strlen(auth))) {
+    start_forward(st, end_stream);
+    return;
+  }
   struct local_resp r;
   local_handle(st->s->w, st->method, st->path ? st->path : "/", &r);
   respond(st, r.status, r.content_type, r.body, r.body_len, NULL);

@@ -6,6 +6,8 @@
 #include <stddef.h>
 
 struct worker;
+struct config;
+struct sockaddr;
 
 struct local_resp {
   int status;
@@ -16,5 +18,12 @@ struct local_resp {
 
 /* Answers |method| |path| (path may carry a query). Always fills |out|. */
 void local_handle(struct worker *w, const char *method, const char *path, struct local_resp *out);
+
+/* Is |authority| (|len| bytes: host [":" port], as a client wrote it in an absolute-form target
+ * or :authority) the proxy itself, on a connection accepted at the local address |local|? The
+ * names that count are "localhost", the address the client connected to (IPv6 in brackets), and
+ * each of --proxy-name; the port must be absent or |local|'s port. Only such requests get the
+ * local pages; any other authority is a request to forward (issue 11). */
+int local_is_own(const struct config *cfg, const struct sockaddr *local, const char *authority, size_t len);
 
 #endif
