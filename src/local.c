@@ -30,7 +30,7 @@ void local_handle(struct worker *w, const char *method, const char *path, struct
   }
   if (plen == 8 && strncmp(path, "/metrics", 8) == 0) {
     if (!get) return text(out, 405, "method not allowed\n");
-    size_t cap = 16384;
+    size_t cap = 32768;
     out->status = 200;
     out->content_type = "text/plain; version=0.0.4; charset=utf-8";
     out->body = xmalloc(cap);

@@ -37,6 +37,14 @@ struct metrics {
   _Atomic uint64_t h2_streams;
   _Atomic uint64_t h2_goaway_sent;
   _Atomic uint64_t errors[PXERR_COUNT];
+  /* Forwarded requests (issue 11). */
+  _Atomic uint64_t fwd_requests[6];     /* by status class: [1] 1xx .. [5] 5xx, [0] no status
+                                           (the exchange was cut before a response head) */
+  _Atomic uint64_t fwd_bytes_up, fwd_bytes_down; /* body bytes each way */
+  _Atomic uint64_t fwd_pool_hits;       /* an idle upstream connection was reused */
+  _Atomic uint64_t fwd_pool_misses;     /* a new upstream connection was dialed */
+  _Atomic uint64_t fwd_retries;         /* re-sent on a new connection after a reused one failed */
+  _Atomic uint64_t fwd_upstreams_open;  /* upstream connections open (idle or busy) */
 };
 
 /* Single-writer add: no locked instruction on the data path. */
