@@ -284,7 +284,7 @@ static int on_frame_recv(nghttp2_session *ng, const nghttp2_frame *f, void *ud) 
   case NGHTTP2_HEADERS:
     if (f->headers.cat == NGHTTP2_HCAT_REQUEST) {
       h2_stream_on_request(st, end);
-    } else if (st->state == H2S_TUNNEL || st->state == H2S_DIALING) {
+    } else if ((st->state == H2S_TUNNEL || st->state == H2S_DIALING) && st->proto != PX_PROTO_FORWARD) {
       /* A trailer on a tunnel is a stream error (RFC 9113 §8.5, checklist H2C-13). */
       h2_stream_protocol_error(st);
     } else if (end) {
