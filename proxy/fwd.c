@@ -58,6 +58,8 @@ struct fwd {
   size_t nfl;
   int in_value;
   int too_big;
+  int obs_fold;
+  int scan_crlf;                   /* the head scanner: 0, CR 1, CRLF 2, CRLFCR 3, end 4 */
   int status;
   /* Access log. */
   enum px_front front;
@@ -73,6 +75,7 @@ struct fwd {
   int final_status;                /* what the client got: the origin's, ours, or 0 (cut) */
   const char *error;               /* Proxy-Status type of a failure, for the log */
   const char *detail;
+  char detail_buf[160];            /* |detail| when it is not static text */
 };
 
 static const struct fwd_up_ops up_ops;
@@ -401,6 +404,11 @@ static int on_header_field(llhttp_t *p, const char *at, size_t len) {
 static int on_header_value(llhttp_t *p, const char *at, size_t len) {
   struct fwd *f = fwd_of(p);
   if (f->nfl == 0) return HPE_USER;
+  /* llhttp folds obs-fold into the value; a proxy must not pass it on (RFC 9112 §5.2): 502. */
+  if (memchr(at, '\r', len) || memchr(at, '\n', len)) {
+    f->obs_fold = 1;
+    return HPE_USER;
+  }
   return add_piece(f, at, len, 1) == 0 ? 0 : HPE_USER;
 }
 
@@ -482,6 +490,7 @@ static int on_pause(struct fwd *f) {
     struct fwd_field fl[FWD_MAX_FIELDS];
     size_t n = collect(f, fl, 1);
     f->ops->interim(f->fe, f->status, fl, n);
+    f->scan_crlf = 0;
     return 0;
   }
   if (f->resp == FWD_RESP_HEAD) {
@@ -526,25 +535,29 @@ static int on_pause(struct fwd *f) {
 /* Feeds |len| bytes to llhttp. Returns 0, or -1 when |f| is gone. */
 static int feed(struct fwd *f, const char *data, size_t len) {
   size_t off = 0;
-  while (off < len) {
+  for (;;) {
+    /* After a pause at the very end of |data| llhttp still runs with no bytes: a message
+     * without a body (204, 304) completes without another byte. */
     llhttp_errno_t e = llhttp_execute(&f->parser, data + off, len - off);
     if (e == HPE_OK) return 0;
     if (e == HPE_PAUSED) {
       const char *at = llhttp_get_error_pos(&f->parser);
       off = at ? (size_t)(at - data) : len;
+      /* Bytes after a complete response belong to no request: the connection is not reused. */
+      if (off < len && f->resp == FWD_RESP_BODY) f->failed = 1;
       if (on_pause(f) != 0) return -1;
       llhttp_resume(&f->parser);
       continue;
     }
     f->failed = 1;
-    const char *why = f->too_big ? "the origin's response head is too large" : llhttp_get_error_reason(&f->parser);
-    static char detail_buf[160]; /* the loop thread's: consumed before the next fail */
-    snprintf(detail_buf, sizeof(detail_buf), "invalid response from the origin: %s", why ? why : "?");
-    log_info("forward %s: %s %s: %s", f->client, f->method, f->target, detail_buf);
-    fail(f, PXERR_RESP_INVALID, detail_buf);
+    const char *why = f->too_big    ? "the origin's response head is too large"
+                      : f->obs_fold ? "obs-fold (line folding) in a field"
+                                    : llhttp_get_error_reason(&f->parser);
+    snprintf(f->detail_buf, sizeof(f->detail_buf), "invalid response from the origin: %s", why ? why : "?");
+    log_info("forward %s: %s %s: %s", f->client, f->method, f->target, f->detail_buf);
+    fail(f, PXERR_RESP_INVALID, f->detail_buf);
     return -1;
   }
-  return 0;
 }
 
 /* The connection failed before any byte of the response: once, an idempotent request without a
@@ -582,10 +595,33 @@ static void on_retry_up(void *arg, struct fwd_up *up, enum pxerr err, const char
 
 /* ---- upstream upcalls ---- */
 
+/* llhttp 8.1 takes obs-fold in a response head and hands the folded value on; a proxy must
+ * not pass it on (RFC 9112 §5.2), so a line scanner looks at the head first: 1 when a line of
+ * it starts with whitespace. */
+static int head_has_fold(struct fwd *f, const char *d, size_t n) {
+  for (size_t i = 0; i < n && f->scan_crlf < 4; i++) {
+    char ch = d[i];
+    if (f->scan_crlf == 2 && (ch == ' ' || ch == '\t')) return 1;
+    if (ch == '\r')
+      f->scan_crlf = f->scan_crlf == 2 ? 3 : 1;
+    else if (ch == '\n')
+      f->scan_crlf = f->scan_crlf == 3 ? 4 : 2;
+    else
+      f->scan_crlf = 0;
+  }
+  return 0;
+}
+
 static void up_on_read(void *owner, struct buf_chunk *chunk) {
   struct fwd *f = owner;
   struct worker *w = f->w;
   f->got_bytes = 1;
+  if (f->resp == FWD_RESP_HEAD && head_has_fold(f, buf_rd(chunk), chunk->len)) {
+    buf_put(&w->pool, chunk);
+    f->failed = 1;
+    fail(f, PXERR_RESP_INVALID, "invalid response from the origin: obs-fold (line folding) in a field");
+    return;
+  }
   int r = feed(f, buf_rd(chunk), chunk->len);
   buf_put(&w->pool, chunk);
   if (r != 0) return;
