@@ -390,6 +390,20 @@ static void start_forward(struct h1_conn *h, struct buf_chunk *chunk, size_t off
     px_request_fail(rq, PXERR_LOOP, "request loop: Via names this proxy");
     return;
   }
+  for (size_t i = 0; i < h->req.nhead_fields; i++) {
+    if (h->req.fl[i].name_len == 12 && strncasecmp(h1_req_fl_name(&h->req, i), "max-forwards", 12) == 0 &&
+        fwd_max_forwards_zero(h->req.head.method, h1_req_fl_value(&h->req, i), h->req.fl[i].value_len)) {
+      /* FWD-05: the last hop answers itself (then closes: the body, if any, is not read). */
+      static const char r200[] = "HTTP/1.1 200 OK\r\nAllow: GET, HEAD, POST, PUT, DELETE, OPTIONS, TRACE\r\n"
+                                 "Via: 1.1 h2tunnel\r\nContent-Length: 0\r\nConnection: close\r\n\r\n";
+      px_request_cancel(rq);
+      h->rq = NULL;
+      h->state = H1_CLOSED;
+      conn_write_copy(c, r200, sizeof(r200) - 1);
+      conn_close(c);
+      return;
+    }
+  }
   px_request_start(rq);
 }
 

@@ -655,6 +655,13 @@ static void start_forward(struct h2_stream *st, int end_stream) {
       px_request_fail(rq, PXERR_LOOP, "request loop: Via names this proxy");
       return;
     }
+    if (nl == 12 && memcmp(p, "max-forwards", 12) == 0 && fwd_max_forwards_zero(st->method, v, strlen(v))) {
+      /* FWD-05: the last hop answers itself. */
+      st->rq = NULL;
+      px_request_cancel(rq);
+      respond(st, 200, "text/plain; charset=utf-8", "", 0, NULL);
+      return;
+    }
     p = v + strlen(v) + 1;
   }
   st->state = H2S_DIALING;

@@ -109,6 +109,16 @@ static int list_has(const char *v, size_t vlen, const char *name, size_t nlen) {
   return 0;
 }
 
+int fwd_max_forwards_zero(const char *method, const char *v, size_t len) {
+  if (strcmp(method, "OPTIONS") != 0 && strcmp(method, "TRACE") != 0) return 0;
+  size_t i = 0;
+  while (i < len && (v[i] == ' ' || v[i] == '\t')) i++;
+  if (i == len) return 0;
+  for (; i < len && v[i] != ' ' && v[i] != '\t'; i++)
+    if (v[i] != '0') return 0;
+  return 1;
+}
+
 int fwd_via_names(const char *v, size_t len, const char *via_name) {
   /* Via = #( received-protocol RWS received-by [ RWS comment ] ) (RFC 9110 §7.6.3). */
   size_t i = 0, nlen = strlen(via_name);
@@ -313,7 +323,7 @@ size_t fwd_send_body(struct fwd *f, const char *data, size_t len) {
     xport_write_copy(x, data, len);
   }
   f->bytes_up += len;
-  if (f->resp != FWD_RESP_HEAD) arm_timer(f);
+  arm_timer(f); /* the response timeout counts from the last request byte */
   return xport_queued(x);
 }
 

@@ -104,4 +104,8 @@ int fwd_is_hop_by_hop(const char *name, size_t len);
 /* 1 if the comma list |v| names our |via_name| as a received-by (a request loop, FWD-04). */
 int fwd_via_names(const char *v, size_t len, const char *via_name);
 
+/* 1 if |method| is OPTIONS or TRACE and the Max-Forwards value |v| is 0: the proxy answers
+ * itself instead of forwarding (RFC 9110 §7.6.2, FWD-05). */
+int fwd_max_forwards_zero(const char *method, const char *v, size_t len);
+
 #endif

@@ -304,6 +304,23 @@ class ForwardTest(unittest.TestCase):
             self.assertIn("destination_ip_prohibited", r.stdout.decode())
         self.assertGreaterEqual(self.origin.requests, 0)
 
+    def test_fwd05_max_forwards(self):
+        """FWD-05: OPTIONS/TRACE with Max-Forwards 0 are answered by the proxy; otherwise the
+        value is decremented on the way."""
+        before = self.origin.requests
+        r = curl(self.px() + ["-X", "OPTIONS", "-H", "Max-Forwards: 0", "-D", "-", self.url("/info")])
+        self.assertIn(" 200 ", r.stdout.decode().split("\r\n")[0])
+        self.assertIn("Allow:", r.stdout.decode())
+        self.assertEqual(self.origin.requests, before)
+        i = self.info(curl(self.px() + ["-X", "OPTIONS", "-H", "Max-Forwards: 5", self.url("/info")]))
+        self.assertEqual(dict((k.lower(), v) for k, v in i["headers"])["max-forwards"], "4")
+        with H2Client(self.proxy.tls_port, tls_ca=self.proxy.ca) as cli:
+            st = cli.wait_closed(cli.request([(":method", "OPTIONS"), (":scheme", "http"),
+                                              (":authority", self.origin.addr), (":path", "/info"),
+                                              ("max-forwards", "0")], end_stream=True))
+            self.assertEqual(st.status, 200)
+        self.assertEqual(self.origin.requests, before + 1)
+
     # -- smuggling (step 6)
 
     def test_fwd07_client_framing_attacks(self):
