@@ -327,10 +327,10 @@ static void feed_body(struct h1_conn *h, struct buf_chunk *chunk) {
 static void px_answer_forward(void *fe, const struct px_request *rq, struct fwd_up *up) {
   struct h1_conn *h = fe;
   struct h1_req *r = &h->req;
-  struct fwd_field fields[256];
+  struct fwd_field *fields = xcalloc(r->nhead_fields + 1, sizeof(*fields));
   size_t n = 0;
   h->rq = NULL;
-  for (size_t i = 0; i < r->nhead_fields && n < ARRAY_SIZE(fields); i++)
+  for (size_t i = 0; i < r->nhead_fields; i++)
     fields[n++] = (struct fwd_field){h1_req_fl_name(r, i), r->fl[i].name_len, h1_req_fl_value(r, i), r->fl[i].value_len};
   /* origin-form: the path, or "/" before a query (RFC 9112 §3.2.1). */
   const char *path = r->head.path;
@@ -353,6 +353,7 @@ static void px_answer_forward(void *fe, const struct px_request *rq, struct fwd_
   h->state = H1_FWD;
   h->fwd_body_done = 0;
   h->fx = fwd_start(up, rq, &req, &h1_fwd_ops, h);
+  free(fields);
   free(alloc);
   free(h->fwd_authority);
   h->fwd_authority = NULL;

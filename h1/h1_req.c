@@ -464,6 +464,11 @@ static int check_head(struct h1_req *r) {
       set_err(r, PXERR_BAD_REQUEST, "no authority in the request target");
       return -1;
     }
+    if (p->upgrade && has_body) {
+      /* llhttp stops at an upgrade, so a body would never be read: refuse it. */
+      set_err(r, PXERR_BAD_REQUEST, "a body with an ignored Upgrade");
+      return -1;
+    }
     h->length = (p->flags & (F_CHUNKED | F_TRANSFER_ENCODING)) ? -1
                 : (p->flags & F_CONTENT_LENGTH)                 ? (int64_t)p->content_length
                                                                 : 0;
@@ -610,6 +615,14 @@ enum h1_req_status h1_req_feed(struct h1_req *r, const char *data, size_t len, s
       r->state = H1_REQ_S_NEXT;
       *used = at;
       return H1_REQ_DONE;
+    }
+    if (e == HPE_PAUSED_UPGRADE && r->state == H1_REQ_S_BODY && r->head.kind == H1_REQ_ABSOLUTE) {
+      /* An HTTP/1.0 request whose Upgrade was ignored (it has no body, see check_head): the
+       * message ends here, and so does the connection after the answer. */
+      r->head.keep_alive = 0;
+      r->state = H1_REQ_S_UPGRADED;
+      *used = at;
+      return H1_REQ_BODY_END;
     }
     if (e == HPE_PAUSED_UPGRADE && r->state == H1_REQ_S_BODY) {
       /* After CONNECT or connect-udp the bytes are the tunnel's (H1C-08). An HTTP/1.0 request

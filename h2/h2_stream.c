@@ -429,34 +429,48 @@ static size_t to_nv(const struct fwd_field *fields, size_t n, nghttp2_nv *nva, s
   return k;
 }
 
-#define FX_MAX_NV 128
+/* Room for |fields| as nghttp2 pairs (plus |extra|) and their lowercased names. */
+static nghttp2_nv *nv_alloc(const struct fwd_field *fields, size_t n, size_t extra, char **names, size_t *names_len) {
+  size_t len = 1;
+  for (size_t i = 0; i < n; i++) len += fields[i].name_len;
+  *names = xmalloc(len);
+  *names_len = len;
+  return xcalloc(n + extra, sizeof(nghttp2_nv));
+}
 
 static void fx_interim(void *fe, int status, const struct fwd_field *fields, size_t n) {
   struct h2_stream *st = fe;
   if (st->closed || h2_session_ended(st->s)) return;
-  nghttp2_nv nva[FX_MAX_NV + 1];
-  char names[8192], sbuf[8];
+  char *names, sbuf[8];
+  size_t names_len;
+  nghttp2_nv *nva = nv_alloc(fields, n, 1, &names, &names_len);
   snprintf(sbuf, sizeof(sbuf), "%d", status);
   nva[0] = (nghttp2_nv)NV(":status", sbuf);
-  size_t k = 1 + to_nv(fields, n, nva + 1, FX_MAX_NV, names, sizeof(names));
+  size_t k = 1 + to_nv(fields, n, nva + 1, n, names, names_len);
   nghttp2_submit_headers(st->s->ng, NGHTTP2_FLAG_NONE, st->id, NULL, nva, k, NULL);
+  free(nva);
+  free(names);
   h2_session_schedule(st->s);
 }
 
 static int fx_head(void *fe, int status, const struct fwd_field *fields, size_t n, int body, int64_t length) {
   struct h2_stream *st = fe;
   if (st->closed || h2_session_ended(st->s)) return -1;
-  nghttp2_nv nva[FX_MAX_NV + 2];
-  char names[16384], sbuf[8], clen[24];
+  char *names, sbuf[8], clen[24];
+  size_t names_len;
+  nghttp2_nv *nva = nv_alloc(fields, n, 2, &names, &names_len);
   snprintf(sbuf, sizeof(sbuf), "%d", status);
   nva[0] = (nghttp2_nv)NV(":status", sbuf);
-  size_t k = 1 + to_nv(fields, n, nva + 1, FX_MAX_NV, names, sizeof(names));
+  size_t k = 1 + to_nv(fields, n, nva + 1, n, names, names_len);
   if (body && length >= 0) {
     snprintf(clen, sizeof(clen), "%lld", (long long)length);
     nva[k++] = (nghttp2_nv)NV("content-length", clen);
   }
   nghttp2_data_provider prd = {.source.ptr = st, .read_callback = tunnel_read};
-  if (nghttp2_submit_response(st->s->ng, st->id, nva, k, body ? &prd : NULL) != 0) return -1;
+  int rv = nghttp2_submit_response(st->s->ng, st->id, nva, k, body ? &prd : NULL);
+  free(nva);
+  free(names);
+  if (rv != 0) return -1;
   st->responded = 1;
   if (!body) st->state = H2S_RESPONDED;
   h2_session_schedule(st->s);
@@ -572,11 +586,11 @@ static size_t request_fields(struct h2_stream *st, struct fwd_field *out, size_t
 
 static void px_answer_forward(void *fe, const struct px_request *rq, struct fwd_up *up) {
   struct h2_stream *st = fe;
-  struct fwd_field fields[256];
+  struct fwd_field *fields = xcalloc(st->nfields + 1, sizeof(*fields));
   char *cookie;
   int64_t clen;
   st->rq = NULL;
-  size_t n = request_fields(st, fields, ARRAY_SIZE(fields), &cookie, &clen);
+  size_t n = request_fields(st, fields, st->nfields + 1, &cookie, &clen);
   /* The length: none when the HEADERS ended the stream, content-length when given, else the
    * DATA frames as they come (chunked to the origin). */
   int64_t length = (st->client_eof && st->inq.bytes == 0 && !st->uncredited) ? 0 : clen;
@@ -590,6 +604,7 @@ static void px_answer_forward(void *fe, const struct px_request *rq, struct fwd_
                         .length = length};
   st->state = H2S_FWD;
   st->fx = fwd_start(up, rq, &req, &h2_fwd_ops, st);
+  free(fields);
   free(cookie);
   if (length == 0) st->eof_delivered = 1;
   deliver_fwd(st);

@@ -30,6 +30,8 @@ struct fwd_get {
   struct fwd_up *up;         /* the hit, or the new connection in its TLS handshake */
   struct authority dest;
   int tls;
+  resolve_check_cb check;
+  void *check_arg;
   enum pxerr err;
   const char *detail;
   fwd_get_cb cb;
@@ -213,10 +215,18 @@ static void finish_get(struct fwd_get *g, struct fwd_up *up, enum pxerr err, con
   free(g);
 }
 
+static void on_dialed(void *arg, uv_tcp_t *tcp, const struct sockaddr *peer, enum pxerr err, const char *detail);
+
 static void on_get_deferred(struct worker_defer *d) {
   struct fwd_get *g = container_of(d, struct fwd_get, defer);
   struct fwd_up *up = g->up;
   g->up = NULL;
+  if (up && up->x.rd != XPORT_RD_OPEN) {
+    /* The origin closed it while it was being handed over: dial a new one instead. */
+    fwd_up_close(up, 1);
+    g->dialer = dialer_start(g->pool->w, &g->dest, g->check, g->check_arg, on_dialed, g);
+    return;
+  }
   if (up) up->state = FWD_UP_BUSY;
   finish_get(g, up, g->err, g->detail);
 }
@@ -269,6 +279,8 @@ struct fwd_get *fwd_pool_get(struct worker *w, const struct authority *dest, int
   g->pool = p;
   g->dest = *dest;
   g->tls = tls;
+  g->check = check;
+  g->check_arg = check_arg;
   g->cb = cb;
   g->arg = arg;
   g->defer.cb = on_get_deferred;

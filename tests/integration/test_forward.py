@@ -19,8 +19,8 @@ import unittest
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 from harness import (MiB, EchoOrigin, Proxy, dial, main, needs_tool, parse_response, prng_sha256,  # noqa: E402
-                     read_head, recv_exact, recv_until_eof)
-from h2util import INTERNAL_ERROR, H2Client, echo_roundtrip  # noqa: E402
+                     raise_nofile, read_head, recv_until_eof)
+from h2util import INTERNAL_ERROR, H2Client  # noqa: E402
 from fwd_origin import FwdOrigin  # noqa: E402
 
 CURL = shutil.which("curl")
@@ -108,7 +108,10 @@ class ForwardTest(unittest.TestCase):
 
     @classmethod
     def setUpClass(cls):
-        cls.proxy = Proxy(["--fwd-response-timeout", "2s"])
+        # h2load's 1000 concurrent streams need 1000 upstream connections (HTTP/1.1 to the origin),
+        # all accepted by the origin in this process.
+        raise_nofile(8192)
+        cls.proxy = Proxy()
         cls.proxy.start()
         cls.origin = FwdOrigin()
 
@@ -288,13 +291,17 @@ class ForwardTest(unittest.TestCase):
         s.close()
         cases = [("http://127.0.0.1:%d/" % dead, 502, "connection_refused", []),
                  ("http://no-such-host.invalid/", 502, "dns_error", []),
-                 (self.url("/info"), 508, "proxy_loop_detected", ["-H", "Via: 1.0 other, 1.1 h2tunnel"]),
-                 (self.url("/hang"), 504, "http_response_timeout", [])]
+                 (self.url("/info"), 508, "proxy_loop_detected", ["-H", "Via: 1.0 other, 1.1 h2tunnel"])]
         for url, status, err, extra in cases:
             r = curl(self.px() + ["-D", "-", "-o", "/dev/null"] + extra + [url])
             head = r.stdout.decode()
             self.assertIn(" %d " % status, head.split("\r\n")[0], (url, head))
             self.assertIn("error=%s" % err, head, url)
+        with Proxy(["--fwd-response-timeout", "1s"]) as p:
+            r = curl(["-x", "http://127.0.0.1:%d" % p.tcp_port, "-D", "-", "-o", "/dev/null", self.url("/hang")])
+            head = r.stdout.decode()
+            self.assertIn(" 504 ", head.split("\r\n")[0], head)
+            self.assertIn("error=http_response_timeout", head)
 
     def test_fwd_policy_default(self):
         """The target policy applies as for CONNECT: a loopback origin is 403 by default."""
