@@ -50,6 +50,7 @@ struct h1_conn {
   unsigned resp_chunked : 1;   /* the response goes to the client chunked */
   unsigned close_after : 1;    /* close the connection once the response is out */
   unsigned client_eof : 1;     /* the client half-closed during an exchange */
+  unsigned resp_started : 1;   /* a response head of the exchange went to the client */
 };
 
 static const struct tun_ep_ops h1_ep_ops;
@@ -192,6 +193,7 @@ static int fx_head(void *fe, int status, const struct fwd_field *fields, size_t 
   framing[0] = '\0';
   h->close_after = !h->req.head.keep_alive || h->c->w->stopping || h->client_eof;
   h->resp_chunked = 0;
+  h->resp_started = 1;
   if (body && length >= 0) {
     snprintf(framing, sizeof(framing), "Content-Length: %lld\r\n", (long long)length);
   } else if (body && h->req.head.minor == 1) {
@@ -313,6 +315,12 @@ static void feed_body(struct h1_conn *h, struct buf_chunk *chunk) {
     if (h->fx) fwd_cancel(h->fx);
     h->fx = NULL;
     h->state = H1_CLOSED;
+    if (h->resp_started) {
+      /* A response is on its way: it is cut, no second answer is written into it. */
+      conn_close(c);
+      buf_put(&c->w->pool, chunk);
+      return;
+    }
     char buf[512];
     char ps[PXERR_PROXY_STATUS_MAX], body[PXERR_BODY_MAX];
     pxerr_proxy_status(ps, sizeof(ps), h->req.err, h->req.detail);
@@ -352,6 +360,7 @@ static void px_answer_forward(void *fe, const struct px_request *rq, struct fwd_
                         .length = r->head.length};
   h->state = H1_FWD;
   h->fwd_body_done = 0;
+  h->resp_started = 0;
   h->fx = fwd_start(up, rq, &req, &h1_fwd_ops, h);
   free(fields);
   free(alloc);
