@@ -111,6 +111,8 @@ struct h2_stream {
   char *trailers;              /* owned: the response trailers to send after the body, packed
                                   like |fields| */
   size_t trailers_len, ntrailers;
+  char *req_trailers;          /* owned: the request's trailers (forwarding), packed likewise */
+  size_t req_trailers_len, nreq_trailers;
   size_t header_bytes;
   uint64_t start_ms;           /* loop time the stream began (the request's access-log start) */
   /* Tunnel side. */
@@ -158,6 +160,10 @@ void h2_stream_destroy(struct h2_stream *st);
 /* Stores a request header; returns 0 or an nghttp2 callback error code. */
 int h2_stream_on_header(struct h2_stream *st, const uint8_t *name, size_t namelen,
                         const uint8_t *value, size_t valuelen);
+
+/* A trailer field of the request (kept for a forwarded request, FWD-10; else ignored). */
+int h2_stream_on_trailer(struct h2_stream *st, const uint8_t *name, size_t namelen, const uint8_t *value,
+                         size_t valuelen);
 
 /* The frame carrying our END_STREAM on |st| was sent. */
 void h2_stream_on_end_sent(struct h2_stream *st);

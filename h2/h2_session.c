@@ -262,7 +262,7 @@ static int on_header(nghttp2_session *ng, const nghttp2_frame *f, const uint8_t 
   struct h2_session *s = ud;
   struct h2_stream *st = stream_of(s, f->hd.stream_id);
   if (!st || f->hd.type != NGHTTP2_HEADERS) return 0;
-  if (f->headers.cat != NGHTTP2_HCAT_REQUEST) return 0; /* trailers: handled at frame end */
+  if (f->headers.cat != NGHTTP2_HCAT_REQUEST) return h2_stream_on_trailer(st, name, namelen, value, valuelen);
   return h2_stream_on_header(st, name, namelen, value, valuelen);
 }
 

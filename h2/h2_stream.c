@@ -53,6 +53,7 @@ static void stream_free(struct h2_stream *st) {
   free(st->proxy_auth);
   free(st->fields);
   free(st->trailers);
+  free(st->req_trailers);
   free(st->body);
   free(st);
   h2_session_schedule(s);
@@ -119,6 +120,23 @@ int h2_stream_on_header(struct h2_stream *st, const uint8_t *name, size_t namele
   *slot = xmalloc(valuelen + 1);
   memcpy(*slot, value, valuelen);
   (*slot)[valuelen] = '\0';
+  return 0;
+}
+
+int h2_stream_on_trailer(struct h2_stream *st, const uint8_t *name, size_t namelen, const uint8_t *value,
+                         size_t valuelen) {
+  if (st->proto != PX_PROTO_FORWARD) return 0;
+  st->header_bytes += namelen + valuelen + 32;
+  if (st->header_bytes > st->s->w->cfg->h2_max_header_list) return NGHTTP2_ERR_TEMPORAL_CALLBACK_FAILURE;
+  char *n = realloc(st->req_trailers, st->req_trailers_len + namelen + valuelen + 2);
+  CHECK(n != NULL);
+  memcpy(n + st->req_trailers_len, name, namelen);
+  n[st->req_trailers_len + namelen] = '\0';
+  memcpy(n + st->req_trailers_len + namelen + 1, value, valuelen);
+  n[st->req_trailers_len + namelen + 1 + valuelen] = '\0';
+  st->req_trailers = n;
+  st->req_trailers_len += namelen + valuelen + 2;
+  st->nreq_trailers++;
   return 0;
 }
 
@@ -271,8 +289,19 @@ static void deliver_fwd(struct h2_stream *st) {
     credit(st, n);
   }
   if (st->fx && st->client_eof && !st->eof_delivered && st->inq.bytes == 0) {
+    /* The request's trailers go with the end of its body (FWD-10). */
+    struct fwd_field *tr = xcalloc(st->nreq_trailers + 1, sizeof(*tr));
+    const char *p = st->req_trailers;
+    for (size_t i = 0; i < st->nreq_trailers; i++) {
+      size_t nl = strlen(p);
+      const char *v = p + nl + 1;
+      size_t vl = strlen(v);
+      tr[i] = (struct fwd_field){p, nl, v, vl};
+      p = v + vl + 1;
+    }
     st->eof_delivered = 1;
-    fwd_send_end(st->fx, NULL, 0);
+    fwd_send_end(st->fx, tr, st->nreq_trailers);
+    free(tr);
   }
 }
 

@@ -385,6 +385,15 @@ class ForwardTest(unittest.TestCase):
             self.assertEqual(h["host"], self.origin.addr)
             self.assertEqual(h["cookie"], "a=1; b=2")
             self.assertEqual(i["len"], 100000)
+            # FWD-10: request trailers (a trailing HEADERS) go to the origin after a chunked body.
+            sid = cli.request([(":method", "POST"), (":scheme", "http"), (":authority", self.origin.addr),
+                               (":path", "/info")])
+            cli.send_all(sid, b"abc")
+            cli.c.send_headers(sid, [("x-trailer", "t1")], end_stream=True)
+            cli.flush()
+            st = cli.wait_closed(sid, timeout=30)
+            i = json.loads(bytes(st.data))
+            self.assertEqual((i["len"], i["trailers"]), (3, [["x-trailer", "t1"]]))
             sid = cli.request([(":method", "POST"), (":scheme", "http"), (":authority", self.origin.addr),
                                (":path", "/info"), ("content-length", "10")], data=b"12345")
             cli.c.end_stream(sid)
