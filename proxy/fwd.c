@@ -311,7 +311,7 @@ static void send_head(struct fwd *f) {
 }
 
 size_t fwd_send_body(struct fwd *f, const char *data, size_t len) {
-  if (!f->up || f->req != FWD_REQ_BODY || len == 0) return f->up ? xport_queued(&f->up->x) : 0;
+  if (!f->up || f->req != FWD_REQ_BODY || len == 0 || f->bad_head) return f->up ? xport_queued(&f->up->x) : 0;
   struct xport *x = &f->up->x;
   if (f->chunked_up) {
     char hd[24];
@@ -330,7 +330,7 @@ size_t fwd_send_body(struct fwd *f, const char *data, size_t len) {
 void fwd_send_end(struct fwd *f, const struct fwd_field *trailers, size_t n) {
   if (f->req != FWD_REQ_BODY) return;
   f->req = FWD_REQ_DONE;
-  if (!f->up || !f->chunked_up) return;
+  if (!f->up || !f->chunked_up || f->bad_head) return;
   struct strbuf sb;
   strbuf_init(&sb, f->w->cfg->max_header_bytes);
   strbuf_puts(&sb, "0\r\n");
