@@ -18,7 +18,7 @@ import time
 import unittest
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
-from harness import (MiB, EchoOrigin, Proxy, dial, main, needs_tool, parse_response, prng_sha256,  # noqa: E402
+from harness import (MiB, EchoOrigin, HTTPSOrigin, Proxy, dial, main, needs_tool, parse_response, prng_sha256,  # noqa: E402
                      raise_nofile, read_head, recv_until_eof)
 from h2util import INTERNAL_ERROR, H2Client  # noqa: E402
 from fwd_origin import FwdOrigin  # noqa: E402
@@ -400,6 +400,23 @@ class ForwardTest(unittest.TestCase):
             cli.flush()
             st = cli.wait_closed(sid, timeout=30)
             self.assertIsNotNone(st.reset)
+
+    def test_fwd12_h2_scheme_https_verified(self):
+        """FWD-12: :scheme https for another authority: TLS to the origin, verified against
+        --upstream-ca; an origin the proxy cannot verify is 502 tls_certificate_error; the pool keys
+        TLS connections apart (a second request reuses the TLS one)."""
+        with HTTPSOrigin() as o:
+            with Proxy(["--upstream-ca", o.ca]) as p, H2Client(p.tls_port, tls_ca=p.ca) as cli:
+                for _ in range(2):
+                    st = cli.wait_closed(cli.get("/", authority="localhost:%d" % o.port), timeout=30)
+                    self.assertEqual(st.status, 200)
+                    self.assertEqual(bytes(st.data), o.body)
+                rec = p.wait_access_log(lambda x: x.get("proto") == "forward" and x.get("upstream") == "reused")
+                self.assertEqual(rec["scheme"], "https")
+            with Proxy() as p, H2Client(p.tls_port, tls_ca=p.ca) as cli:
+                st = cli.wait_closed(cli.get("/", authority="localhost:%d" % o.port), timeout=30)
+                self.assertEqual(st.status, 502)
+                self.assertIn("tls_certificate_error", st.header("proxy-status") or "")
 
     def test_fwd08_h2_cut_response_is_reset(self):
         """FWD-08 on h2: an origin dying mid-body resets the stream with INTERNAL_ERROR."""
