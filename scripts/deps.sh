@@ -6,7 +6,7 @@ set -euo pipefail
 BUILD_PKGS="build-essential cmake pkg-config libuv1-dev libssl-dev libnghttp2-dev libc-ares-dev
   node-llhttp libcmocka-dev libcrypt-dev libyaml-dev"
 TEST_PKGS="nghttp2-client python3 python3-h2 python3-websockets socat openssl nodejs procps
-  apache2-utils whois"
+  apache2-utils whois chromium python3-requests"
 
 want="$BUILD_PKGS"
 [ "${1:-}" = "--test" ] && want="$want $TEST_PKGS"

@@ -7,6 +7,7 @@ Keep-alive, Content-Length and chunked request bodies, Expect: 100-continue, and
   /close/N         the same bytes close-delimited (no length, Connection: close)
   /small           100 bytes "x", Content-Length
   /early           103 Early Hints, then 200
+  /page?u=URL      an HTML page with URL in an iframe
   /nobody/204, /nobody/304   no body
   /hang            never answers
   /raw/NAME        a scripted, possibly hostile, response (RAW below), then the connection closes
@@ -185,6 +186,11 @@ class FwdOrigin:
                 w.write(c)
                 await w.drain()
             return False
+        elif path == "/page":
+            # An HTML page that loads the URL in its query in an iframe (the browser test).
+            u = target.split("?u=", 1)[1] if "?u=" in target else "about:blank"
+            await send(200, b"<html><body><p id=fwd>forwarded page</p><iframe src=\"" + u.encode() +
+                       b"\"></iframe></body></html>", b"Content-Type: text/html\r\n")
         elif path == "/small":
             await send(200, b"x" * 100)
         elif path == "/early":

@@ -26,6 +26,7 @@ from fwd_origin import FwdOrigin  # noqa: E402
 CURL = shutil.which("curl")
 H2LOAD = shutil.which("h2load")
 NODE = shutil.which("node")
+CHROMIUM = shutil.which("chromium") or shutil.which("chromium-browser")
 HERE = os.path.dirname(os.path.abspath(__file__))
 
 
@@ -437,6 +438,30 @@ class ForwardTest(unittest.TestCase):
         self.assertEqual(r.returncode, 0, r.stdout + r.stderr)
         s = json.loads(r.stdout.strip().splitlines()[-1])
         self.assertEqual((s["gets_ok"], s["tunnels_ok"]), (40, 20), s)
+
+    @needs_tool(CHROMIUM, "chromium")
+    def test_fwd_chromium(self):
+        """Headless Chromium with an https:// proxy loads an http:// page (forwarded over HTTP/2)
+        whose iframe is an https:// page (a CONNECT tunnel over HTTP/2)."""
+        with HTTPSOrigin() as o, tempfile.TemporaryDirectory() as prof:
+            page = self.url("/page?u=https://localhost:%d/" % o.port)
+            r = subprocess.run([CHROMIUM, "--headless=new", "--no-sandbox", "--disable-gpu",
+                                "--disable-background-networking", "--disable-component-update",
+                                "--proxy-server=https://127.0.0.1:%d" % self.proxy.tls_port,
+                                "--proxy-bypass-list=<-loopback>", "--ignore-certificate-errors",
+                                "--user-data-dir=" + prof, "--virtual-time-budget=5000", "--dump-dom", page],
+                               capture_output=True, text=True, timeout=120)
+            self.assertIn("forwarded page", r.stdout, r.stderr[-2000:])
+            fwd = self.proxy.wait_access_log(lambda x: x.get("proto") == "forward" and x.get("path") == "/page"
+                                             and x.get("front") == "h2")
+            self.assertEqual(fwd["status"], 200)
+            tun = self.proxy.wait_access_log(lambda x: x.get("proto") == "connect"
+                                             and x.get("target") == "localhost:%d" % o.port, timeout=30)
+            self.assertEqual(tun["status"], 200)
+            # Both over HTTP/2 to the proxy. Chromium 156 keeps its tunnels and its proxied http://
+            # requests in separate socket pools, so they come on two proxy connections, not one.
+            self.assertEqual((fwd["front"], tun["front"]), ("h2", "h2"))
+            self.assertTrue(o.requests)
 
     @needs_tool(H2LOAD, "h2load (nghttp2-client)")
     def test_fwd_h2load(self):
