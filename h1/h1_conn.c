@@ -1,20 +1,27 @@
 /* HTTP/1.1 front end: feeds bytes to the request-head parser (h1_req.c, which makes every check
- * on a head), hands CONNECT and connect-udp requests to the request path (proxy/request.h), and
- * writes the answers in HTTP/1.1 framing.
+ * on a head), hands CONNECT, connect-udp and forward (absolute-form) requests to the request path
+ * (proxy/request.h), and writes the answers in HTTP/1.1 framing.
  *
  *   state      | reads         | on event
  *   -----------+---------------+---------------------------------------------------------------
  *   HEAD       | h1_req        | local request -> answer, stay in HEAD (keep-alive) or close
  *              |               | CONNECT, connect-udp -> DIALING (reading stopped; early bytes
  *              |               |                         go with the request)
- *              |               | bad input, absolute-form -> refused by the request path, CLOSED
+ *              |               | absolute-form for another authority -> DIALING (forward: the
+ *              |               |                         bytes after the head wait in |held|)
+ *              |               | bad input -> refused by the request path, CLOSED
+ *   DIALING    | nothing       | answer_forward -> FWD (the exchange, proxy/fwd.h, starts)
+ *   FWD        | the body      | body bytes -> h1_req -> the origin; after the body's end the
+ *              |               | next request waits in |held| until the response is out, then
+ *              |               | HEAD (keep-alive) or CLOSED
  *   DIALING    | nothing       | answer_ok    -> "200 Connection Established" (or 101), TUNNEL
  *              |               | answer_error -> 4xx/5xx with Proxy-Status, CLOSED (RFC 9931)
  *   TUNNEL     | the tunnel    | the conn is an endpoint (h1 ep) of the tunnel
  *   CLOSED     | nothing       | the conn is flushing and closing
  *
  * Ownership: struct h1_conn is the conn's fe_data, freed from on_close. It embeds the tunnel
- * endpoint that stands for this connection, and holds the request being decided (|rq|). */
+ * endpoint that stands for this connection, and holds the request being decided (|rq|) and the
+ * forward exchange running (|fx|, which it cancels when the connection closes). */
 #include "h1/h1_conn.h"
 
 #include <string.h>

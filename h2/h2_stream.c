@@ -1,4 +1,6 @@
-/* HTTP/2 streams: request dispatch, CONNECT tunnels and local answers.
+/* HTTP/2 streams: request dispatch, CONNECT tunnels, forwarded requests (issue 11: a request for
+ * another :authority runs an exchange with the origin, proxy/fwd.h, DATA credited as the origin
+ * takes it) and local answers for the proxy's own authority.
  *
  * A CONNECT stream is a tunnel endpoint (checklist H2C-*):
  *   client DATA      -> inq -> tunnel (only while reading) -> consume = window credit
