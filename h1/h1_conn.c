@@ -155,13 +155,14 @@ static void start_request(struct h1_conn *h, struct buf_chunk *rest) {
 static void parse(struct h1_conn *h, struct buf_chunk *chunk);
 static const struct fwd_front_ops h1_fwd_ops;
 
-/* Keeps |chunk| (taken) from |off| on for later: reading stops until it is parsed. */
+/* Keeps |chunk| (taken) from |off| on for later. Reading goes on, so that a client that goes
+ * away is noticed, until a chunk's worth waits; then it stops until the bytes are parsed. */
 static void hold(struct h1_conn *h, struct buf_chunk *chunk, size_t off) {
   struct conn *c = h->c;
   chunk->off += (uint32_t)off;
   chunk->len -= (uint32_t)off;
   bufq_push(&h->held, &c->w->pool, chunk);
-  conn_read_stop(c);
+  if (h->held.bytes >= BUF_CHUNK_SIZE) conn_read_stop(c);
 }
 
 /* Request body bytes from h1_req (chunked framing removed) go to the origin. */
@@ -315,7 +316,6 @@ static void feed_body(struct h1_conn *h, struct buf_chunk *chunk) {
       hold(h, chunk, used); /* the next request waits for this response (H1S-14) */
       return;
     }
-    conn_read_stop(c);
   } else if (st == H1_REQ_ERROR) {
     /* The client's framing is in doubt (FWD-07): nothing more is read from it. */
     log_info("h1 %s: forwarded request body refused: %s", c->peer, h->req.detail);
@@ -510,8 +510,11 @@ static void fe_on_eof(struct conn *c) {
   if (h->state == H1_TUNNEL && h->ep.tun) {
     tunnel_on_eof(&h->ep);
   } else if (h->state == H1_FWD || (h->state == H1_DIALING && h->fwd_authority)) {
-    /* The response may still go out; the connection ends after it. */
+    /* The client went away during the exchange: the origin's connection is closed too (as
+     * nginx does by default), so a slow origin does not hold it (or a stop) for nothing. */
     h->client_eof = 1;
+    h->state = H1_CLOSED;
+    conn_close(c); /* on_close cancels the request or the exchange */
   } else if (h->state == H1_HEAD) {
     h->state = H1_CLOSED;
     conn_close(c);

@@ -329,6 +329,51 @@ class ForwardTest(unittest.TestCase):
             self.assertEqual(st.status, 200)
         self.assertEqual(self.origin.requests, before + 1)
 
+    def test_fwd_pool_bounds(self):
+        """The pool keeps at most --fwd-pool-per-origin idle connections, closes them after
+        --fwd-pool-idle, and past --fwd-pool-max a request is 503 connection_limit_reached."""
+        import threading
+        import requests
+        with Proxy(["--fwd-pool-per-origin", "2", "--fwd-pool-idle", "500ms", "--fwd-pool-max", "6"]) as p:
+            proxies = {"http": "http://127.0.0.1:%d" % p.tcp_port}
+            errors = []
+
+            def worker():
+                try:
+                    with requests.Session() as sess:
+                        for _ in range(5):
+                            r = sess.get(self.url("/small"), proxies=proxies, timeout=30)
+                            if r.status_code != 200:
+                                errors.append(r.status_code)
+                except Exception as e:  # noqa: BLE001
+                    errors.append(repr(e))
+            ts = [threading.Thread(target=worker) for _ in range(5)]
+            for t in ts:
+                t.start()
+            for t in ts:
+                t.join(60)
+            self.assertEqual(errors, [])
+            self.assertLessEqual(metric(p, "h2tunnel_forward_upstreams_open"), 2)
+            deadline = time.time() + 15
+            while metric(p, "h2tunnel_forward_upstreams_open") > 0:
+                self.assertLess(time.time(), deadline, "idle upstream connections not closed")
+                time.sleep(0.1)
+            # Six requests hang at the origin and hold six connections: the seventh is refused.
+            held = []
+            for _ in range(6):
+                s = dial(p.tcp_port)
+                s.sendall(b"GET %s HTTP/1.1\r\nHost: x\r\n\r\n" % self.url("/hang").encode())
+                held.append(s)
+            deadline = time.time() + 15
+            while metric(p, "h2tunnel_forward_upstreams_open") < 6:
+                self.assertLess(time.time(), deadline, "hanging requests did not reach the origin")
+                time.sleep(0.1)
+            r = curl(["-x", "http://127.0.0.1:%d" % p.tcp_port, "-D", "-", "-o", "/dev/null", self.url("/small")])
+            self.assertIn(" 503 ", r.stdout.decode().split("\r\n")[0])
+            self.assertIn("connection_limit_reached", r.stdout.decode())
+            for s in held:
+                s.close()
+
     # -- smuggling (step 6)
 
     def test_fwd07_client_framing_attacks(self):
