@@ -202,9 +202,49 @@ static int on_url(llhttp_t *p, const char *at, size_t len) {
   return 0;
 }
 
+/* Appends a piece of a field name (|value| 0) or value to the field store. Returns 0, or -1 when
+ * the store would pass its bound (only trailers can: the head is bounded by the scanner). */
+static int store_piece(struct h1_req *r, const char *at, size_t len, int value) {
+  if (r->fstore_len + len > 2 * r->limits.max_head_bytes + 1024) return -1;
+  if (!value && (r->nfl == 0 || r->fl_in_value)) {
+    if (r->nfl >= r->limits.max_fields + 64) return -1;
+    if (r->nfl == r->fl_cap) {
+      r->fl_cap = r->fl_cap ? r->fl_cap * 2 : 32;
+      r->fl = realloc(r->fl, r->fl_cap * sizeof(*r->fl));
+      CHECK(r->fl != NULL);
+    }
+    r->fl[r->nfl++] = (struct h1_req_fl){(uint32_t)r->fstore_len, 0, (uint32_t)r->fstore_len, 0};
+    r->fl_in_value = 0;
+  }
+  if (r->nfl == 0) return -1;
+  if (value && !r->fl_in_value) {
+    r->fl[r->nfl - 1].value = (uint32_t)r->fstore_len;
+    r->fl_in_value = 1;
+  }
+  if (r->fstore_len + len > r->fstore_cap) {
+    r->fstore_cap = MAX(r->fstore_cap * 2, r->fstore_len + len + 256);
+    r->fstore = realloc(r->fstore, r->fstore_cap);
+    CHECK(r->fstore != NULL);
+  }
+  memcpy(r->fstore + r->fstore_len, at, len);
+  r->fstore_len += len;
+  if (value)
+    r->fl[r->nfl - 1].value_len += (uint32_t)len;
+  else
+    r->fl[r->nfl - 1].name_len += (uint32_t)len;
+  return 0;
+}
+
 static int on_header_field(llhttp_t *p, const char *at, size_t len) {
   struct h1_req *r = req_of(p);
   append(r->field, sizeof(r->field), &r->field_len, at, len, 1);
+  if (p->method != HTTP_CONNECT && store_piece(r, at, len, 0) != 0) return HPE_USER;
+  return 0;
+}
+
+static int on_body(llhttp_t *p, const char *at, size_t len) {
+  struct h1_req *r = req_of(p);
+  if (r->head.kind == H1_REQ_ABSOLUTE && r->on_body) r->on_body(r->body_arg, at, len);
   return 0;
 }
 
@@ -225,6 +265,7 @@ static int on_header_field_complete(llhttp_t *p) {
 
 static int on_header_value(llhttp_t *p, const char *at, size_t len) {
   struct h1_req *r = req_of(p);
+  if (p->method != HTTP_CONNECT && store_piece(r, at, len, 1) != 0) return HPE_USER;
   if (r->field_kind == H1_FIELD_HOST)
     append(r->host, sizeof(r->host), &r->host_len, at, len, 0);
   else if (r->field_kind == H1_FIELD_UPGRADE)
@@ -251,6 +292,12 @@ static int on_header_value_complete(llhttp_t *p) {
   struct h1_req *r = req_of(p);
   if (r->field_kind == H1_FIELD_HOST) trim(r->host, sizeof(r->host), &r->host_len);
   if (r->field_kind == H1_FIELD_UPGRADE) trim(r->upgrade, sizeof(r->upgrade), &r->upgrade_len);
+  if (r->nfl > 0 && r->fl_in_value) {
+    struct h1_req_fl *fl = &r->fl[r->nfl - 1];
+    while (fl->value_len > 0 && (r->fstore[fl->value + fl->value_len - 1] == ' ' ||
+                                 r->fstore[fl->value + fl->value_len - 1] == '\t'))
+      fl->value_len--;
+  }
   if (r->field_kind == H1_FIELD_PROXY_AUTH && r->credentials) {
     trim(r->credentials, SIZE_MAX, &r->credentials_len);
     r->credentials[r->credentials_len] = '\0';
@@ -276,6 +323,7 @@ static const llhttp_settings_t parser_settings = {
     .on_header_value_complete = on_header_value_complete,
     .on_headers_complete = on_headers_complete,
     .on_message_complete = on_message_complete,
+    .on_body = on_body,
 };
 
 /* ---- the checks on a complete head ---- */
@@ -403,8 +451,37 @@ static int check_head(struct h1_req *r) {
 
   if (t[0] == '/') {
     h->kind = H1_REQ_LOCAL;
-  } else if (target_path(t) != NULL) {
+    h->path = t;
+  } else if ((h->path = target_path(t)) != NULL) {
     h->kind = H1_REQ_ABSOLUTE;
+    h->https = t[4] == 's' || t[4] == 'S';
+    h->scheme_auth = t + (h->https ? 8 : 7);
+    h->scheme_auth_len = (size_t)(h->path - h->scheme_auth);
+    /* The authority ends at the path, or at a query with no path ("http://a?q"). */
+    const char *q = memchr(h->scheme_auth, '?', h->scheme_auth_len);
+    if (q) h->scheme_auth_len = (size_t)(q - h->scheme_auth);
+    h->path = h->scheme_auth + h->scheme_auth_len; /* "/...", "?..." or "" */
+    /* RFC 9110 §4.2.4: userinfo in an http(s) URI is an error (FWD-02). */
+    if (memchr(h->scheme_auth, '@', h->scheme_auth_len)) {
+      set_err(r, PXERR_BAD_REQUEST, "userinfo in the request target");
+      return -1;
+    }
+    if (h->scheme_auth_len == 0) {
+      set_err(r, PXERR_BAD_REQUEST, "no authority in the request target");
+      return -1;
+    }
+    if (p->upgrade && has_body) {
+      /* llhttp stops at an upgrade, so a body would never be read: refuse it. */
+      set_err(r, PXERR_BAD_REQUEST, "a body with an ignored Upgrade");
+      return -1;
+    }
+    h->length = (p->flags & (F_CHUNKED | F_TRANSFER_ENCODING)) ? -1
+                : (p->flags & F_CONTENT_LENGTH)                 ? (int64_t)p->content_length
+                                                                : 0;
+    for (size_t i = 0; i < r->nfl; i++)
+      if (r->fl[i].name_len == 6 && strncasecmp(h1_req_fl_name(r, i), "expect", 6) == 0 &&
+          r->fl[i].value_len == 12 && strncasecmp(h1_req_fl_value(r, i), "100-continue", 12) == 0)
+        h->expect_continue = 1;
   } else {
     set_err(r, PXERR_BAD_REQUEST, "bad request target");
     return -1;
@@ -432,6 +509,9 @@ static void begin_head(struct h1_req *r) {
   free(r->credentials);
   r->credentials = NULL;
   r->credentials_len = 0;
+  r->nfl = r->nhead_fields = 0;
+  r->fstore_len = 0;
+  r->fl_in_value = 0;
   r->state = H1_REQ_S_HEAD;
 }
 
@@ -443,6 +523,12 @@ void h1_req_init(struct h1_req *r, const struct h1_req_limits *limits) {
 }
 
 void h1_req_dispose(struct h1_req *r) {
+  free(r->fstore);
+  r->fstore = NULL;
+  r->fstore_len = r->fstore_cap = 0;
+  free(r->fl);
+  r->fl = NULL;
+  r->nfl = r->fl_cap = r->nhead_fields = 0;
   free(r->target);
   r->target = NULL;
   r->target_len = r->target_cap = 0;
@@ -481,6 +567,7 @@ enum h1_req_status h1_req_feed(struct h1_req *r, const char *data, size_t len, s
     begin_head(r);
     llhttp_resume(&r->parser);
   }
+  if (r->state == H1_REQ_S_BODY) llhttp_resume(&r->parser); /* after an ABSOLUTE head */
   if (r->state != H1_REQ_S_HEAD && r->state != H1_REQ_S_BODY) {
     /* Our caller's bug: nothing may follow an upgrade or an error. */
     return fail(r, PXERR_INTERNAL, "request parser fed after its last request", 0, used);
@@ -511,16 +598,37 @@ enum h1_req_status h1_req_feed(struct h1_req *r, const char *data, size_t len, s
         return fail(r, PXERR_BAD_REQUEST, "ambiguous end of the request head", at, used);
       if (check_head(r) != 0) return fail(r, r->err, r->detail, at, used);
       r->state = H1_REQ_S_BODY;
+      r->nhead_fields = r->nfl;
+      if (r->head.kind == H1_REQ_ABSOLUTE) {
+        /* The head goes out now; the body streams through |on_body| in the next feeds. */
+        r->head.keep_alive = llhttp_should_keep_alive(&r->parser);
+        *used = at;
+        return H1_REQ_DONE;
+      }
       llhttp_resume(&r->parser);
       off = at;
       continue;
     }
-    if (e == HPE_PAUSED && (r->head.kind == H1_REQ_LOCAL || r->head.kind == H1_REQ_ABSOLUTE)) {
+    if (e == HPE_PAUSED && r->head.kind == H1_REQ_ABSOLUTE) {
+      r->head.keep_alive = llhttp_should_keep_alive(&r->parser);
+      r->state = H1_REQ_S_NEXT;
+      *used = at;
+      return H1_REQ_BODY_END;
+    }
+    if (e == HPE_PAUSED && r->head.kind == H1_REQ_LOCAL) {
       /* on_message_complete of a request the caller answers: the next one may follow. */
       r->head.keep_alive = llhttp_should_keep_alive(&r->parser);
       r->state = H1_REQ_S_NEXT;
       *used = at;
       return H1_REQ_DONE;
+    }
+    if (e == HPE_PAUSED_UPGRADE && r->state == H1_REQ_S_BODY && r->head.kind == H1_REQ_ABSOLUTE) {
+      /* An HTTP/1.0 request whose Upgrade was ignored (it has no body, see check_head): the
+       * message ends here, and so does the connection after the answer. */
+      r->head.keep_alive = 0;
+      r->state = H1_REQ_S_UPGRADED;
+      *used = at;
+      return H1_REQ_BODY_END;
     }
     if (e == HPE_PAUSED_UPGRADE && r->state == H1_REQ_S_BODY) {
       /* After CONNECT or connect-udp the bytes are the tunnel's (H1C-08). An HTTP/1.0 request

@@ -37,6 +37,7 @@
 
 #include <llhttp.h>
 #include <stddef.h>
+#include <stdint.h>
 
 #include "src/authority.h"
 #include "src/pxerr.h"
@@ -54,9 +55,16 @@ enum h1_req_kind {
 };
 
 enum h1_req_status {
-  H1_REQ_MORE,  /* every byte was taken; the request is not complete yet */
-  H1_REQ_DONE,  /* |head| holds a checked request; *used says where it ended */
-  H1_REQ_ERROR, /* |err| and |detail| say why; the connection must be answered and closed */
+  H1_REQ_MORE,     /* every byte was taken; the request is not complete yet */
+  H1_REQ_DONE,     /* |head| holds a checked request; *used says where it ended */
+  H1_REQ_BODY_END, /* ABSOLUTE: the body (after H1_REQ_DONE) is complete; *used is its end */
+  H1_REQ_ERROR,    /* |err| and |detail| say why; the connection must be answered and closed */
+};
+
+/* A field line as received (name and value trimmed; not NUL-terminated): offsets into the
+ * request's field store, see h1_req_field. */
+struct h1_req_fl {
+  uint32_t name, name_len, value, value_len;
 };
 
 enum h1_req_state { H1_REQ_S_HEAD, H1_REQ_S_BODY, H1_REQ_S_NEXT, H1_REQ_S_UPGRADED, H1_REQ_S_FAILED };
@@ -88,7 +96,15 @@ struct h1_req_head {
   int minor;                  /* HTTP/1.|minor|: 0 or 1 */
   int keep_alive;             /* LOCAL: the connection may carry another request */
   struct authority authority; /* CONNECT: the target */
-  const char *path;           /* CONNECT_UDP: the path of the target (borrowed from |target|) */
+  const char *path;           /* CONNECT_UDP, LOCAL, ABSOLUTE: the path and query of the target
+                                 (ABSOLUTE: what follows the authority: "/...", "?..." or "";
+                                 borrowed from |target|) */
+  const char *scheme_auth;    /* ABSOLUTE: the authority of the target (borrowed from |target|,
+                                 |scheme_auth_len| bytes, not NUL-terminated) */
+  size_t scheme_auth_len;
+  int https;                  /* ABSOLUTE: the target's scheme is https */
+  int64_t length;             /* ABSOLUTE: the body's Content-Length, -1 chunked, 0 none */
+  int expect_continue;        /* "Expect: 100-continue" */
 };
 
 /* Embedded by value in its owner (h1_conn); h1_req_init / h1_req_dispose. Fields below |err| are
@@ -127,7 +143,21 @@ struct h1_req {
   char *credentials;       /* owned: the first Proxy-Authorization value (bounded by the head),
                             * NUL-terminated, or NULL */
   size_t credentials_len;
+  /* Every field line of a request other than CONNECT, for forwarding (bounded by the head's
+   * limits); trailers of a chunked body follow the head's fields (from |nhead_fields| on). */
+  char *fstore;            /* owned: names and values */
+  size_t fstore_len, fstore_cap;
+  struct h1_req_fl *fl;    /* owned */
+  size_t nfl, fl_cap, nhead_fields;
+  int fl_in_value;
+  /* ABSOLUTE: the body, decoded (chunked framing removed), as llhttp reads it. */
+  void (*on_body)(void *arg, const char *data, size_t len);
+  void *body_arg;
 };
+
+/* Field |i| of the last request (see struct h1_req fields above). */
+static inline const char *h1_req_fl_name(const struct h1_req *r, size_t i) { return r->fstore + r->fl[i].name; }
+static inline const char *h1_req_fl_value(const struct h1_req *r, size_t i) { return r->fstore + r->fl[i].value; }
 
 /* Prepares |r| to read the first request of a connection under |limits|. */
 void h1_req_init(struct h1_req *r, const struct h1_req_limits *limits);
@@ -141,6 +171,10 @@ void h1_req_dispose(struct h1_req *r);
  *     end of the head and data[*used..len) is the tunnel's first payload; feed nothing more. For
  *     LOCAL and ABSOLUTE it is the end of the message; the next call (with data + *used) starts
  *     the next request;
+ *     For ABSOLUTE it is the end of the head: the body follows in the next feeds, handed to
+ *     |on_body| as it is read, and H1_REQ_BODY_END says where the message ended (the next call
+ *     then starts the next request). Framing faults in the body (bad chunk size, ...) are
+ *     H1_REQ_ERROR;
  *   H1_REQ_ERROR: |r->err| and |r->detail| say why (*|used| is where parsing stopped); feed
  *     nothing more.
  * Feeding the same bytes cut into pieces gives the same results. */

@@ -14,6 +14,7 @@
 #include "tunnel/tunnel.h"
 
 struct conn;
+struct fwd;
 
 /* Why a session ended: the log word, the log level, the access-log close reason of tunnels
  * still open, and how the connection ends: H2_FIN_GOAWAY (GOAWAY, RST_STREAM(CANCEL) for the
@@ -78,6 +79,8 @@ struct h2_session {
   uint64_t discard_left;
   uint64_t discard_ms;
   uint32_t goaway_code;        /* the last GOAWAY that went out, if goaway_sent */
+  struct sockaddr_storage local; /* the address the client connected to: which :authority is
+                                    the proxy itself (local_is_own) */
   char ng_error[160];          /* nghttp2's last error message (error callback), for the log */
   unsigned goaway_sent : 1;
   unsigned goaway_wanted : 1;  /* end_session queued a GOAWAY that has not gone out yet */
@@ -87,7 +90,7 @@ struct h2_session {
 /* Stream code must not call nghttp2 once the session has ended. */
 static inline int h2_session_ended(const struct h2_session *s) { return s->state == H2_SESS_CLOSED; }
 
-enum h2s_state { H2S_HEADERS, H2S_DIALING, H2S_TUNNEL, H2S_RESPONDED };
+enum h2s_state { H2S_HEADERS, H2S_DIALING, H2S_TUNNEL, H2S_FWD, H2S_RESPONDED };
 
 /* One stream. Owned by its session from on_begin_headers until it is both closed in nghttp2 and
  * detached from its tunnel (if any); then freed by h2_stream_maybe_free. */
@@ -100,6 +103,16 @@ struct h2_stream {
   char *method, *authority, *scheme, *path, *protocol, *host;
   char *ws_version, *ws_protocol, *ws_extensions, *origin; /* RFC 8441 request fields */
   char *proxy_auth;            /* Proxy-Authorization, until it goes to the request */
+  /* Forwarding (issue 11): every regular request field of a request other than CONNECT, packed
+   * as name NUL value NUL (lowercase names, as HTTP/2 sends them). */
+  char *fields;                /* owned */
+  size_t fields_len, fields_cap, nfields;
+  struct fwd *fx;              /* H2S_FWD: the exchange with the origin, or NULL */
+  char *trailers;              /* owned: the response trailers to send after the body, packed
+                                  like |fields| */
+  size_t trailers_len, ntrailers;
+  char *req_trailers;          /* owned: the request's trailers (forwarding), packed likewise */
+  size_t req_trailers_len, nreq_trailers;
   size_t header_bytes;
   uint64_t start_ms;           /* loop time the stream began (the request's access-log start) */
   /* Tunnel side. */
@@ -147,6 +160,10 @@ void h2_stream_destroy(struct h2_stream *st);
 /* Stores a request header; returns 0 or an nghttp2 callback error code. */
 int h2_stream_on_header(struct h2_stream *st, const uint8_t *name, size_t namelen,
                         const uint8_t *value, size_t valuelen);
+
+/* A trailer field of the request (kept for a forwarded request, FWD-10; else ignored). */
+int h2_stream_on_trailer(struct h2_stream *st, const uint8_t *name, size_t namelen, const uint8_t *value,
+                         size_t valuelen);
 
 /* The frame carrying our END_STREAM on |st| was sent. */
 void h2_stream_on_end_sent(struct h2_stream *st);

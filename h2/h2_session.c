@@ -262,7 +262,7 @@ static int on_header(nghttp2_session *ng, const nghttp2_frame *f, const uint8_t 
   struct h2_session *s = ud;
   struct h2_stream *st = stream_of(s, f->hd.stream_id);
   if (!st || f->hd.type != NGHTTP2_HEADERS) return 0;
-  if (f->headers.cat != NGHTTP2_HCAT_REQUEST) return 0; /* trailers: handled at frame end */
+  if (f->headers.cat != NGHTTP2_HCAT_REQUEST) return h2_stream_on_trailer(st, name, namelen, value, valuelen);
   return h2_stream_on_header(st, name, namelen, value, valuelen);
 }
 
@@ -284,7 +284,7 @@ static int on_frame_recv(nghttp2_session *ng, const nghttp2_frame *f, void *ud) 
   case NGHTTP2_HEADERS:
     if (f->headers.cat == NGHTTP2_HCAT_REQUEST) {
       h2_stream_on_request(st, end);
-    } else if (st->state == H2S_TUNNEL || st->state == H2S_DIALING) {
+    } else if ((st->state == H2S_TUNNEL || st->state == H2S_DIALING) && st->proto != PX_PROTO_FORWARD) {
       /* A trailer on a tunnel is a stream error (RFC 9113 §8.5, checklist H2C-13). */
       h2_stream_protocol_error(st);
     } else if (end) {
@@ -501,6 +501,8 @@ void h2_session_attach(struct conn *c) {
   METRIC_ADD(&c->w->metrics, conns_h2, 1);
   const struct config *cfg = c->w->cfg;
   struct h2_session *s = xcalloc(1, sizeof(*s));
+  int llen = sizeof(s->local);
+  if (uv_tcp_getsockname(&c->tcp, (struct sockaddr *)&s->local, &llen) != 0) s->local.ss_family = AF_UNSPEC;
   s->c = c;
   s->w = c->w;
   list_init(&s->streams);

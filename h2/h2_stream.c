@@ -1,4 +1,6 @@
-/* HTTP/2 streams: request dispatch, CONNECT tunnels and local answers.
+/* HTTP/2 streams: request dispatch, CONNECT tunnels, forwarded requests (issue 11: a request for
+ * another :authority runs an exchange with the origin, proxy/fwd.h, DATA credited as the origin
+ * takes it) and local answers for the proxy's own authority.
  *
  * A CONNECT stream is a tunnel endpoint (checklist H2C-*):
  *   client DATA      -> inq -> tunnel (only while reading) -> consume = window credit
@@ -11,6 +13,7 @@
 #include <strings.h>
 
 #include "h2/h2_int.h"
+#include "proxy/fwd.h"
 #include "proxy/request.h"
 #include "src/conn.h"
 #include "src/local.h"
@@ -50,13 +53,16 @@ static void stream_free(struct h2_stream *st) {
   free(st->ws_extensions);
   free(st->origin);
   free(st->proxy_auth);
+  free(st->fields);
+  free(st->trailers);
+  free(st->req_trailers);
   free(st->body);
   free(st);
   h2_session_schedule(s);
 }
 
 static void maybe_free(struct h2_stream *st) {
-  if (st->closed && !st->ep.tun && !st->rq) stream_free(st);
+  if (st->closed && !st->ep.tun && !st->rq && !st->fx) stream_free(st);
 }
 
 /* Credits |n| received bytes back to the client (stream and connection windows). Only bytes still
@@ -92,6 +98,21 @@ int h2_stream_on_header(struct h2_stream *st, const uint8_t *name, size_t namele
       {"origin", offsetof(struct h2_stream, origin)},
       {"proxy-authorization", offsetof(struct h2_stream, proxy_auth)},
   };
+  if (namelen > 0 && name[0] != ':' && !(st->method && strcmp(st->method, "CONNECT") == 0)) {
+    /* Kept for forwarding (bounded by --h2-max-header-list above). */
+    size_t need = namelen + valuelen + 2;
+    if (st->fields_len + need > st->fields_cap) {
+      st->fields_cap = MAX(st->fields_cap * 2, st->fields_len + need + 256);
+      st->fields = realloc(st->fields, st->fields_cap);
+      CHECK(st->fields != NULL);
+    }
+    memcpy(st->fields + st->fields_len, name, namelen);
+    st->fields[st->fields_len + namelen] = '\0';
+    memcpy(st->fields + st->fields_len + namelen + 1, value, valuelen);
+    st->fields[st->fields_len + need - 1] = '\0';
+    st->fields_len += need;
+    st->nfields++;
+  }
   char **slot = NULL;
   for (size_t i = 0; i < ARRAY_SIZE(kept) && !slot; i++)
     if (strlen(kept[i].name) == namelen && memcmp(kept[i].name, name, namelen) == 0)
@@ -101,6 +122,23 @@ int h2_stream_on_header(struct h2_stream *st, const uint8_t *name, size_t namele
   *slot = xmalloc(valuelen + 1);
   memcpy(*slot, value, valuelen);
   (*slot)[valuelen] = '\0';
+  return 0;
+}
+
+int h2_stream_on_trailer(struct h2_stream *st, const uint8_t *name, size_t namelen, const uint8_t *value,
+                         size_t valuelen) {
+  if (st->proto != PX_PROTO_FORWARD) return 0;
+  st->header_bytes += namelen + valuelen + 32;
+  if (st->header_bytes > st->s->w->cfg->h2_max_header_list) return NGHTTP2_ERR_TEMPORAL_CALLBACK_FAILURE;
+  char *n = realloc(st->req_trailers, st->req_trailers_len + namelen + valuelen + 2);
+  CHECK(n != NULL);
+  memcpy(n + st->req_trailers_len, name, namelen);
+  n[st->req_trailers_len + namelen] = '\0';
+  memcpy(n + st->req_trailers_len + namelen + 1, value, valuelen);
+  n[st->req_trailers_len + namelen + 1 + valuelen] = '\0';
+  st->req_trailers = n;
+  st->req_trailers_len += namelen + valuelen + 2;
+  st->nreq_trailers++;
   return 0;
 }
 
@@ -154,6 +192,22 @@ static void rst(struct h2_stream *st, uint32_t code) {
 
 /* ---- tunnel data path ---- */
 
+/* A forwarded response's trailers (FWD-10) end the stream instead of the last DATA frame. */
+static void submit_trailers(struct h2_stream *st, uint32_t *flags) {
+  nghttp2_nv nva[64];
+  size_t n = 0;
+  const char *p = st->trailers;
+  for (size_t i = 0; i < st->ntrailers && n < ARRAY_SIZE(nva); i++) {
+    size_t nl = strlen(p);
+    const char *v = p + nl + 1;
+    size_t vl = strlen(v);
+    nva[n++] = (nghttp2_nv){(uint8_t *)p, (uint8_t *)v, nl, vl, NGHTTP2_NV_FLAG_NONE};
+    p = v + vl + 1;
+  }
+  if (nghttp2_submit_trailer(st->s->ng, st->id, nva, n) == 0) *flags |= NGHTTP2_DATA_FLAG_NO_END_STREAM;
+  st->ntrailers = 0;
+}
+
 /* Upstream -> client: the DATA provider. It only sizes the frame (NO_COPY): the payload goes
  * from outq to the connection in h2_stream_send_data, without passing through nghttp2's buffer. */
 static ssize_t tunnel_read(nghttp2_session *ng, int32_t id, uint8_t *buf, size_t len, uint32_t *flags,
@@ -162,6 +216,7 @@ static ssize_t tunnel_read(nghttp2_session *ng, int32_t id, uint8_t *buf, size_t
   if (st->outq.bytes == 0) {
     if (st->out_eof) {
       *flags |= NGHTTP2_DATA_FLAG_EOF;
+      if (st->ntrailers) submit_trailers(st, flags);
       return 0;
     }
     st->data_deferred = 1;
@@ -172,7 +227,10 @@ static ssize_t tunnel_read(nghttp2_session *ng, int32_t id, uint8_t *buf, size_t
   size_t n = MIN(len, (size_t)st->outq.head->len);
   if (conn_is_tls(st->s->c)) n = MIN(n, (size_t)BUF_CHUNK_SIZE - 9);
   *flags |= NGHTTP2_DATA_FLAG_NO_COPY;
-  if (n == st->outq.bytes && st->out_eof) *flags |= NGHTTP2_DATA_FLAG_EOF;
+  if (n == st->outq.bytes && st->out_eof) {
+    *flags |= NGHTTP2_DATA_FLAG_EOF;
+    if (st->ntrailers) submit_trailers(st, flags);
+  }
   return (ssize_t)n;
 }
 
@@ -197,7 +255,7 @@ int h2_stream_send_data(nghttp2_session *ng, nghttp2_frame *frame, const uint8_t
   }
   st->ep.queued = st->outq.bytes;
   /* The tunnel may resume its reader; do it after nghttp2 returns (we are inside mem_send). */
-  if (st->ep.tun && st->ep.queued <= s->w->cfg->low_water) st->drain_pending = 1;
+  if ((st->ep.tun || st->fx) && st->outq.bytes <= s->w->cfg->low_water) st->drain_pending = 1;
   return 0;
 }
 
@@ -223,8 +281,42 @@ static void deliver(struct h2_stream *st) {
   }
 }
 
+/* Client -> origin for a forwarded request: DATA goes on while the origin takes it, and is
+ * credited as it goes (a slow origin stalls only its own stream). */
+static void deliver_fwd(struct h2_stream *st) {
+  size_t hw = st->s->w->cfg->high_water;
+  size_t queued = 0;
+  while (st->fx && st->inq.head && queued <= hw) {
+    struct buf_chunk *c = bufq_pop(&st->inq);
+    size_t n = c->len;
+    queued = fwd_send_body(st->fx, buf_rd(c), n);
+    buf_put(&st->s->w->pool, c);
+    credit(st, n);
+  }
+  if (st->fx && st->client_eof && !st->eof_delivered && st->inq.bytes == 0) {
+    /* The request's trailers go with the end of its body (FWD-10). */
+    struct fwd_field *tr = xcalloc(st->nreq_trailers + 1, sizeof(*tr));
+    const char *p = st->req_trailers;
+    for (size_t i = 0; i < st->nreq_trailers; i++) {
+      size_t nl = strlen(p);
+      const char *v = p + nl + 1;
+      size_t vl = strlen(v);
+      tr[i] = (struct fwd_field){p, nl, v, vl};
+      p = v + vl + 1;
+    }
+    st->eof_delivered = 1;
+    fwd_send_end(st->fx, tr, st->nreq_trailers);
+    free(tr);
+  }
+}
+
 void h2_stream_on_data(struct h2_stream *st, const uint8_t *data, size_t len) {
   st->uncredited += len;
+  if (st->state == H2S_FWD) {
+    bufq_append(&st->inq, &st->s->w->pool, data, len);
+    deliver_fwd(st);
+    return;
+  }
   if (st->state != H2S_TUNNEL && st->state != H2S_DIALING) {
     credit(st, len); /* a body we do not use (local requests): discard, keep the window open */
     return;
@@ -240,6 +332,7 @@ void h2_stream_on_data(struct h2_stream *st, const uint8_t *data, size_t len) {
 void h2_stream_on_end(struct h2_stream *st) {
   st->client_eof = 1;
   if (st->state == H2S_TUNNEL) deliver(st);
+  if (st->state == H2S_FWD) deliver_fwd(st);
 }
 
 void h2_stream_protocol_error(struct h2_stream *st) {
@@ -253,6 +346,11 @@ static void cancel_upstream(struct h2_stream *st) {
   if (st->rq) {
     px_request_cancel(st->rq);
     st->rq = NULL;
+  }
+  if (st->fx) {
+    struct fwd *fx = st->fx;
+    st->fx = NULL;
+    fwd_cancel(fx);
   }
 }
 
@@ -286,6 +384,7 @@ void h2_stream_after_send(struct h2_stream *st) {
   if (!st->drain_pending) return;
   st->drain_pending = 0;
   if (st->ep.tun) tunnel_on_drain(&st->ep);
+  if (st->fx) fwd_resume(st->fx);
 }
 
 void h2_stream_abandon(struct h2_stream *st, enum tun_close_reason why) {
@@ -344,10 +443,212 @@ static void px_answer_error(void *fe, const struct px_outcome *out) {
 
 static struct tun_ep *px_client_ep(void *fe) { return &((struct h2_stream *)fe)->ep; }
 
+/* ---- forwarding (issue 11): the origin's HTTP/1.1 response as this stream's response ---- */
+
+/* Copies |fields| to nghttp2 name/value pairs, names lowercased into |buf| (HTTP/2 wants them
+ * lowercase, RFC 9113 §8.2.1). Returns the count; fields that do not fit are dropped. */
+static size_t to_nv(const struct fwd_field *fields, size_t n, nghttp2_nv *nva, size_t cap, char *buf, size_t bufcap) {
+  size_t k = 0, used = 0;
+  for (size_t i = 0; i < n && k < cap; i++) {
+    if (used + fields[i].name_len > bufcap) break;
+    char *nm = buf + used;
+    for (size_t j = 0; j < fields[i].name_len; j++) {
+      char ch = fields[i].name[j];
+      nm[j] = (ch >= 'A' && ch <= 'Z') ? (char)(ch - 'A' + 'a') : ch;
+    }
+    used += fields[i].name_len;
+    nva[k++] = (nghttp2_nv){(uint8_t *)nm, (uint8_t *)fields[i].value, fields[i].name_len, fields[i].value_len,
+                            NGHTTP2_NV_FLAG_NONE};
+  }
+  return k;
+}
+
+/* Room for |fields| as nghttp2 pairs (plus |extra|) and their lowercased names. */
+static nghttp2_nv *nv_alloc(const struct fwd_field *fields, size_t n, size_t extra, char **names, size_t *names_len) {
+  size_t len = 1;
+  for (size_t i = 0; i < n; i++) len += fields[i].name_len;
+  *names = xmalloc(len);
+  *names_len = len;
+  return xcalloc(n + extra, sizeof(nghttp2_nv));
+}
+
+static void fx_interim(void *fe, int status, const struct fwd_field *fields, size_t n) {
+  struct h2_stream *st = fe;
+  if (st->closed || h2_session_ended(st->s)) return;
+  char *names, sbuf[8];
+  size_t names_len;
+  nghttp2_nv *nva = nv_alloc(fields, n, 1, &names, &names_len);
+  snprintf(sbuf, sizeof(sbuf), "%d", status);
+  nva[0] = (nghttp2_nv)NV(":status", sbuf);
+  size_t k = 1 + to_nv(fields, n, nva + 1, n, names, names_len);
+  nghttp2_submit_headers(st->s->ng, NGHTTP2_FLAG_NONE, st->id, NULL, nva, k, NULL);
+  free(nva);
+  free(names);
+  h2_session_schedule(st->s);
+}
+
+static int fx_head(void *fe, int status, const struct fwd_field *fields, size_t n, int body, int64_t length) {
+  struct h2_stream *st = fe;
+  if (st->closed || h2_session_ended(st->s)) return -1;
+  char *names, sbuf[8], clen[24];
+  size_t names_len;
+  nghttp2_nv *nva = nv_alloc(fields, n, 2, &names, &names_len);
+  snprintf(sbuf, sizeof(sbuf), "%d", status);
+  nva[0] = (nghttp2_nv)NV(":status", sbuf);
+  size_t k = 1 + to_nv(fields, n, nva + 1, n, names, names_len);
+  if (body && length >= 0) {
+    snprintf(clen, sizeof(clen), "%lld", (long long)length);
+    nva[k++] = (nghttp2_nv)NV("content-length", clen);
+  }
+  nghttp2_data_provider prd = {.source.ptr = st, .read_callback = tunnel_read};
+  int rv = nghttp2_submit_response(st->s->ng, st->id, nva, k, body ? &prd : NULL);
+  free(nva);
+  free(names);
+  if (rv != 0) return -1;
+  st->responded = 1;
+  if (!body) st->state = H2S_RESPONDED;
+  h2_session_schedule(st->s);
+  return 0;
+}
+
+static void fx_body(void *fe, const char *data, size_t len) {
+  struct h2_stream *st = fe;
+  if (st->closed || st->reset_sent) return;
+  bufq_append(&st->outq, &st->s->w->pool, data, len);
+  resume(st);
+}
+
+static void fx_end(void *fe, const struct fwd_field *trailers, size_t n, int req_done) {
+  struct h2_stream *st = fe;
+  st->fx = NULL;
+  if (st->state == H2S_FWD) {
+    /* Trailers (FWD-10) follow the body as a HEADERS frame with END_STREAM. */
+    size_t need = 0;
+    for (size_t i = 0; i < n; i++) need += trailers[i].name_len + trailers[i].value_len + 2;
+    if (n && need < 65536) {
+      free(st->trailers);
+      st->trailers = xmalloc(need);
+      char *p = st->trailers;
+      for (size_t i = 0; i < n; i++) {
+        for (size_t j = 0; j < trailers[i].name_len; j++) {
+          char ch = trailers[i].name[j];
+          *p++ = (ch >= 'A' && ch <= 'Z') ? (char)(ch - 'A' + 'a') : ch;
+        }
+        *p++ = '\0';
+        memcpy(p, trailers[i].value, trailers[i].value_len);
+        p += trailers[i].value_len;
+        *p++ = '\0';
+      }
+      st->ntrailers = n;
+    }
+    st->out_eof = 1;
+    st->state = H2S_RESPONDED;
+    resume(st);
+  }
+  (void)req_done; /* an unfinished request body is stopped by RST_STREAM(NO_ERROR) (H2C-18) */
+  drop_request_body(st);
+  maybe_free(st);
+}
+
+static void fx_error(void *fe, const struct px_outcome *out) {
+  struct h2_stream *st = fe;
+  st->fx = NULL;
+  drop_request_body(st);
+  respond(st, out->status, "text/plain; charset=utf-8", out->body, strlen(out->body),
+          out->proxy_status[0] ? out->proxy_status : NULL, out->extra, out->nextra);
+  maybe_free(st);
+}
+
+static void fx_abort(void *fe) {
+  struct h2_stream *st = fe;
+  st->fx = NULL;
+  /* A cut response must not look complete (FWD-08). */
+  bufq_clear(&st->outq, &st->s->w->pool);
+  drop_request_body(st);
+  st->state = H2S_RESPONDED;
+  rst(st, NGHTTP2_INTERNAL_ERROR);
+  maybe_free(st);
+}
+
+static size_t fx_queued(void *fe) { return ((struct h2_stream *)fe)->outq.bytes; }
+
+static void fx_req_drain(void *fe) { deliver_fwd(fe); }
+
+static const struct fwd_front_ops h2_fwd_ops = {
+    .interim = fx_interim,
+    .head = fx_head,
+    .body = fx_body,
+    .end = fx_end,
+    .error = fx_error,
+    .abort = fx_abort,
+    .queued = fx_queued,
+    .req_drain = fx_req_drain,
+};
+
+/* The request's fields for the origin: the stored ones, cookie crumbs joined with "; " (RFC 9113
+ * §8.2.3, FWD-11). |cookie| receives the joined value (owned by the caller). Returns the count. */
+static size_t request_fields(struct h2_stream *st, struct fwd_field *out, size_t cap, char **cookie, int64_t *clen) {
+  size_t n = 0, cookie_len = 0;
+  const char *p = st->fields;
+  *cookie = NULL;
+  *clen = -1;
+  for (size_t i = 0; i < st->nfields; i++) {
+    size_t nl = strlen(p);
+    const char *v = p + nl + 1;
+    size_t vl = strlen(v);
+    if (nl == 6 && memcmp(p, "cookie", 6) == 0) {
+      char *c = realloc(*cookie, cookie_len + vl + 3);
+      CHECK(c != NULL);
+      if (cookie_len) {
+        memcpy(c + cookie_len, "; ", 2);
+        cookie_len += 2;
+      }
+      memcpy(c + cookie_len, v, vl);
+      cookie_len += vl;
+      c[cookie_len] = '\0';
+      *cookie = c;
+    } else if (nl == 14 && memcmp(p, "content-length", 14) == 0) {
+      *clen = (int64_t)strtoll(v, NULL, 10); /* nghttp2 checked it against the DATA (§8.1.1) */
+    } else if (n < cap) {
+      out[n++] = (struct fwd_field){p, nl, v, vl};
+    }
+    p = v + vl + 1;
+  }
+  if (*cookie && n < cap) out[n++] = (struct fwd_field){"cookie", 6, *cookie, cookie_len};
+  return n;
+}
+
+static void px_answer_forward(void *fe, const struct px_request *rq, struct fwd_up *up) {
+  struct h2_stream *st = fe;
+  struct fwd_field *fields = xcalloc(st->nfields + 1, sizeof(*fields));
+  char *cookie;
+  int64_t clen;
+  st->rq = NULL;
+  size_t n = request_fields(st, fields, st->nfields + 1, &cookie, &clen);
+  /* The length: none when the HEADERS ended the stream, content-length when given, else the
+   * DATA frames as they come (chunked to the origin). */
+  int64_t length = (st->client_eof && st->inq.bytes == 0 && !st->uncredited) ? 0 : clen;
+  struct fwd_req req = {.method = st->method,
+                        .authority = st->authority ? st->authority : st->host,
+                        .path = st->path ? st->path : "/",
+                        .https = rq->tls,
+                        .proto = "2",
+                        .fields = fields,
+                        .nfields = n,
+                        .length = length};
+  st->state = H2S_FWD;
+  st->fx = fwd_start(up, rq, &req, &h2_fwd_ops, st);
+  free(fields);
+  free(cookie);
+  if (length == 0) st->eof_delivered = 1;
+  deliver_fwd(st);
+}
+
 static const struct px_front_ops h2_px_ops = {
     .answer_ok = px_answer_ok,
     .answer_error = px_answer_error,
     .client_ep = px_client_ep,
+    .answer_forward = px_answer_forward,
 };
 
 /* A CONNECT of |proto| as the request path sees it (strings borrowed until it decides). */
@@ -390,6 +691,33 @@ static void start_connect(struct h2_stream *st, int end_stream) {
   px_request_start(rq);
 }
 
+/* An ordinary request for another authority: forwarded by the request path (issue 11). */
+static void start_forward(struct h2_stream *st, int end_stream) {
+  struct px_request *rq = new_request(st, PX_PROTO_FORWARD);
+  if (!st->authority) rq->authority = st->host;
+  /* A Via naming this proxy is a loop (FWD-04). */
+  const char *p = st->fields;
+  for (size_t i = 0; p && i < st->nfields; i++) {
+    size_t nl = strlen(p);
+    const char *v = p + nl + 1;
+    if (nl == 3 && memcmp(p, "via", 3) == 0 && fwd_via_names(v, strlen(v), st->s->w->cfg->via_name)) {
+      px_request_fail(rq, PXERR_LOOP, "request loop: Via names this proxy");
+      return;
+    }
+    if (nl == 12 && memcmp(p, "max-forwards", 12) == 0 && fwd_max_forwards_zero(st->method, v, strlen(v))) {
+      /* FWD-05: the last hop answers itself. */
+      st->rq = NULL;
+      px_request_cancel(rq);
+      respond(st, 200, "text/plain; charset=utf-8", "", 0, NULL, NULL, 0);
+      return;
+    }
+    p = v + strlen(v) + 1;
+  }
+  st->state = H2S_DIALING;
+  if (end_stream) st->client_eof = 1;
+  px_request_start(rq);
+}
+
 void h2_stream_on_request(struct h2_stream *st, int end_stream) {
   if (!st->method) {
     rst(st, NGHTTP2_PROTOCOL_ERROR);
@@ -399,7 +727,14 @@ void h2_stream_on_request(struct h2_stream *st, int end_stream) {
     start_connect(st, end_stream);
     return;
   }
-  /* Ordinary requests are answered by the proxy itself (H2-06). */
+  /* Ordinary requests for the proxy itself get its local pages (H2-06); a request for any
+   * other authority is forwarded, never answered with them (issue 11). Without :authority the
+   * Host field names the target (RFC 9113 §8.3.1); with neither, the request is the proxy's. */
+  const char *auth = st->authority ? st->authority : st->host;
+  if (auth && !local_is_own(st->s->w->cfg, (const struct sockaddr *)&st->s->local, auth, strlen(auth))) {
+    start_forward(st, end_stream);
+    return;
+  }
   struct local_resp r;
   local_handle(st->s->w, st->s->c->listener, st->method, st->path ? st->path : "/",
                st->authority ? st->authority : st->host, &r);

@@ -8,6 +8,7 @@
 #include <openssl/crypto.h>
 
 #include "proxy/dialer.h"
+#include "proxy/pool.h"
 #include "proxy/resolve.h"
 #include "proxy/rules.h"
 #include "src/access.h"
@@ -368,10 +369,27 @@ static int interpret(struct px_request *rq) {
     }
     return 0;
   }
-  case PX_PROTO_FORWARD:
-    break;
+  case PX_PROTO_FORWARD: {
+    /* The target's authority; without a port, the scheme's (RFC 9110 §4.2). */
+    char buf[AUTHORITY_FORMAT_MAX + 8];
+    size_t n = rq->authority ? strlen(rq->authority) : 0;
+    const char *end = rq->authority ? rq->authority + n : NULL;
+    int has_port = n > 0 && (rq->authority[0] == '[' ? (end[-1] != ']') : memchr(rq->authority, ':', n) != NULL);
+    if (n == 0 || n + 5 > sizeof(buf)) {
+      fail(rq, PXERR_BAD_REQUEST, "bad authority in the request target");
+      return -1;
+    }
+    memcpy(buf, rq->authority, n);
+    if (!has_port) n += (size_t)snprintf(buf + n, sizeof(buf) - n, ":%d", rq->tls ? 443 : 80);
+    if (authority_parse(buf, n, &rq->dest, &why) != 0) {
+      fail(rq, PXERR_BAD_REQUEST, why ? why : "bad authority in the request target");
+      return -1;
+    }
+    authority_format(&rq->dest, rq->target, sizeof(rq->target));
+    return 0;
   }
-  fail(rq, PXERR_NOT_IMPLEMENTED, "forwarding of absolute-form requests is not supported; use CONNECT");
+  }
+  fail(rq, PXERR_INTERNAL, "unknown protocol");
   return -1;
 }
 
@@ -444,6 +462,20 @@ static void on_auth(void *arg, enum px_auth_verdict v) {
     admitted(rq);
 }
 
+/* FORWARD: a connection to the origin stands; the front end runs the exchange on it. */
+static void on_fwd_up(void *arg, struct fwd_up *up, enum pxerr err, const char *detail) {
+  struct px_request *rq = arg;
+  rq->get = NULL;
+  if (!up) {
+    fail(rq, err, detail);
+    return;
+  }
+  set_text(rq->out.peer, sizeof(rq->out.peer), up->peer);
+  rq->out.status = 200;
+  rq->ops->answer_forward(rq->fe, rq, up);
+  request_free(rq);
+}
+
 void px_request_start(struct px_request *rq) {
   struct worker *w = rq->w;
   if (interpret(rq) != 0) return;
@@ -512,7 +544,9 @@ static void admitted(struct px_request *rq) {
     break;
   }
   case PX_PROTO_FORWARD:
-    CHECK(0); /* refused by interpret */
+    rq->phase = PX_FORWARDING;
+    rq->get = fwd_pool_get(w, &rq->dest, rq->tls, check_addr, rq, on_fwd_up, rq);
+    break;
   }
 }
 
@@ -521,5 +555,6 @@ void px_request_cancel(struct px_request *rq) {
   if (rq->dialer) dialer_cancel(rq->dialer);
   if (rq->res) resolve_cancel(rq->res);
   if (rq->ws_up) ws_upgrade_cancel(rq->ws_up);
+  if (rq->get) fwd_get_cancel(rq->get);
   request_free(rq);
 }

@@ -33,6 +33,8 @@
  *   NEW         px_request_start: CONNECT               DIALING     dialer_start
  *   NEW         px_request_start: connect-udp           RESOLVING   resolve_start
  *   NEW         px_request_start: WebSocket             UPGRADING   ws_upgrade_start
+ *   NEW         px_request_start: FORWARD               FORWARDING  fwd_pool_get
+ *   FORWARDING  a connection to the origin              (freed)     answer_forward
  *   NEW         px_request_fail                         (freed)     answer_error
  *   DIALING     connected                               (freed)     answer_ok, tunnel
  *   RESOLVING   an address allowed, UDP socket made     (freed)     answer_ok, tunnel
@@ -68,6 +70,9 @@ struct tun_ep;
 struct dialer;
 struct resolve;
 struct lim_ticket;
+struct fwd_up;
+struct fwd_get;
+struct px_request;
 
 #define PX_FRONT_MAP(XX) XX(H1, "h1") XX(H2, "h2")
 enum px_front {
@@ -132,6 +137,9 @@ struct px_front_ops {
   void (*answer_error)(void *fe, const struct px_outcome *out);
   /* The front end's side of the tunnel about to start (after answer_ok). */
   struct tun_ep *(*client_ep)(void *fe);
+  /* FORWARD success: |up| is a connection to the origin (taken); the front end runs the
+   * exchange on it (proxy/fwd.h fwd_start, with |rq| for the log fields). Last call. */
+  void (*answer_forward)(void *fe, const struct px_request *rq, struct fwd_up *up);
 };
 
 /* Where a request is (the file comment has the transitions). */
@@ -141,6 +149,7 @@ enum px_phase {
   PX_DIALING,   /* CONNECT: |dialer| resolves and connects */
   PX_RESOLVING, /* connect-udp: |res| resolves */
   PX_UPGRADING, /* WebSocket: |ws_up| dials and runs the backend handshake */
+  PX_FORWARDING, /* FORWARD: |get| takes a pooled connection or dials one (proxy/pool.h) */
 };
 
 struct px_request {
@@ -154,12 +163,15 @@ struct px_request {
   char client[64];                        /* "addr:port" */
   const struct config_listener *listener; /* borrowed; NULL when unknown */
   uint64_t start_ms;                      /* loop time the request began (access log) */
-  const char *authority;                  /* CONNECT, WEBSOCKET: host:port as requested */
+  const char *authority;                  /* CONNECT, WEBSOCKET: host:port as requested;
+                                             FORWARD: host[:port] of the target (the port
+                                             defaults to 80, or 443 with |tls|) */
   const struct authority *parsed;         /* CONNECT: |authority| already parsed and checked by
                                              the front end (h1_req), or NULL */
   const char *path;                       /* CONNECT_UDP: matched against the URI template;
                                              WEBSOCKET: :path */
-  int tls;                                /* WEBSOCKET: :scheme https (TLS to the backend) */
+  int tls;                                /* WEBSOCKET, FORWARD: :scheme https (TLS to the
+                                             backend or origin) */
   struct ws_upgrade_req ws;               /* WEBSOCKET: the client's fields (path and host are
                                              filled here from |path| and |authority|) */
   char *credentials;                      /* owned: Proxy-Authorization as presented, or NULL
@@ -190,6 +202,7 @@ struct px_request {
   struct lim_ticket *ticket;              /* owned: the tunnel's hold on its limits, or NULL;
                                              handed to the tunnel on success */
   char retry_after[24];                   /* 429: the Retry-After value */
+  struct fwd_get *get;                    /* FORWARDING */
 };
 
 /* A request of |proto| arriving on |front|, answered through |ops| on |fe|. */

@@ -138,13 +138,14 @@ enum opt_type {
   T_CLI,        /* --config, --check-config, --help, --version: flags only */
 };
 
-enum opt_section { S_FILE, S_LISTEN, S_POLICY, S_XC, S_TIMEOUTS, S_LIMITS, S_H2, S_LOG, S_ACCESS };
+enum opt_section { S_FILE, S_LISTEN, S_POLICY, S_XC, S_FWD, S_TIMEOUTS, S_LIMITS, S_H2, S_LOG, S_ACCESS };
 
 static const char *const section_titles[] = {
     [S_FILE] = "Configuration file (YAML; an annotated example is etc/h2tunnel.yaml):",
     [S_LISTEN] = "Listeners and TLS:",
     [S_POLICY] = "Target policy (checked on the resolved address):",
     [S_XC] = "Extended CONNECT:",
+    [S_FWD] = "Forwarding (absolute-form requests, HTTP/2 requests for another authority):",
     [S_TIMEOUTS] = "Timeouts (\"30\", \"1.5s\", \"250ms\", \"5m\", \"1h\"):",
     [S_LIMITS] = "Limits (sizes: \"65536\", \"64k\", \"1m\"):",
     [S_H2] = "HTTP/2:",
@@ -249,6 +250,35 @@ static const struct opt opts[] = {
      NULL},
     {"upstream-ca", T_PATH, S_XC, FIELD(upstream_ca), NULL, 0, 0, 0, "FILE",
      "trust for wss:// backends (default: the system store)", NULL},
+
+    {"proxy-name", T_STRING, S_FWD, FIELD(proxy_names), NULL, 0, 0, F_JOIN, "LIST",
+     "names of the proxy itself besides localhost and the address a\n"
+     "client connected to: a request for one of them (port absent or\n"
+     "the listener's) gets the local pages /healthz and /metrics;\n"
+     "any other authority is forwarded",
+     NULL},
+    {"via-name", T_STRING, S_FWD, FIELD(via_name), "h2tunnel", 0, 0, 0, "NAME",
+     "pseudonym in the Via field of forwarded messages; a request whose\n"
+     "Via already names it is a loop (508) (default h2tunnel)",
+     NULL},
+    {"forwarded-for", T_FLAG, S_FWD, FIELD(forwarded_for), "false", 0, 0, 0, NULL,
+     "tell origins the client address (Forwarded, X-Forwarded-For);\n"
+     "off by default: a forward proxy does not leak its clients",
+     NULL},
+    {"log-query", T_FLAG, S_FWD, FIELD(log_query), "false", 0, 0, 0, NULL,
+     "keep the query of forwarded requests in the access log", NULL},
+    {"fwd-pool-per-origin", T_COUNT, S_FWD, FIELD(fwd_pool_per_origin), "8", 0, 100000, 0, "N",
+     "idle upstream connections kept per origin (host, port, TLS);\n0 keeps none (default 8)", NULL},
+    {"fwd-pool-max", T_COUNT, S_FWD, FIELD(fwd_pool_max), "1024", 0, 10000000, 0, "N",
+     "upstream connections of forwarded requests per worker, idle or\n"
+     "busy, past it a request gets 503; 0 means no bound (default 1024)",
+     NULL},
+    {"fwd-pool-idle", T_DURATION, S_FWD, FIELD(fwd_pool_idle_ms), "30s", 0, 0, 0, "T",
+     "an idle upstream connection is closed after T (default 30s)", NULL},
+    {"fwd-response-timeout", T_DURATION, S_FWD, FIELD(fwd_response_timeout_ms), "60s", 0, 0, 0, "T",
+     "request sent -> origin's response head, else 504 (default 60s)", NULL},
+    {"fwd-body-timeout", T_DURATION, S_FWD, FIELD(fwd_body_timeout_ms), "60s", 0, 0, 0, "T",
+     "a forwarded body with no byte moving either way for T ends\n(default 60s)", NULL},
 
     {"handshake-timeout", T_DURATION, S_TIMEOUTS, FIELD(handshake_timeout_ms), "10s", 0, 0, 0, "T",
      "TLS handshake (default 10s)", NULL},

@@ -130,6 +130,16 @@ struct config {
   size_t status_max_tunnels;    /* tunnels listed per worker */
   size_t status_rejections;     /* recent refusals kept per worker */
   char pac_proxy_host[256];     /* empty: the PAC request's Host */
+  /* Forwarding of ordinary requests (absolute-form, h2 :authority not the proxy). */
+  char proxy_names[512];     /* comma list: extra names of the proxy itself (local pages) */
+  char via_name[64];         /* pseudonym in Via (RFC 9110 §7.6.3) and for loop detection */
+  int forwarded_for;         /* add Forwarded / X-Forwarded-For with the client address */
+  int log_query;             /* the access log keeps a forwarded request's query */
+  size_t fwd_pool_per_origin;  /* idle upstream connections kept per (host, port, TLS) */
+  size_t fwd_pool_max;         /* upstream connections (idle and busy) per worker; 0: no bound */
+  uint64_t fwd_pool_idle_ms;   /* an idle upstream connection is closed after this */
+  uint64_t fwd_response_timeout_ms; /* request sent -> response head complete */
+  uint64_t fwd_body_timeout_ms;     /* no body byte either way for this long */
 
   char config_file[512];     /* --config / --check-config FILE; empty: none */
   int check_only;            /* --check-config: validate, print, exit */

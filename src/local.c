@@ -1,7 +1,10 @@
 #include "src/local.h"
 
+#include <arpa/inet.h>
+#include <netinet/in.h>
 #include <stdio.h>
 #include <string.h>
+#include <strings.h>
 
 #include "src/access.h"
 #include "src/config.h"
@@ -94,4 +97,75 @@ void local_handle(struct worker *w, const struct config_listener *listener, cons
   }
   text(out, 404, "not found: this proxy answers /healthz, /metrics, /status, /status.json and /proxy.pac; use "
                  "CONNECT to tunnel\n");
+}
+
+/* Does |host| (|n| bytes, brackets removed) name the local address |local|? */
+static int host_is_addr(const char *host, size_t n, const struct sockaddr *local) {
+  char buf[64];
+  unsigned char bin[16];
+  if (!local || n == 0 || n >= sizeof(buf)) return 0;
+  memcpy(buf, host, n);
+  buf[n] = '\0';
+  if (local->sa_family == AF_INET)
+    return inet_pton(AF_INET, buf, bin) == 1 && memcmp(bin, &((const struct sockaddr_in *)local)->sin_addr, 4) == 0;
+  if (local->sa_family == AF_INET6)
+    return inet_pton(AF_INET6, buf, bin) == 1 && memcmp(bin, &((const struct sockaddr_in6 *)local)->sin6_addr, 16) == 0;
+  return 0;
+}
+
+/* Is |host| one of the comma-separated |names| (case-insensitive)? */
+static int host_in_list(const char *host, size_t n, const char *names) {
+  const char *p = names;
+  while (*p) {
+    size_t len = strcspn(p, ",");
+    const char *q = p;
+    size_t l = len;
+    while (l > 0 && *q == ' ') q++, l--;
+    while (l > 0 && q[l - 1] == ' ') l--;
+    if (l == n && strncasecmp(q, host, n) == 0) return 1;
+    p += len;
+    if (*p == ',') p++;
+  }
+  return 0;
+}
+
+int local_is_own(const struct config *cfg, const struct sockaddr *local, const char *authority, size_t len) {
+  const char *host = authority;
+  size_t hlen;
+  const char *port = NULL;
+  size_t plen = 0;
+  if (len > 0 && authority[0] == '[') {
+    const char *close = memchr(authority, ']', len);
+    if (!close) return 0;
+    host = authority + 1;
+    hlen = (size_t)(close - host);
+    size_t rest = len - (size_t)(close - authority) - 1;
+    if (rest > 0) {
+      if (close[1] != ':') return 0;
+      port = close + 2;
+      plen = rest - 1;
+    }
+  } else {
+    const char *colon = memchr(authority, ':', len);
+    hlen = colon ? (size_t)(colon - authority) : len;
+    if (colon) {
+      port = colon + 1;
+      plen = len - hlen - 1;
+    }
+  }
+  if (port) {
+    unsigned v = 0;
+    if (plen == 0 || plen > 5) return 0;
+    for (size_t i = 0; i < plen; i++) {
+      if (port[i] < '0' || port[i] > '9') return 0;
+      v = v * 10 + (unsigned)(port[i] - '0');
+    }
+    unsigned lport = 0;
+    if (local && local->sa_family == AF_INET) lport = ntohs(((const struct sockaddr_in *)local)->sin_port);
+    if (local && local->sa_family == AF_INET6) lport = ntohs(((const struct sockaddr_in6 *)local)->sin6_port);
+    if (v != lport) return 0;
+  }
+  if (hlen == 9 && strncasecmp(host, "localhost", 9) == 0) return 1;
+  if (host_is_addr(host, hlen, local)) return 1;
+  return cfg && host_in_list(host, hlen, cfg->proxy_names);
 }

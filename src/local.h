@@ -8,6 +8,8 @@
 
 struct config_listener;
 struct worker;
+struct config;
+struct sockaddr;
 
 struct local_resp {
   int status;
@@ -22,5 +24,12 @@ struct local_resp {
  * status_allowed says; /proxy.pac on the client (non-admin) listeners. Always fills |out|. */
 void local_handle(struct worker *w, const struct config_listener *listener, const char *method, const char *path,
                   const char *host, struct local_resp *out);
+
+/* Is |authority| (|len| bytes: host [":" port], as a client wrote it in an absolute-form target
+ * or :authority) the proxy itself, on a connection accepted at the local address |local|? The
+ * names that count are "localhost", the address the client connected to (IPv6 in brackets), and
+ * each of --proxy-name; the port must be absent or |local|'s port. Only such requests get the
+ * local pages; any other authority is a request to forward (issue 11). */
+int local_is_own(const struct config *cfg, const struct sockaddr *local, const char *authority, size_t len);
 
 #endif

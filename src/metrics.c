@@ -128,6 +128,13 @@ size_t metrics_render(const struct metrics *const *all, size_t nw, char *buf, si
           ACC(hist[k][f][p].sum_ms);
           ACC(hist[k][f][p].count);
         }
+    for (int c = 0; c < 6; c++) ACC(fwd_requests[c]);
+    ACC(fwd_bytes_up);
+    ACC(fwd_bytes_down);
+    ACC(fwd_pool_hits);
+    ACC(fwd_pool_misses);
+    ACC(fwd_retries);
+    ACC(fwd_upstreams_open);
   }
 #undef ACC
   head(&o, "h2tunnel_connections_accepted_total", "counter", "Client connections accepted.");
@@ -242,5 +249,24 @@ size_t metrics_render(const struct metrics *const *all, size_t nw, char *buf, si
         put(&o, name, lab, LOAD(h->count));
       }
   }
+  head(&o, "h2tunnel_forward_requests_total", "counter",
+       "Forwarded requests by the status class sent (none: cut before a response head).");
+  static const char *const classes[6] = {"none", "1xx", "2xx", "3xx", "4xx", "5xx"};
+  for (int c = 0; c < 6; c++) {
+    snprintf(lab, sizeof(lab), "{class=\"%s\"}", classes[c]);
+    put(&o, "h2tunnel_forward_requests_total", lab, LOAD(sum.fwd_requests[c]));
+  }
+  head(&o, "h2tunnel_forward_bytes_total", "counter", "Forwarded body bytes.");
+  put(&o, "h2tunnel_forward_bytes_total", "{direction=\"up\"}", LOAD(sum.fwd_bytes_up));
+  put(&o, "h2tunnel_forward_bytes_total", "{direction=\"down\"}", LOAD(sum.fwd_bytes_down));
+  head(&o, "h2tunnel_forward_pool_total", "counter",
+       "Upstream connections for forwarded requests: reused from the pool (hit) or dialed (miss).");
+  put(&o, "h2tunnel_forward_pool_total", "{result=\"hit\"}", LOAD(sum.fwd_pool_hits));
+  put(&o, "h2tunnel_forward_pool_total", "{result=\"miss\"}", LOAD(sum.fwd_pool_misses));
+  head(&o, "h2tunnel_forward_retries_total", "counter",
+       "Idempotent requests re-sent on a new connection after a reused one failed.");
+  put(&o, "h2tunnel_forward_retries_total", NULL, LOAD(sum.fwd_retries));
+  head(&o, "h2tunnel_forward_upstreams_open", "gauge", "Upstream connections of forwarded requests open now.");
+  put(&o, "h2tunnel_forward_upstreams_open", NULL, LOAD(sum.fwd_upstreams_open));
   return o.len;
 }

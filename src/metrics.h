@@ -85,6 +85,14 @@ struct metrics {
   _Atomic uint64_t pp_headers;
   _Atomic uint64_t pp_refused[3];
   struct metrics_hist hist[HIST_KIND_COUNT][METRICS_FRONT_COUNT][TUN_PROTO_COUNT];
+  /* Forwarded requests (issue 11). */
+  _Atomic uint64_t fwd_requests[6];     /* by status class: [1] 1xx .. [5] 5xx, [0] no status
+                                           (the exchange was cut before a response head) */
+  _Atomic uint64_t fwd_bytes_up, fwd_bytes_down; /* body bytes each way */
+  _Atomic uint64_t fwd_pool_hits;       /* an idle upstream connection was reused */
+  _Atomic uint64_t fwd_pool_misses;     /* a new upstream connection was dialed */
+  _Atomic uint64_t fwd_retries;         /* re-sent on a new connection after a reused one failed */
+  _Atomic uint64_t fwd_upstreams_open;  /* upstream connections open (idle or busy) */
 };
 
 #define METRICS_PP_MAP(XX) XX(UNTRUSTED, "untrusted") XX(INVALID, "invalid") XX(TIMEOUT, "timeout")

@@ -18,8 +18,21 @@ const char *pxerr_name(enum pxerr e) { return table[e].name; }
 
 const char *http_reason(int status) {
   switch (status) {
+  case 100: return "Continue";
   case 101: return "Switching Protocols";
+  case 103: return "Early Hints";
   case 200: return "OK";
+  case 201: return "Created";
+  case 202: return "Accepted";
+  case 204: return "No Content";
+  case 206: return "Partial Content";
+  case 301: return "Moved Permanently";
+  case 302: return "Found";
+  case 303: return "See Other";
+  case 304: return "Not Modified";
+  case 307: return "Temporary Redirect";
+  case 308: return "Permanent Redirect";
+  case 401: return "Unauthorized";
   case 400: return "Bad Request";
   case 403: return "Forbidden";
   case 404: return "Not Found";
@@ -29,6 +42,14 @@ const char *http_reason(int status) {
   case 414: return "URI Too Long";
   case 421: return "Misdirected Request";
   case 429: return "Too Many Requests";
+  case 409: return "Conflict";
+  case 410: return "Gone";
+  case 411: return "Length Required";
+  case 412: return "Precondition Failed";
+  case 413: return "Content Too Large";
+  case 415: return "Unsupported Media Type";
+  case 416: return "Range Not Satisfiable";
+  case 422: return "Unprocessable Content";
   case 431: return "Request Header Fields Too Large";
   case 500: return "Internal Server Error";
   case 501: return "Not Implemented";
@@ -36,6 +57,7 @@ const char *http_reason(int status) {
   case 503: return "Service Unavailable";
   case 504: return "Gateway Timeout";
   case 505: return "HTTP Version Not Supported";
+  case 508: return "Loop Detected";
   default: return "Unknown";
   }
 }

@@ -29,6 +29,11 @@
   XX(UNREACHABLE, 502, "destination_ip_unroutable")                                              \
   XX(CONN_ERROR, 502, "proxy_internal_error")                                                    \
   XX(UPGRADE_FAILED, 502, "http_upgrade_failed")                                                 \
+  XX(LOOP, 508, "proxy_loop_detected")                                                           \
+  XX(RESP_INVALID, 502, "http_protocol_error")                                                   \
+  XX(RESP_INCOMPLETE, 502, "http_response_incomplete")                                           \
+  XX(RESP_TIMEOUT, 504, "http_response_timeout")                                                 \
+  XX(POOL_FULL, 503, "connection_limit_reached")                                                 \
   XX(TLS_CERT, 502, "tls_certificate_error")                                                     \
   XX(TLS_PROTOCOL, 502, "tls_protocol_error")                                                    \
   XX(LIMIT, 503, "connection_limit_reached")                                                     \

@@ -193,6 +193,7 @@ int worker_init(struct worker *w, int id, const struct config *cfg, SSL_CTX *ctx
   for (int i = 0; i < CONFIG_MAX_LISTENERS; i++) w->listeners[i].fd = -1;
   list_init(&w->tunnels);
   list_init(&w->deferred);
+  list_init(&w->stop_hooks);
   uv_idle_init(&w->loop, &w->defer_idle);
   w->defer_idle.data = w;
   uv_check_init(&w->loop, &w->defer_check);
@@ -234,10 +235,21 @@ void worker_run(struct worker *w) { uv_run(&w->loop, UV_RUN_DEFAULT); }
 void worker_request_stop(struct worker *w) { uv_async_send(&w->stop_async); }
 
 void worker_request_drain(struct worker *w) { atomic_store_explicit(&w->health_draining, 1, memory_order_relaxed); }
+void worker_add_stop_hook(struct worker *w, struct worker_hook *h) { list_insert_tail(&w->stop_hooks, &h->link); }
 
 /* The last step of a stop: once no connection is left, close the worker's own handles so
  * uv_run returns. */
+static void run_stop_hooks(struct worker *w) {
+  while (!list_empty(&w->stop_hooks)) {
+    struct worker_hook *hk = container_of(w->stop_hooks.next, struct worker_hook, link);
+    list_remove(&hk->link);
+    list_init(&hk->link);
+    hk->on_stop(hk);
+  }
+}
+
 void worker_maybe_finish(struct worker *w) {
+  if (w->stopping) run_stop_hooks(w); /* also when a stop did not come through on_stop_async */
   if (w->stopping == WORKER_DEADLINE && list_empty(&w->conns) && !list_empty(&w->tunnels))
     log_error("worker %d: a tunnel is left with no client connection after the drain deadline (a bug: the "
               "worker cannot finish)", w->id);
@@ -260,6 +272,7 @@ static void on_stop_async(uv_async_t *h) {
   w->stopping = WORKER_STOPPING;
   for (int i = 0; i < w->nlisteners; i++) listener_close(&w->listeners[i]);
   if (w->conn_ops) w->conn_ops->stop_all(w);
+  run_stop_hooks(w);
   struct list *n;
   size_t nc = 0, nt = 0;
   for (n = w->conns.next; n != &w->conns; n = n->next) nc++;

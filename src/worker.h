@@ -19,6 +19,7 @@ struct auth_guard;
 struct dns_resolver;
 struct limits;
 struct frontend_table;
+struct fwd_pool;
 struct listener;
 struct status_worker;
 struct worker;
@@ -78,6 +79,14 @@ enum worker_stop {
   WORKER_DEADLINE,
 };
 
+/* A module above the worker that keeps handles of its own beyond connections and tunnels (the
+ * forward proxy's idle upstream connections) is told when a stop begins, so that it closes them
+ * and the loop can end. Embedded in its owner, who keeps it until the worker is disposed. */
+struct worker_hook {
+  struct list link;
+  void (*on_stop)(struct worker_hook *h);
+};
+
 struct worker {
   int id;
   uv_loop_t loop;
@@ -109,6 +118,10 @@ struct worker {
   struct list tunnels;                /* struct tunnel.link: every live tunnel (each has a client
                                          side owned by a conn, so closing conns ends them all) */
   struct list deferred;               /* struct worker_defer.link */
+  struct list stop_hooks;             /* struct worker_hook.link */
+  struct fwd_pool *fwd_pool;          /* owned by proxy/pool.c (created on first use, freed once
+                                         stopped and empty): upstream connections of forwarded
+                                         requests */
   uv_idle_t defer_idle;               /* keeps the loop from blocking while work is deferred */
   uv_check_t defer_check;
   uv_async_t stop_async;
@@ -141,6 +154,9 @@ void worker_dispose(struct worker *w);
  * line of that kind written says how many were held back). */
 void worker_log(struct worker *w, enum worker_log kind, enum log_level level, const char *fmt, ...)
     __attribute__((format(printf, 4, 5)));
+
+/* |h|->on_stop runs when a graceful stop begins (after the connections were told). */
+void worker_add_stop_hook(struct worker *w, struct worker_hook *h);
 
 void worker_defer(struct worker *w, struct worker_defer *d);
 void worker_defer_cancel(struct worker_defer *d);

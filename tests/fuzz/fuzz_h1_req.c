@@ -178,10 +178,36 @@ static void run(const uint8_t *in, size_t len, const struct h1_req_limits *lim, 
         CHECK(r.detail != NULL && r.detail[0] != '\0');
         logf_(out, "%d %s", pxerr_status(r.err), r.detail);
         stop = 1;
+      } else if (st == H1_REQ_BODY_END) {
+        /* A forwarded request's body ended: the next request may follow (issue 11). */
+        size_t end = off + (size_t)(p - copy) + used;
+        CHECK(r.head.kind == H1_REQ_ABSOLUTE);
+        CHECK(!h1_req_started(&r));
+        logf_(out, "END @%zu|", end);
+        start = end;
+        stop = !r.head.keep_alive;
       } else {
         CHECK(st == H1_REQ_DONE);
         size_t end = off + (size_t)(p - copy) + used;
         check_done(in, start, end, &r, out);
+        if (r.head.kind == H1_REQ_ABSOLUTE) {
+          /* The head goes to the origin as received: no field may carry a CR or LF, and the
+           * target's authority and path none either (no smuggled lines). */
+          for (size_t i = 0; i < r.nhead_fields; i++) {
+            CHECK(r.fl[i].name_len > 0);
+            CHECK(!memchr(h1_req_fl_name(&r, i), '\r', r.fl[i].name_len) && !memchr(h1_req_fl_name(&r, i), '\n', r.fl[i].name_len));
+            CHECK(!memchr(h1_req_fl_value(&r, i), '\r', r.fl[i].value_len) && !memchr(h1_req_fl_value(&r, i), '\n', r.fl[i].value_len));
+          }
+          CHECK(!strpbrk(r.head.path, "\r\n \t"));
+          CHECK(!memchr(r.head.scheme_auth, '\r', r.head.scheme_auth_len) && !memchr(r.head.scheme_auth, '\n', r.head.scheme_auth_len));
+          CHECK(h1_req_started(&r));
+          char *cred = h1_req_take_credentials(&r);
+          free(cred);
+          start = end;
+          p += used;
+          left -= used;
+          continue;
+        }
         CHECK(!h1_req_started(&r));
         /* Credentials go to the request path as presented: one field value, whole. */
         char *cred = h1_req_take_credentials(&r);

@@ -347,7 +347,7 @@ class SemanticsTest(unittest.TestCase):
                 self.assertGreaterEqual(mm['h2tunnel_connections_by_protocol_total{protocol="h2"}'], 1)
                 n = cli.wait_closed(cli.get("/nope"))
                 self.assertEqual(n.status, 404)
-                sid = cli.request([(":method", "POST"), (":scheme", "https"), (":authority", "x"),
+                sid = cli.request([(":method", "POST"), (":scheme", "https"), (":authority", "localhost"),
                                        (":path", "/healthz")], data=b"body")
                 cli.c.end_stream(sid)
                 cli.flush()

@@ -54,6 +54,8 @@ static void run(const char *in, size_t len, const struct h1_req_limits *lim, siz
       assert_true(used <= left);
       if (st == H1_REQ_MORE) {
         assert_int_equal(used, left);
+      } else if (st == H1_REQ_BODY_END) {
+        logf_(log, cap, "END @%zu; ", (size_t)(p - in) + used);
       } else if (st == H1_REQ_ERROR) {
         assert_true(r.err != PXERR_NONE);
         assert_non_null(r.detail);
@@ -73,8 +75,12 @@ static void run(const char *in, size_t len, const struct h1_req_limits *lim, siz
         } else {
           logf_(log, cap, "%s %s %s ka=%d @%zu; ", h->kind == H1_REQ_LOCAL ? "LOCAL" : "ABS", h->method,
                 r.target, h->keep_alive, end);
-          /* After an ignored HTTP/1.0 Upgrade the parser reads nothing more (the caller closes). */
+          /* A forwarded request without a body ends without another byte (a zero-length feed,
+           * as h1_conn makes with what follows the head). */
           size_t none;
+          if (h->kind == H1_REQ_ABSOLUTE && used == left && h1_req_feed(&r, "", 0, &none) == H1_REQ_BODY_END)
+            logf_(log, cap, "END @%zu; ", end);
+          /* After an ignored HTTP/1.0 Upgrade the parser reads nothing more (the caller closes). */
           if (!h->keep_alive && h1_req_feed(&r, "", 0, &none) == H1_REQ_ERROR) {
             assert_int_equal(r.err, PXERR_INTERNAL);
             logf_(log, cap, "closed");
@@ -164,7 +170,14 @@ static const struct row accept_rows[] = {
     {S("GET /a HTTP/1.1\r\nHost: x\r\n\r\nGET /b HT"), "LOCAL GET /a ka=1 @28; more"},
     {S("POST /x HTTP/1.1\r\nHost: x\r\nContent-Length: 9\r\n\r\nhel"), "more"},
     /* Absolute-form is forwarding, answered by the caller. */
-    {S("GET http://o.example/x HTTP/1.1\r\nHost: o.example\r\n\r\n"), "ABS GET http://o.example/x ka=1 @52; idle"},
+    {S("GET http://o.example/x HTTP/1.1\r\nHost: o.example\r\n\r\n"), "ABS GET http://o.example/x ka=1 @52; END @52; idle"},
+    /* Forwarding: the head returns at its end, the body streams, its end is reported (FWD-07). */
+    {S("POST http://o.example/x HTTP/1.1\r\nHost: o\r\nContent-Length: 3\r\n\r\nabcGET /"),
+     "ABS POST http://o.example/x ka=1 @64; END @67; more"},
+    {S("POST http://o.example/x HTTP/1.1\r\nHost: o\r\nTransfer-Encoding: chunked\r\n\r\n3\r\nabc\r\n0\r\nT: 1\r\n\r\n"),
+     "ABS POST http://o.example/x ka=1 @73; END @92; idle"},
+    {S("POST http://o.example/x HTTP/1.1\r\nHost: o\r\nTransfer-Encoding: chunked\r\n\r\nzz\r\nabc\r\n"),
+     "ABS POST http://o.example/x ka=1 @73; 400 malformed request: Invalid character in chunk size"},
     /* RFC 9110 §7.8: Upgrade in an HTTP/1.0 request is ignored; the connection then ends. */
     {S("GET /.well-known/masque/udp/h/53/ HTTP/1.0\r\nConnection: upgrade\r\nUpgrade: connect-udp\r\n\r\n"),
      "LOCAL GET /.well-known/masque/udp/h/53/ ka=0 @89; closed"},

@@ -447,7 +447,11 @@ static const struct refusal g_refusals[] = {
     {"ws: port", PX_PROTO_WEBSOCKET, "ws.test", "/chat", "443", 0, 0, NULL, PXERR_PORT_DENIED, "port", 0},
     {"ws: address", PX_PROTO_WEBSOCKET, "private.test", "/chat", NULL, 0, 0, NULL, PXERR_DEST_PROHIBITED, "private", 1},
     {"ws: refused", PX_PROTO_WEBSOCKET, "refused.test", "/chat", NULL, 0, 0, NULL, PXERR_CONN_REFUSED, "refused", 1},
-    {"forward", PX_PROTO_FORWARD, "ok.test", NULL, NULL, 0, 0, NULL, PXERR_NOT_IMPLEMENTED, "forwarding", 0},
+    /* Forwarding (issue 11) goes through the same steps: port, DNS, address policy, dial. */
+    {"forward: port", PX_PROTO_FORWARD, "ok.test", NULL, "443", 0, 0, NULL, PXERR_PORT_DENIED, "port", 0},
+    {"forward: address", PX_PROTO_FORWARD, "private.test", NULL, NULL, 0, 0, NULL, PXERR_DEST_PROHIBITED, "private", 1},
+    {"forward: dns error", PX_PROTO_FORWARD, "missing.test", NULL, NULL, 0, 0, NULL, PXERR_DNS_ERROR, "name not found", 1},
+    {"forward: refused", PX_PROTO_FORWARD, "refused.test", NULL, NULL, 0, 0, NULL, PXERR_CONN_REFUSED, "refused", 1},
 };
 
 /* Every refusal: its status and Proxy-Status from the one table, one access-log line, one
