@@ -249,6 +249,14 @@ int main(int argc, char **argv) {
     free(app.status);
     auth_guard_free(guard);
     limits_free(limits);
+    /* Everything else too: a start that fails (a port in use) must not look like a leak. */
+    free(app.workers);
+    free(app.metrics);
+    SSL_CTX_free(ctx);
+    SSL_CTX_free(client_ctx);
+    dns_global_cleanup();
+    config_unref(app.cfg);
+    if (access) fclose(access);
     return 1;
   }
 

@@ -98,7 +98,12 @@ class HAProxy:
         deadline = time.time() + timeout
         last = ""
         while time.time() < deadline:
-            last = self.command("show servers state %s" % backend)
+            try:
+                last = self.command("show servers state %s" % backend)
+            except OSError as e:  # the admin socket is not there yet: haproxy is still starting
+                last = repr(e)
+                time.sleep(0.1)
+                continue
             for ln in last.splitlines():
                 f = ln.split()
                 if len(f) > 5 and f[1] == backend and f[3] == server and f[5] == str(want):

@@ -456,7 +456,7 @@ class Proxy:
                 if self.proc.poll() is None:
                     self.proc.kill()
                     self.proc.wait()
-                if "Address already in use" not in self.stderr():
+                if "already in use" not in self.stderr().lower():  # uv_strerror: "address already in use"
                     break
         self._dump("proxy failed to start")
         raise RuntimeError("proxy did not become healthy: %r\n%s" % (last, self.stderr()))

@@ -133,7 +133,10 @@ class FlowTest(unittest.TestCase):
                 sent = sum(cli.streams[s].sent for s in sids)
                 self.assertGreaterEqual(sent, n * STREAM_WINDOW)
                 sys.stderr.write("\n  [ng05] %d stalled tunnels hold %.1f MiB\n" % (n, sent / MiB))
-                self.assertLess(cli.c.outbound_flow_control_window, CONN_WINDOW - 40 * MiB)
+                # Enough is held uncredited for the check below to tell a leak: under half the
+                # window left, with a margin. (Not a tighter bound: how much the stalled
+                # upstreams' kernel buffers took, and so was credited back, varies with load.)
+                self.assertLess(cli.c.outbound_flow_control_window, CONN_WINDOW // 2 - 4 * MiB)
                 for s in sids:
                     cli.reset(s, CANCEL)
                 # nghttp2 sends the connection WINDOW_UPDATE once half the window is consumed,
