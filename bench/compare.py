@@ -500,6 +500,9 @@ def make_rows(P):
         "bulk_h1": dict(proto="h1", mode="bulk", args=["-c", "1", "-n", "1", "--size",
                                                        str(P["bulk"]), "--direction", "down"],
                         target="source"),
+        "bulk_h1_up": dict(proto="h1", mode="bulk", args=["-c", "1", "-n", "1", "--size",
+                                                          str(P["bulk"]), "--direction", "up"],
+                           target="sink"),
         "bulk_h2_down": dict(proto="h2", mode="bulk", args=["-c", "1", "-m", "1", "-n", "1",
                                                             "--size", str(P["bulk"]),
                                                             "--direction", "down"],
@@ -554,6 +557,8 @@ def make_rows(P):
         Row("bulk_h1.cpu", "h1 bulk, 1 tunnel down: proxy CPU-s per GB", "h1", "bulk_h1",
             "cpu_s_per_gb", "s/GB", L, ("<=", 0.5), "≤ 0.4", "{:.2f}"),
         Row("bulk_h1.mbs", "h1 bulk, 1 tunnel down: MB/s", "h1", "bulk_h1", "mb_per_s", "MB/s", H),
+        Row("bulk_h1_up.cpu", "h1 bulk, 1 tunnel up: proxy CPU-s per GB", "h1", "bulk_h1_up",
+            "cpu_s_per_gb", "s/GB", L, ("<=", 0.5), "≤ 0.4", "{:.2f}"),
         Row("bulk_h2_down.cpu", "h2 bulk, 1 tunnel down: proxy CPU-s per GB", "h2",
             "bulk_h2_down", "cpu_s_per_gb", "s/GB", L, ("<=", 0.5), "≤ 0.8", "{:.2f}"),
         Row("bulk_h2_down.mbs", "h2 bulk, 1 tunnel down: MB/s", "h2", "bulk_h2_down", "mb_per_s",
@@ -568,10 +573,14 @@ def make_rows(P):
             "mb_per_s", "MB/s", H),
         Row("rr_h2.p50", "h2 round trip in a tunnel (64 B): p50", "h2", "rr_h2", "rtt_p50_us",
             "µs", L, ("<=", 1.0), "≤ 60", "{:.1f}"),
+        Row("rr_h2.cpu", "h2 round trip in a tunnel (64 B): proxy CPU per round trip", "h2",
+            "rr_h2", "cpu_us_per_rt", "µs", L, ("<=", 1.0), "≤ 30", "{:.1f}"),
         Row("rr_h2.p99", "h2 round trip in a tunnel: p99", "h2", "rr_h2", "rtt_p99_us", "µs", L,
             None, None, "{:.1f}"),
         Row("rr_h1.p50", "h1 round trip in a tunnel (64 B): p50", "h1", "rr_h1", "rtt_p50_us",
             "µs", L, ("<=", 1.0), None, "{:.1f}"),
+        Row("rr_h1.cpu", "h1 round trip in a tunnel (64 B): proxy CPU per round trip", "h1",
+            "rr_h1", "cpu_us_per_rt", "µs", L, ("<=", 1.0), "≤ 30", "{:.1f}"),
         Row("rr_h1.p99", "h1 round trip in a tunnel: p99", "h1", "rr_h1", "rtt_p99_us", "µs", L,
             None, None, "{:.1f}"),
     ]
@@ -737,6 +746,8 @@ def measure(env, sysm, key, run):
             return {"error": "no round-trip percentiles in the JSON"}
         r["rtt_p50_us"], r["rtt_p99_us"] = float(p50), float(p99)
         r["round_trips"] = jget(j, "rr", "round_trips", default=0)
+        if int(r["round_trips"] or 0) > 0:
+            r["cpu_us_per_rt"] = cpu * 1e6 / int(r["round_trips"])
     return r
 
 

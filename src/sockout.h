@@ -22,8 +22,10 @@ struct sockout {
 void sockout_init(struct sockout *o, struct buf_pool *pool);
 static inline size_t sockout_queued(const struct sockout *o) { return o->q.bytes + o->inflight_bytes; }
 static inline int sockout_busy(const struct sockout *o) { return o->ninflight > 0; }
-/* Starts one uv_write of up to SOCKOUT_MAX_IOV queued chunks unless a write is in flight or the
- * queue is empty. Returns 0, or a negative libuv error (the chunks are then dropped). */
+/* Unless a write is in flight or the queue is empty: writes what the socket takes at once
+ * (uv_try_write), then starts one uv_write of up to SOCKOUT_MAX_IOV of the chunks left. Returns
+ * 1 when the queue was written whole at once (no callback comes), 0 when a write is in flight
+ * or there was nothing to write, or a negative libuv error (the chunks are then dropped). */
 int sockout_flush(struct sockout *o, uv_stream_t *s, uv_write_cb cb);
 /* Call from the write callback: releases the chunks that were written (or cancelled). */
 void sockout_done(struct sockout *o);

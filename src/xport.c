@@ -342,6 +342,7 @@ static void on_write(uv_write_t *req, int status) {
     return;
   }
   flush(x);
+  x->drain_pending = 0; /* said here */
   if (x->state == XPORT_OPEN && xport_queued(x) <= x->opts.low_water) x->ops->on_drain(x);
 }
 
@@ -358,8 +359,14 @@ static void flush(struct xport *x) {
   if (x->so.q.bytes) {
     x->so.wreq.data = x;
     int r = sockout_flush(&x->so, (uv_stream_t *)x->tcp, on_write);
-    if (r < 0) write_failed(x, r);
-    return;
+    if (r < 0) {
+      write_failed(x, r);
+      return;
+    }
+    if (r == 0) return; /* on_write goes on */
+    /* Written at once: the owner hears on_drain from |defer|, never from inside this call. */
+    x->drain_pending = 1;
+    if (!x->in_defer) schedule(x);
   }
   if (x->wr == XPORT_WR_SHUT_WANTED) {
     x->wr = XPORT_WR_NOTIFY_SENT;
@@ -382,6 +389,7 @@ static void flush(struct xport *x) {
 
 static void on_deferred(struct worker_defer *d) {
   struct xport *x = container_of(d, struct xport, defer);
+  x->in_defer = 1;
   if (x->err_pending) {
     int err = x->err_pending;
     x->err_pending = 0;
@@ -395,6 +403,11 @@ static void on_deferred(struct worker_defer *d) {
       pump(x);
   }
   flush(x);
+  x->in_defer = 0;
+  if (x->drain_pending) {
+    x->drain_pending = 0;
+    if (x->state == XPORT_OPEN && xport_queued(x) <= x->opts.low_water) x->ops->on_drain(x);
+  }
 }
 
 void xport_write(struct xport *x, struct buf_chunk *chunk) {

@@ -10,7 +10,8 @@
  * xport_write. See tunnel/tcp_ep.c for the whole of it in about 250 lines.
  *
  *   read path   socket -> [TLS decrypt] -> ops->on_read, at most |read_budget| bytes per loop turn
- *   write path  xport_write -> [TLS encrypt] -> sockout queue -> one uv_write per loop turn
+ *   write path  xport_write -> [TLS encrypt] -> sockout queue -> once per loop turn a write(2)
+ *               of what the socket takes at once, a uv_write for the rest
  *
  * Ownership: embedded by value in its owner, who provides the uv_tcp_t (initialised, open or
  * about to be opened) and keeps its storage until on_close. The xport owns the SSL object, the
@@ -121,6 +122,8 @@ struct xport {
   unsigned uv_reading : 1;       /* libuv is reading the socket (see update_reads) */
   unsigned small_reads : 1;      /* read into small blocks (cheap handshakes) */
   unsigned step_pending : 1;     /* |defer| runs a delivery or handshake step before flushing */
+  unsigned drain_pending : 1;    /* written at once (no on_write): |defer| reports on_drain */
+  unsigned in_defer : 1;         /* inside |defer|'s callback, which reports drain_pending itself */
 };
 
 /* Sets up |x| over |tcp| (uv_tcp_init done; its data pointer is taken over). Nothing is read
