@@ -705,11 +705,12 @@ class StreamOrigin(TCPOrigin):
     while concurrently reading until EOF and hashing what arrives (a sink with sha256).
     results[i]: sent (live counter), received, sha256, send_done, recv_done."""
 
-    def __init__(self, send_bytes=0, seed=1, sndbuf=None, read=True, **kw):
+    def __init__(self, send_bytes=0, seed=1, sndbuf=None, read=True, read_pause=0.0, **kw):
         self.send_bytes = send_bytes
         self.seed = seed
         self.sndbuf = sndbuf
         self.read = read
+        self.read_pause = read_pause  # seconds to sleep after each read: a slow sink
         super().__init__(**kw)
 
     def handle(self, c, idx, res):
@@ -747,6 +748,8 @@ class StreamOrigin(TCPOrigin):
                     break
                 h.update(b)
                 res["received"] += len(b)
+                if self.read_pause:
+                    time.sleep(self.read_pause)
             res["sha256"] = h.hexdigest()
             res["recv_done"] = True
         if t.ident:

@@ -37,16 +37,21 @@ class Bulk(unittest.TestCase):
     def tearDown(self):
         self.proxy.stop()
 
-    def _both_ways(self, size, tls):
+    def _both_ways(self, size, tls, read_pause=0.0):
         seed_up, seed_down = random.randrange(1 << 30), random.randrange(1 << 30)
-        with H.StreamOrigin(send_bytes=size, seed=seed_down) as origin:
+        with H.StreamOrigin(send_bytes=size, seed=seed_down, read_pause=read_pause) as origin:
             s = self.proxy.tunnel(origin.addr, tls=tls)
             t0 = time.time()
             with s:
                 if tls:
-                    # TLS: no half-close from Python; stop once all bytes are in, then close.
+                    # TLS: read up to the proxy's close_notify (the origin's FIN), then send ours
+                    # (unwrap). Closing with that close_notify unread would make the kernel answer
+                    # with RST, and a reset tunnel may drop bytes still on their way upstream.
                     sent, got, sha = H.pump(s, H.prng_chunks(seed_up, size), expect=size,
-                                            until_eof=False, timeout=240)
+                                            until_eof=True, timeout=240)
+                    s.setblocking(True)
+                    s.settimeout(60)
+                    s.unwrap()
                 else:
                     # Cleartext: client FIN after its last byte; origin FIN after its last byte.
                     sent, got, sha = H.pump(s, H.prng_chunks(seed_up, size), expect=size,
@@ -71,6 +76,12 @@ class Bulk(unittest.TestCase):
 
     def test_64mib_each_way_tls(self):
         self._both_ways(64 * MiB, tls=True)
+
+    def test_tls_slow_upstream_half_close(self):
+        """H1C-11: the download ends (origin FIN -> close_notify) long before the upload has
+        drained into a slow origin; the client's close_notify must reach the origin only after
+        every byte queued in the proxy."""
+        self._both_ways(8 * MiB, tls=True, read_pause=0.02)
 
 
 class Backpressure(unittest.TestCase):
