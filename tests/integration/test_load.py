@@ -23,6 +23,11 @@ import time
 import unittest
 
 PROXY_BIN = os.environ.get("H2TUNNEL_BIN", "")
+# The suite runs on busy machines: wall-clock bounds only tell "stopped on its own" from "hung"
+# (every run here would take minutes, or forever, without the bound under test); the tool's own
+# elapsed_s carries the tighter check, with slack for a loaded scheduler.
+NOT_HUNG = 30.0
+SLACK = 2.0
 LOAD_BIN = os.environ.get("H2TUNNEL_LOAD_BIN") or os.path.join(
     os.path.dirname(PROXY_BIN), "load", "h2tunnel-load")
 
@@ -218,7 +223,7 @@ class LoadTest(unittest.TestCase):
         self.assertEqual(d["tunnels_open_max"], 50)
         self.assertEqual(d["errors"], 0)
         self.assertGreaterEqual(d["elapsed_s"], 1.0)
-        self.assertLess(wall, 5)
+        self.assertLess(wall, NOT_HUNG)
         d, _, _ = self.run_mode("h1", "--mode", "idle", "-d", "0.5", "-c", "20",
                                 "--target", "127.0.0.1:%d" % self.ports["echo"])
         self.assertEqual(d["tunnels"], 20)
@@ -243,7 +248,7 @@ class LoadTest(unittest.TestCase):
                 self.assertGreaterEqual(d["errors"], 1)
                 self.assertGreaterEqual(d["status"].get("502", 0), 1)
                 self.assertIn("connection_refused", d["proxy_status"])
-                self.assertLess(wall, 10)
+                self.assertLess(wall, NOT_HUNG)
 
     def test_max_errors_tolerates(self):
         closed = free_port()
@@ -261,13 +266,13 @@ class LoadTest(unittest.TestCase):
                                        expect_rc=1)
                 self.assertEqual(d["errors_by_kind"], {"connect": 1})
                 self.assertIn("connection refused", d["first_error"])
-                self.assertLess(wall, 5)
+                self.assertLess(wall, NOT_HUNG)
                 # With errors tolerated, failed connection attempts still use up -n.
                 d, wall, _ = self.load("--proxy", "%s://127.0.0.1:%d" % (scheme, dead),
                                        "--insecure", "-n", "20", "--max-errors", "1000",
                                        "--target", "127.0.0.1:9", expect_rc=0)
                 self.assertEqual(d["errors"], 20)
-                self.assertLess(wall, 5)
+                self.assertLess(wall, NOT_HUNG)
 
     def test_proxy_authorization_and_status(self):
         fake = FakeProxy(b"HTTP/1.1 407 Proxy Authentication Required\r\n"
@@ -295,14 +300,14 @@ class LoadTest(unittest.TestCase):
                                            "--target", "127.0.0.1:%d" % self.ports["echo"])
                 self.assertGreater(d["tunnels"], 10)
                 self.assertEqual(d["errors"], 0)
-                self.assertLess(d["elapsed_s"], 1.3)
-                self.assertLess(wall, 2.5)
+                self.assertLess(d["elapsed_s"], 1 + SLACK)
+                self.assertLess(wall, NOT_HUNG)
         d, wall, _ = self.run_mode("h2c", "--mode", "bulk", "--size", "100g", "-d", "1",
                                    "--target", "127.0.0.1:%d" % self.ports["source"])
         self.assertEqual(d["errors"], 0)
         self.assertEqual(d["tunnels_cut"], 1)
         self.assertGreater(d["bytes_down"], 0)
-        self.assertLess(wall, 2.5)
+        self.assertLess(wall, NOT_HUNG)
 
     def test_stuck_proxy_times_out(self):
         fake = FakeProxy(None)
@@ -313,7 +318,7 @@ class LoadTest(unittest.TestCase):
                                            "-n", "3", "--timeout", "1",
                                            "--target", "127.0.0.1:9", expect_rc=1)
                     self.assertGreaterEqual(d["errors_by_kind"].get("timeout", 0), 1)
-                    self.assertLess(wall, 4)
+                    self.assertLess(wall, NOT_HUNG)
         finally:
             fake.close()
 
@@ -325,12 +330,12 @@ class LoadTest(unittest.TestCase):
                     proxy, tcp, _ = start_proxy(tmp)
                     threading.Timer(1.0, proxy.kill).start()
                     d, wall, _ = self.load("--proxy", "%s://127.0.0.1:%d" % (proto, tcp), "-d",
-                                           "20", "-c", "4", "-m", "4", "--target",
+                                           "120", "-c", "4", "-m", "4", "--target",
                                            "127.0.0.1:%d" % self.ports["echo"], expect_rc=1)
                     proxy.wait()
                     self.assertGreaterEqual(d["errors"], 1)
                     self.assertTrue(d["first_error"])
-                    self.assertLess(wall, 6)
+                    self.assertLess(wall, NOT_HUNG)
         finally:
             shutil.rmtree(tmp, ignore_errors=True)
 
