@@ -93,6 +93,12 @@ class MixedOnOneConnection(unittest.TestCase):
             self.assertEqual(incomplete, {}, "udp streams missing datagrams")
             for s in udp:
                 self.assertEqual(got_udp[s], expect_udp[s], "foreign datagram on stream %d" % s)
+            resets = {s: c.streams[s].reset for s in tcp if c.streams[s].reset is not None}
+            if resets:  # say why: the proxy's own account of those tunnels
+                recs = [x for x in p.access_log() if x.get("proto") == "connect"
+                        and x.get("close") not in ("client_fin", "upstream_fin")]
+                self.fail("tcp streams reset: %r\naccess log: %r\nproxy stderr tail:\n%s"
+                          % (resets, recs, p.stderr()[-3000:]))
             for s, i in tcp.items():
                 st = c.streams[s]
                 self.assertIsNone(st.reset, (s, st.reset))
