@@ -224,10 +224,14 @@ class LimitsNearCeiling(unittest.TestCase):
                 self.assertEqual(cm.exception.resp.status, 429)
 
                 def listed():
+                    # Each worker publishes its own snapshot every 200 ms: the tunnels and the
+                    # rejection may sit on different workers, so wait for both.
                     j = get_json(p.tcp_port)
-                    return j if len([t for t in j["tunnels"] if t["target"] == origin.addr]) == 2 else None
+                    tunnels = [t for t in j["tunnels"] if t["target"] == origin.addr]
+                    rejected = [r for r in j["rejections"] if r["status"] == 429]
+                    return j if len(tunnels) == 2 and rejected else None
 
-                j = wait_for(listed, "two tunnels listed")
+                j = wait_for(listed, "two tunnels and the 429 listed")
                 lim = {(x["scope"], x["name"]): x for x in j["limits"]}
                 self.assertEqual(lim[("client", "127.0.0.1")],
                                  {"scope": "client", "name": "127.0.0.1", "limit": "tunnels", "active": 2,
