@@ -4,7 +4,9 @@
  * generated inputs are mutations of the loaded files (byte flips, inserts of bytes that matter to
  * our parsers, deletions, splices), which reaches much deeper than uniform noise.
  *
- * Options, in libFuzzer's spelling: -runs=N (default 200000), -seed=N, -max_len=N (default 512).
+ * Options, in libFuzzer's spelling: -runs=N (default 200000), -seed=N, -max_len=N (default 512),
+ * -max_total_time=S (stop generating after S seconds, so a busy machine cannot stretch a ctest run
+ * past its timeout; 0 = no bound).
  * Other "-x=y" options are ignored so the same ctest command line works for both drivers. When an
  * input crashes (a failed CHECK aborts; a sanitizer report dies), it is written to
  * ./crash-standalone for replay: `fuzz_x crash-standalone -runs=0`. */
@@ -189,7 +191,7 @@ static size_t mutate(uint8_t *buf, size_t len, size_t max_len) {
 }
 
 int main(int argc, char **argv) {
-  unsigned long long runs = 200000, seed = 1;
+  unsigned long long runs = 200000, seed = 1, max_secs = 0;
   size_t max_len = 512;
   uint8_t *buf;
   struct timespec t0, t1;
@@ -199,6 +201,7 @@ int main(int argc, char **argv) {
     if (strncmp(argv[i], "-runs=", 6) == 0) runs = strtoull(argv[i] + 6, NULL, 10);
     else if (strncmp(argv[i], "-seed=", 6) == 0) seed = strtoull(argv[i] + 6, NULL, 10);
     else if (strncmp(argv[i], "-max_len=", 9) == 0) max_len = strtoull(argv[i] + 9, NULL, 10);
+    else if (strncmp(argv[i], "-max_total_time=", 16) == 0) max_secs = strtoull(argv[i] + 16, NULL, 10);
     else if (argv[i][0] == '-') continue;
     else add_path(argv[i]);
   }
@@ -210,8 +213,13 @@ int main(int argc, char **argv) {
 
   clock_gettime(CLOCK_MONOTONIC, &t0);
   for (size_t i = 0; i < corpus_len; i++) run_one(corpus[i].data, corpus[i].len);
-  for (unsigned long long r = 0; r < runs; r++) {
+  unsigned long long r;
+  for (r = 0; r < runs; r++) {
     size_t len;
+    if (max_secs && (r & 255) == 0) {
+      clock_gettime(CLOCK_MONOTONIC, &t1);
+      if ((unsigned long long)(t1.tv_sec - t0.tv_sec) >= max_secs) break;
+    }
     if (corpus_len > 0 && (rng() & 1)) {
       const struct input *in = &corpus[rng() % corpus_len];
       len = in->len < max_len ? in->len : max_len;
@@ -226,7 +234,7 @@ int main(int argc, char **argv) {
   clock_gettime(CLOCK_MONOTONIC, &t1);
   secs = (double)(t1.tv_sec - t0.tv_sec) + (double)(t1.tv_nsec - t0.tv_nsec) / 1e9;
   printf("standalone: %zu corpus files, %llu generated inputs, %.2f s (%.0f execs/s)\n", corpus_len,
-         runs, secs, secs > 0 ? (double)(corpus_len + runs) / secs : 0.0);
+         r, secs, secs > 0 ? (double)(corpus_len + r) / secs : 0.0);
   for (size_t i = 0; i < corpus_len; i++) free(corpus[i].data);
   free(corpus);
   free(buf);
