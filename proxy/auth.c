@@ -79,10 +79,11 @@ static void count_failure(struct px_auth *a) {
   if (auth_guard_fail(w->auth_guard, (const struct sockaddr *)a->client_addr, uv_now(&w->loop),
                       au->max_failures, au->failure_window_ms, au->ban_ms)) {
     METRIC_ADD(&w->metrics, auth_bans, 1);
-    char addr[64];
-    snprintf(addr, sizeof(addr), "%s", a->client);
-    char *colon = strrchr(addr, ':'); /* "addr:port": the ban is on the address */
-    if (colon) *colon = '\0';
+    const struct access_tuning *t = &a->cfg->access->tune;
+    struct access_client k;
+    char addr[ACCESS_CLIENT_TEXT_MAX];
+    access_client_key((const struct sockaddr *)a->client_addr, t->client_v4_prefix, t->client_v6_prefix, &k);
+    access_client_text(&k, addr, sizeof(addr)); /* the ban is on the address, or its network */
     log_warn("auth: %s banned for %llu s after %llu failed logins within %llu s", addr,
              (unsigned long long)(au->ban_ms / 1000), (unsigned long long)au->max_failures,
              (unsigned long long)(au->failure_window_ms / 1000));
@@ -153,7 +154,7 @@ enum px_auth_verdict px_auth_check(struct px_auth *a, px_auth_done done, void *a
   }
   a->done = done;
   a->done_arg = arg;
-  a->verify = auth_verify_start(&w->loop, w->auth_cache, au->users, &cred, on_verified, a);
+  a->verify = auth_verify_start(&w->loop, w->auth_cache, au->users, &cred, a->digest, on_verified, a);
   credentials_wipe(&cred);
   return PX_AUTH_PENDING;
 }

@@ -63,6 +63,12 @@ struct access *access_new(void) {
   a->auth.cache_ttl_ms = 300000;
   a->auth.cache_size = 4096;
   a->auth.max_pending = 1000;
+  a->tune = (struct access_tuning){.client_v4_prefix = 32,
+                                   .client_v6_prefix = 64,
+                                   .ban_slots = 16384,
+                                   .hash_concurrency = 1,
+                                   .bw_burst_ms = 50,
+                                   .bw_burst_min = 128 * 1024};
   return a;
 }
 

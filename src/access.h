@@ -159,6 +159,17 @@ struct access_limit_set {
   struct access_limits instance;      /* the whole process */
 };
 
+/* Process-wide knobs of auth and limits. Defaults from access_new; the option table (config.c:
+ * client-ipv4-prefix, auth-ban-slots, ...) sets them in config_check. */
+struct access_tuning {
+  unsigned client_v4_prefix;  /* a client for per-client limits and bans: its /N network */
+  unsigned client_v6_prefix;
+  size_t ban_slots;           /* client networks the failed-login table holds */
+  size_t hash_concurrency;    /* password hashes one worker runs at once; the rest queue */
+  uint64_t bw_burst_ms;       /* a bandwidth bucket may run this far ahead of its rate ... */
+  uint64_t bw_burst_min;      /* ... and at least this many bytes */
+};
+
 struct access {
   char *file;                 /* owned: the configuration file, for messages; NULL: none */
   struct access_auth auth;
@@ -167,6 +178,7 @@ struct access {
   struct access_rule *rules;  /* owned, in file order */
   size_t nrules;
   struct access_limit_set limits;
+  struct access_tuning tune;
 };
 
 struct access *access_new(void);
