@@ -166,6 +166,7 @@ struct access_tuning {
   unsigned client_v6_prefix;
   size_t ban_slots;           /* client networks the failed-login table holds */
   size_t hash_concurrency;    /* password hashes one worker runs at once; the rest queue */
+  int hash_idle;              /* hashing threads under SCHED_IDLE instead of nice 10 */
   uint64_t bw_burst_ms;       /* a bandwidth bucket may run this far ahead of its rate ... */
   uint64_t bw_burst_min;      /* ... and at least this many bytes */
 };

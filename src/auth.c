@@ -125,6 +125,7 @@ struct auth_flight {
   uint8_t digest[AUTH_DIGEST_LEN];
   struct credentials cred;          /* owned copy, wiped before free */
   int result;                       /* written by the pool thread, read after it */
+  int idle;                         /* hash under SCHED_IDLE (copied from the cache) */
   struct auth_verify *waiters;      /* owned list: the callers to answer */
 };
 
@@ -137,30 +138,37 @@ struct auth_verify {
 };
 
 /* Hashing threads yield to the event loops: a burst of logins (bcrypt is CPU by design) must not
- * take the cores from tunnels already running. A pool thread hashes under SCHED_IDLE (CPU only
- * when nothing else wants it), falling back to nice AUTH_VERIFY_NICE where that is refused, and
- * goes back to its old policy afterwards: the pool runs other work (getaddrinfo, fs) too. */
-static void hash_priority(int low, int *saved_policy, int *saved_nice) {
+ * take the cores from tunnels already running. A pool thread hashes at nice AUTH_VERIFY_NICE, or
+ * under SCHED_IDLE (CPU only when nothing else wants it) when the cache says |idle|, and goes back
+ * to its old priority afterwards: the pool runs other work (getaddrinfo, fs) too. SCHED_IDLE is
+ * not the default: on a machine kept busy by other processes it starves the logins. */
+struct prio {
+  int policy, nice;
+};
+
+static struct prio hash_priority_low(int idle) {
   struct sched_param none = {0};
   pid_t tid = (pid_t)syscall(SYS_gettid);
-  if (low) {
-    *saved_policy = sched_getscheduler(tid);
-    errno = 0;
-    *saved_nice = getpriority(PRIO_PROCESS, (id_t)tid);
-    if (sched_setscheduler(tid, SCHED_IDLE, &none) != 0)
-      (void)setpriority(PRIO_PROCESS, (id_t)tid, AUTH_VERIFY_NICE); /* not fatal: still hashes */
-    return;
-  }
-  if (*saved_policy >= 0 && *saved_policy != SCHED_IDLE) (void)sched_setscheduler(tid, *saved_policy, &none);
-  (void)setpriority(PRIO_PROCESS, (id_t)tid, *saved_nice);
+  struct prio was = {.policy = sched_getscheduler(tid)};
+  errno = 0;
+  was.nice = getpriority(PRIO_PROCESS, (id_t)tid);
+  if (!idle || sched_setscheduler(tid, SCHED_IDLE, &none) != 0)
+    (void)setpriority(PRIO_PROCESS, (id_t)tid, AUTH_VERIFY_NICE); /* not fatal: still hashes */
+  return was;
+}
+
+static void hash_priority_restore(int idle, struct prio was) {
+  struct sched_param none = {0};
+  pid_t tid = (pid_t)syscall(SYS_gettid);
+  if (idle && was.policy >= 0 && was.policy != SCHED_IDLE) (void)sched_setscheduler(tid, was.policy, &none);
+  (void)setpriority(PRIO_PROCESS, (id_t)tid, was.nice);
 }
 
 static void flight_work(uv_work_t *req) {
   struct auth_flight *f = container_of(req, struct auth_flight, work);
-  int policy = -1, nice_was = 0;
-  hash_priority(1, &policy, &nice_was);
+  struct prio was = hash_priority_low(f->idle);
   f->result = users_verify(f->users, f->cred.user, f->cred.pass, f->cred.pass_len);
-  hash_priority(0, &policy, &nice_was);
+  hash_priority_restore(f->idle, was);
 }
 
 static void flight_unlink(struct auth_cache *c, struct auth_flight *f) {
@@ -255,6 +263,7 @@ struct auth_verify *auth_verify_start(uv_loop_t *loop, struct auth_cache *cache,
     f->cache = cache;
     f->loop = loop;
     f->users = users;
+    f->idle = cache->hash_idle;
     memcpy(f->digest, digest, AUTH_DIGEST_LEN);
     f->cred = *cred;
     f->next = cache->flights;

@@ -10,7 +10,7 @@
  *   never waits for a hash (bcrypt cost 10: ~50-80 ms). A burst of logins must not starve the
  *   loops: each worker runs at most max_running hashes at once (the rest wait in a FIFO),
  *   identical credentials in flight share one hash (single flight), and the hashing threads run
- *   under SCHED_IDLE (nice AUTH_VERIFY_NICE where refused). Cancelling only detaches the caller: a
+ *   at nice AUTH_VERIFY_NICE (or under SCHED_IDLE with |hash_idle|). Cancelling only detaches the caller: a
  *   running hash runs to its end and frees itself in its after-work callback (a request that went
  *   away meanwhile is never touched).
  * - struct auth_guard, one per process, shared by the workers under a mutex: failed attempts per
@@ -57,6 +57,7 @@ struct auth_cache {
   size_t pending;                 /* flights (hashes) queued or running for this worker */
   size_t running;                 /* flights on the thread pool */
   size_t max_running;             /* at most this many at once (auth-hash-concurrency) */
+  int hash_idle;                  /* hash under SCHED_IDLE, not nice (auth-hash-idle) */
   struct auth_flight *flights;    /* owned: every flight queued or running, for single flight */
   struct auth_flight *queue, *queue_tail; /* the flights waiting for a slot, oldest first */
   struct metrics *metrics;        /* borrowed, may be NULL: the worker's (auth_checks_pending) */

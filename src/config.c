@@ -345,6 +345,10 @@ static const struct opt opts[] = {
      "other checks wait their turn (default 1: with a worker per core,\n"
      "at most one hash per core)",
      NULL},
+    {"auth-hash-idle", T_FLAG, S_LIMITS, FIELD(auth_hash_idle), "false", 0, 0, 0, NULL,
+     "hash passwords under SCHED_IDLE instead of nice 10: logins wait\n"
+     "for idle CPU (and starve on a machine other processes keep busy)",
+     NULL},
     {"bandwidth-burst", T_DURATION, S_LIMITS, FIELD(bw_burst_ms), "50ms", 1, 0, 0, "T",
      "how far a bandwidth bucket may run ahead of its rate before the\n"
      "reader pauses (default 50ms) ...",
@@ -743,6 +747,7 @@ int config_check(struct config *cfg, struct cfgfile_err *err) {
   t->client_v6_prefix = (unsigned)cfg->client_ipv6_prefix;
   t->ban_slots = cfg->auth_ban_slots;
   t->hash_concurrency = cfg->auth_hash_concurrency;
+  t->hash_idle = cfg->auth_hash_idle;
   t->bw_burst_ms = cfg->bw_burst_ms;
   t->bw_burst_min = cfg->bw_burst_min;
 
