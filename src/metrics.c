@@ -211,7 +211,7 @@ size_t metrics_render(const struct metrics *const *all, size_t nw, char *buf, si
   }
   head(&o, "h2tunnel_auth_bans_total", "counter", "Client addresses banned after too many failed logins.");
   put(&o, "h2tunnel_auth_bans_total", NULL, LOAD(sum.auth_bans));
-  head(&o, "h2tunnel_auth_checks_pending", "gauge", "Password checks queued or running on the thread pool.");
+  head(&o, "h2tunnel_auth_checks_pending", "gauge", "Password hashes queued or running on the thread pool.");
   put(&o, "h2tunnel_auth_checks_pending", NULL, LOAD(sum.auth_checks_pending));
   head(&o, "h2tunnel_auth_hashes_total", "counter", "Password hashes run on the thread pool.");
   put(&o, "h2tunnel_auth_hashes_total", NULL, LOAD(sum.auth_hashes));
