@@ -17,6 +17,7 @@ import platform
 import re
 import resource
 import shutil
+import shlex
 import signal
 import socket
 import statistics
@@ -314,7 +315,8 @@ class H2tunnel(System):
         p = PROCS.start([self.env.h2tunnel, "--config", conf, "--workers", "1", "--allow-net", "loopback",
                          "--allow-ports", "*", "--listen", f"tcp://127.0.0.1:{port}",
                          "--listen", f"tls://127.0.0.1:{tport}", "--state-dir", state,
-                         "--access-log", "/dev/null", "--log-level", "warn"],
+                         "--access-log", "/dev/null", "--log-level", "warn"]
+                        + shlex.split(os.environ.get("H2TUNNEL_ARGS", "")),  # e.g. "--auth-hash-concurrency 4"
                         self.log("h2tunnel"), cpu=PROXY_CPU)
         self.procs.append(p)
         err = wait_port(port, 10, [p]) or wait_port(tport, 5, [p])
@@ -530,6 +532,10 @@ def make_rows(P):
         "rr_h2_auth_storm": dict(proto="h2auth", mode="rr", storm=STORM_USERS,
                                  args=["-c", "1", "-m", "1", "--msg", "64", "-d", P["storm_d"],
                                        "-n", "1000000"], target="echo"),
+        # The same over h1, so that Squid (basic_ncsa_auth) has a column beside it.
+        "rr_h1_auth_storm": dict(proto="h1auth", mode="rr", storm=STORM_USERS,
+                                 args=["-c", "1", "--msg", "64", "-d", P["storm_d"], "-n", "1000000"],
+                                 target="echo"),
     }
     for n in P["idle"]:
         runs[f"idle_h1_{n}"] = dict(proto="h1", mode="idle", count=n, target="echo",
@@ -609,6 +615,13 @@ def make_rows(P):
             "rtt_max_us", "µs", L, None, None, "{:.1f}"),
         Row("rr_h2_auth_storm.auth", f"… {STORM_USERS} users admitted: seconds to the last",
             "h2auth", "rr_h2_auth_storm", "storm_s", "s", L, None, None, "{:.2f}"),
+        Row("rr_h1_auth_storm.p99", f"h1 round trip while {STORM_USERS} users authenticate "
+            "(cold, bcrypt 10): p99", "h1auth", "rr_h1_auth_storm", "rtt_p99_us", "µs", L, None,
+            "< 5000", "{:.1f}"),
+        Row("rr_h1_auth_storm.max", "… the same: slowest round trip", "h1auth", "rr_h1_auth_storm",
+            "rtt_max_us", "µs", L, None, None, "{:.1f}"),
+        Row("rr_h1_auth_storm.auth", f"… {STORM_USERS} users admitted: seconds to the last",
+            "h1auth", "rr_h1_auth_storm", "storm_s", "s", L, None, None, "{:.2f}"),
     ]
     rows.append(Row("h2load.rps", "h2load GET /healthz over h2: req/s", "h2", "h2load", "req_per_s",
                     "/s", H))

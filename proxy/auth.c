@@ -2,7 +2,6 @@
 #include "proxy/auth.h"
 
 #include <errno.h>
-#include <netinet/in.h>
 #include <openssl/ssl.h>
 #include <openssl/x509v3.h>
 #include <stdio.h>
@@ -12,51 +11,8 @@
 #include "src/config.h"
 #include "src/credentials.h"
 #include "src/log.h"
-#include "src/policy.h"
 #include "src/users.h"
 #include "src/worker.h"
-
-/* ---- client networks ---------------------------------------------------------------------------- */
-
-/* 1 when |sa| is in |nets| (a CIDR or an address class); an IPv4-mapped IPv6 client is its IPv4
- * address. */
-static int nets_contain(const struct access_nets *nets, const struct sockaddr *sa) {
-  uint8_t a[16];
-  int fam;
-  struct sockaddr_in v4;
-  if (sa->sa_family == AF_INET) {
-    fam = AF_INET;
-    memcpy(a, &((const struct sockaddr_in *)sa)->sin_addr, 4);
-  } else if (sa->sa_family == AF_INET6) {
-    const uint8_t *b = ((const struct sockaddr_in6 *)sa)->sin6_addr.s6_addr;
-    static const uint8_t mapped[12] = {0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0xff, 0xff};
-    if (memcmp(b, mapped, 12) == 0) {
-      fam = AF_INET;
-      memcpy(a, b + 12, 4);
-      memset(&v4, 0, sizeof(v4));
-      v4.sin_family = AF_INET;
-      memcpy(&v4.sin_addr, a, 4);
-      sa = (const struct sockaddr *)&v4;
-    } else {
-      fam = AF_INET6;
-      memcpy(a, b, 16);
-    }
-  } else {
-    return 0;
-  }
-  if (nets->classes && (nets->classes & (1u << addr_classify(sa)))) return 1;
-  for (size_t i = 0; i < nets->n; i++) {
-    const struct access_cidr *c = &nets->v[i];
-    if (c->family != fam) continue;
-    unsigned full = c->prefix / 8, rest = c->prefix % 8;
-    if (memcmp(a, c->addr, full) != 0) continue;
-    if (rest && ((a[full] ^ c->addr[full]) & (uint8_t)(0xff << (8 - rest)))) continue;
-    return 1;
-  }
-  return 0;
-}
-
-static int nets_empty(const struct access_nets *nets) { return nets->n == 0 && nets->classes == 0; }
 
 /* ---- client certificates ------------------------------------------------------------------------- */
 
@@ -123,10 +79,11 @@ static void count_failure(struct px_auth *a) {
   if (auth_guard_fail(w->auth_guard, (const struct sockaddr *)a->client_addr, uv_now(&w->loop),
                       au->max_failures, au->failure_window_ms, au->ban_ms)) {
     METRIC_ADD(&w->metrics, auth_bans, 1);
-    char addr[64];
-    snprintf(addr, sizeof(addr), "%s", a->client);
-    char *colon = strrchr(addr, ':'); /* "addr:port": the ban is on the address */
-    if (colon) *colon = '\0';
+    const struct access_tuning *t = &a->cfg->access->tune;
+    struct access_client k;
+    char addr[ACCESS_CLIENT_TEXT_MAX];
+    access_client_key((const struct sockaddr *)a->client_addr, t->client_v4_prefix, t->client_v6_prefix, &k);
+    access_client_text(&k, addr, sizeof(addr)); /* the ban is on the address, or its network */
     log_warn("auth: %s banned for %llu s after %llu failed logins within %llu s", addr,
              (unsigned long long)(au->ban_ms / 1000), (unsigned long long)au->max_failures,
              (unsigned long long)(au->failure_window_ms / 1000));
@@ -156,7 +113,7 @@ enum px_auth_verdict px_auth_check(struct px_auth *a, px_auth_done done, void *a
   const struct sockaddr *sa = (const struct sockaddr *)a->client_addr;
   a->user = NULL;
   a->hdr_name = a->hdr_value = NULL;
-  if (!nets_empty(&au->allowed_client_nets) && !nets_contain(&au->allowed_client_nets, sa))
+  if (!access_nets_empty(&au->allowed_client_nets) && !access_nets_contain(&au->allowed_client_nets, sa))
     return refuse(a, PXERR_CLIENT_DENIED, "client address not allowed", AUTH_FAIL_CLIENT_NET);
   if (!au->users && !au->client_ca) return PX_AUTH_PASS; /* no authentication configured */
   if (a->cert_user[0]) return pass(a, a->cert_user, AUTH_OK_CERT);
@@ -169,7 +126,7 @@ enum px_auth_verdict px_auth_check(struct px_auth *a, px_auth_done done, void *a
     a->hdr_value = a->retry_after;
     return PX_AUTH_REFUSE;
   }
-  int no_auth = nets_contain(&au->no_auth_nets, sa);
+  int no_auth = access_nets_contain(&au->no_auth_nets, sa);
   if (!a->credentials || !au->users) {
     if (no_auth) return pass(a, NULL, AUTH_OK_NO_AUTH_NET);
     if (!au->users) return refuse(a, PXERR_CLIENT_DENIED, "a client certificate is required", AUTH_FAIL_CERT_REQUIRED);
@@ -197,7 +154,7 @@ enum px_auth_verdict px_auth_check(struct px_auth *a, px_auth_done done, void *a
   }
   a->done = done;
   a->done_arg = arg;
-  a->verify = auth_verify_start(&w->loop, w->auth_cache, au->users, &cred, on_verified, a);
+  a->verify = auth_verify_start(&w->loop, w->auth_cache, au->users, &cred, a->digest, on_verified, a);
   credentials_wipe(&cred);
   return PX_AUTH_PENDING;
 }

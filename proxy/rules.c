@@ -1,57 +1,10 @@
 /* Rules (see rules.h). */
 #include "proxy/rules.h"
 
-#include <netinet/in.h>
 #include <string.h>
 #include <strings.h>
 
 #include "src/access.h"
-#include "src/policy.h"
-
-/* The address bytes of |sa| in |buf| (IPv4-mapped IPv6 taken as IPv4); returns the family, or 0. */
-static int addr_bytes(const struct sockaddr *sa, uint8_t buf[16], struct sockaddr_in *v4) {
-  if (!sa) return 0;
-  if (sa->sa_family == AF_INET) {
-    memcpy(buf, &((const struct sockaddr_in *)sa)->sin_addr, 4);
-    *v4 = *(const struct sockaddr_in *)sa;
-    return AF_INET;
-  }
-  if (sa->sa_family != AF_INET6) return 0;
-  const uint8_t *a6 = ((const struct sockaddr_in6 *)sa)->sin6_addr.s6_addr;
-  static const uint8_t mapped[12] = {0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0xff, 0xff};
-  if (memcmp(a6, mapped, 12) == 0) {
-    memcpy(buf, a6 + 12, 4);
-    memset(v4, 0, sizeof(*v4));
-    v4->sin_family = AF_INET;
-    memcpy(&v4->sin_addr, a6 + 12, 4);
-    return AF_INET;
-  }
-  memcpy(buf, a6, 16);
-  return AF_INET6;
-}
-
-static int cidr_has(const struct access_cidr *c, int family, const uint8_t *addr) {
-  if (c->family != family) return 0;
-  unsigned full = c->prefix / 8, rest = c->prefix % 8;
-  if (memcmp(c->addr, addr, full) != 0) return 0;
-  if (rest == 0) return 1;
-  uint8_t mask = (uint8_t)(0xffu << (8 - rest));
-  return (addr[full] & mask) == c->addr[full];
-}
-
-int rules_nets_match(const struct access_nets *nets, const struct sockaddr *sa) {
-  uint8_t buf[16];
-  struct sockaddr_in v4;
-  int family = addr_bytes(sa, buf, &v4);
-  if (!family) return 0;
-  for (size_t i = 0; i < nets->n; i++)
-    if (cidr_has(&nets->v[i], family, buf)) return 1;
-  if (nets->classes) {
-    enum addr_class c = addr_classify(family == AF_INET ? (const struct sockaddr *)&v4 : sa);
-    if (nets->classes & (1u << c)) return 1;
-  }
-  return 0;
-}
 
 static int names_have(const struct access_name *v, size_t n, const char *s) {
   size_t lo = 0, hi = n; /* sorted by access_link */
@@ -86,7 +39,7 @@ static int others_match(const struct access *a, const struct access_rule *r, con
     for (size_t i = 0; i < r->nports && !hit; i++) hit = q->port >= r->ports[i].lo && q->port <= r->ports[i].hi;
     if (!hit) return 0;
   }
-  if ((r->clients.n || r->clients.classes) && !rules_nets_match(&r->clients, q->client)) return 0;
+  if (!access_nets_empty(&r->clients) && !access_nets_contain(&r->clients, q->client)) return 0;
   return user_matches(a, r, q->user);
 }
 
@@ -147,7 +100,7 @@ void rules_decide_addr(const struct access *a, const struct rules_query *q, size
       decide(d, a, i, 0);
       return;
     }
-    if (has_cidrs(r) && rules_nets_match(&r->dests, sa)) {
+    if (has_cidrs(r) && access_nets_contain(&r->dests, sa)) {
       decide(d, a, i, 1);
       return;
     }

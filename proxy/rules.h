@@ -51,9 +51,4 @@ void rules_decide_name(const struct access *a, const struct rules_query *q, stru
 void rules_decide_addr(const struct access *a, const struct rules_query *q, size_t from, const struct sockaddr *sa,
                        struct rules_decision *d);
 
-/* 1 when |sa| is in |nets| (CIDRs or address classes); an IPv4-mapped IPv6 address is taken as
- * its IPv4 address. */
-struct access_nets;
-int rules_nets_match(const struct access_nets *nets, const struct sockaddr *sa);
-
 #endif

@@ -63,6 +63,12 @@ struct access *access_new(void) {
   a->auth.cache_ttl_ms = 300000;
   a->auth.cache_size = 4096;
   a->auth.max_pending = 1000;
+  a->tune = (struct access_tuning){.client_v4_prefix = 32,
+                                   .client_v6_prefix = 64,
+                                   .ban_slots = 16384,
+                                   .hash_concurrency = 1,
+                                   .bw_burst_ms = 50,
+                                   .bw_burst_min = 128 * 1024};
   return a;
 }
 
@@ -174,6 +180,79 @@ keep:
   nets->text = xgrow(nets->text, nets->ntext, sizeof(*nets->text));
   nets->text[nets->ntext++] = xstrndup(spec, strlen(spec));
   return 0;
+}
+
+/* ---- matching client and target addresses ------------------------------------------------- */
+
+int access_addr_bytes(const struct sockaddr *sa, uint8_t out[16], struct sockaddr_in *v4) {
+  if (!sa) return 0;
+  if (sa->sa_family == AF_INET) {
+    memcpy(out, &((const struct sockaddr_in *)sa)->sin_addr, 4);
+    if (v4) *v4 = *(const struct sockaddr_in *)sa;
+    return AF_INET;
+  }
+  if (sa->sa_family != AF_INET6) return 0;
+  const uint8_t *a6 = ((const struct sockaddr_in6 *)sa)->sin6_addr.s6_addr;
+  static const uint8_t mapped[12] = {0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0xff, 0xff};
+  if (memcmp(a6, mapped, 12) == 0) { /* a dual-stack listener's IPv4 client is an IPv4 client */
+    memcpy(out, a6 + 12, 4);
+    if (v4) {
+      memset(v4, 0, sizeof(*v4));
+      v4->sin_family = AF_INET;
+      memcpy(&v4->sin_addr, a6 + 12, 4);
+    }
+    return AF_INET;
+  }
+  memcpy(out, a6, 16);
+  return AF_INET6;
+}
+
+static int cidr_has(const struct access_cidr *c, int family, const uint8_t *addr) {
+  if (c->family != family) return 0;
+  unsigned full = c->prefix / 8, rest = c->prefix % 8;
+  if (memcmp(c->addr, addr, full) != 0) return 0;
+  if (rest == 0) return 1;
+  uint8_t mask = (uint8_t)(0xffu << (8 - rest));
+  return (addr[full] & mask) == c->addr[full];
+}
+
+int access_nets_contain(const struct access_nets *nets, const struct sockaddr *sa) {
+  uint8_t buf[16];
+  struct sockaddr_in v4;
+  int family = access_addr_bytes(sa, buf, &v4);
+  if (!family) return 0;
+  for (size_t i = 0; i < nets->n; i++)
+    if (cidr_has(&nets->v[i], family, buf)) return 1;
+  if (nets->classes) {
+    enum addr_class c = addr_classify(family == AF_INET ? (const struct sockaddr *)&v4 : sa);
+    if (nets->classes & (1u << c)) return 1;
+  }
+  return 0;
+}
+
+int access_nets_empty(const struct access_nets *nets) { return nets->n == 0 && nets->classes == 0; }
+
+int access_client_key(const struct sockaddr *sa, unsigned v4_prefix, unsigned v6_prefix, struct access_client *out) {
+  memset(out, 0, sizeof(*out));
+  int family = access_addr_bytes(sa, out->addr, NULL);
+  if (!family) return -1;
+  unsigned max = family == AF_INET ? 32 : 128;
+  unsigned prefix = family == AF_INET ? v4_prefix : v6_prefix;
+  if (prefix == 0 || prefix > max) prefix = max;
+  for (unsigned bit = prefix; bit < max; bit++) out->addr[bit / 8] &= (uint8_t) ~(0x80u >> (bit % 8));
+  out->family = family;
+  out->prefix = prefix;
+  return 0;
+}
+
+void access_client_text(const struct access_client *k, char *out, size_t cap) {
+  char addr[INET6_ADDRSTRLEN] = "";
+  if (cap) out[0] = '\0';
+  if (!k->family || !inet_ntop(k->family, k->addr, addr, sizeof(addr))) return;
+  if (k->prefix == (k->family == AF_INET ? 32u : 128u))
+    snprintf(out, cap, "%s", addr);
+  else
+    snprintf(out, cap, "%s/%u", addr, k->prefix);
 }
 
 /* "N/s", "N/m" or "N/h" with N >= 1. */

@@ -20,10 +20,11 @@
  *   matches "a.x.y" and "a.b.x.y", not "x.y"); CIDRs with the resolved address.
  * - ports: any of the ranges; protocols: any of the bits.
  * - Client networks (clients, allowed-client-nets, no-auth-nets) hold CIDRs and the address
- *   class names of policy.h ("loopback", "private", ...). */
+ *   class names of policy.h ("loopback", "private", ...); access_nets_contain matches them. */
 #ifndef H2T_ACCESS_H
 #define H2T_ACCESS_H
 
+#include <netinet/in.h>
 #include <stddef.h>
 #include <stdint.h>
 #include <stdio.h>
@@ -158,6 +159,18 @@ struct access_limit_set {
   struct access_limits instance;      /* the whole process */
 };
 
+/* Process-wide knobs of auth and limits. Defaults from access_new; the option table (config.c:
+ * client-ipv4-prefix, auth-ban-slots, ...) sets them in config_check. */
+struct access_tuning {
+  unsigned client_v4_prefix;  /* a client for per-client limits and bans: its /N network */
+  unsigned client_v6_prefix;
+  size_t ban_slots;           /* client networks the failed-login table holds */
+  size_t hash_concurrency;    /* password hashes one worker runs at once; the rest queue */
+  int hash_idle;              /* hashing threads under SCHED_IDLE instead of nice 10 */
+  uint64_t bw_burst_ms;       /* a bandwidth bucket may run this far ahead of its rate ... */
+  uint64_t bw_burst_min;      /* ... and at least this many bytes */
+};
+
 struct access {
   char *file;                 /* owned: the configuration file, for messages; NULL: none */
   struct access_auth auth;
@@ -166,6 +179,7 @@ struct access {
   struct access_rule *rules;  /* owned, in file order */
   size_t nrules;
   struct access_limit_set limits;
+  struct access_tuning tune;
 };
 
 struct access *access_new(void);
@@ -194,6 +208,30 @@ void access_print_section(const struct access *a, const char *key, const char *c
  * with *|why| set. A CIDR with host bits set past its prefix is refused, as in policy.h. */
 int access_nets_add(struct access_nets *nets, const char *spec, int classes_ok, const char **why);
 void access_nets_dispose(struct access_nets *nets);
+
+/* The address of |sa| in |out| (4 or 16 bytes, network order), an IPv4-mapped IPv6 address taken
+ * as IPv4 (then also as a sockaddr in |v4|, which may be NULL). Returns AF_INET, AF_INET6, or 0
+ * for NULL or another family. */
+int access_addr_bytes(const struct sockaddr *sa, uint8_t out[16], struct sockaddr_in *v4);
+/* 1 when |sa| is in |nets| (a CIDR or an address class); an IPv4-mapped client is its IPv4
+ * address. NULL: 0. The one matcher of auth's client networks and of rules' clients and dests. */
+int access_nets_contain(const struct access_nets *nets, const struct sockaddr *sa);
+int access_nets_empty(const struct access_nets *nets);
+
+/* The unit a client is counted in (per-client limits, failed-login bans): its address cut to
+ * |prefix| bits, so that one IPv6 host rotating addresses inside its /64 is one client. */
+struct access_client {
+  int family;                 /* AF_INET or AF_INET6 (IPv4-mapped counted as IPv4) */
+  uint8_t addr[16];           /* network order; bits past |prefix| cleared */
+  unsigned prefix;
+};
+/* |sa|'s key under the prefixes (0 or more than the family's width: the whole address). Returns 0,
+ * or -1 (|out| zeroed) for NULL or a family we do not count. */
+int access_client_key(const struct sockaddr *sa, unsigned v4_prefix, unsigned v6_prefix, struct access_client *out);
+/* "192.0.2.1", "2001:db8:1:2::/64": the text of a key, for the per-client table and log lines
+ * (|cap| >= ACCESS_CLIENT_TEXT_MAX). Empty for a zeroed key. */
+#define ACCESS_CLIENT_TEXT_MAX 56
+void access_client_text(const struct access_client *k, char *out, size_t cap);
 
 /* The group |name| or NULL (after access_link). */
 const struct access_group *access_find_group(const struct access *a, const char *name);

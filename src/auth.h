@@ -7,14 +7,16 @@
  *   compare digests in constant time. Entries name a users_entry of one users snapshot; a lookup
  *   under another snapshot finds nothing (a reload flushes).
  * - struct auth_verify: one password check with libxcrypt on libuv's thread pool, so the loop
- *   never waits for a hash (bcrypt cost 10: ~50-80 ms); the hashing threads run at nice
- *   AUTH_VERIFY_NICE so that a burst of logins leaves the CPU to the loops first. Cancelling only detaches the caller: the
- *   work item runs to its end and frees itself in its after-work callback, which is when the loop
- *   learns it finished (a request that went away meanwhile is never touched).
+ *   never waits for a hash (bcrypt cost 10: ~50-80 ms). A burst of logins must not starve the
+ *   loops: each worker runs at most max_running hashes at once (the rest wait in a FIFO),
+ *   identical credentials in flight share one hash (single flight), and the hashing threads run
+ *   at nice AUTH_VERIFY_NICE (or under SCHED_IDLE with |hash_idle|). Cancelling only detaches the caller: a
+ *   running hash runs to its end and frees itself in its after-work callback (a request that went
+ *   away meanwhile is never touched).
  * - struct auth_guard, one per process, shared by the workers under a mutex: failed attempts per
- *   client address (IPv4 address, or IPv6 address) within a window, and bans. Lock-free when no
- *   address has failed at all. Bounded (AUTH_GUARD_SLOTS addresses, 8-way sets; an address that is
- *   not banned is forgotten first when a set is full).
+ *   client (its network under client-ipv4-prefix / client-ipv6-prefix) within a window, and bans.
+ *   Lock-free when no client has failed at all. Bounded (auth-ban-slots clients, 8-way sets; one
+ *   that is not banned is forgotten first when a set is full).
  *
  * Thread rules: a cache and its verifications belong to one worker's loop; the guard is
  * thread-safe. Times are loop times in milliseconds (uv_now: one monotonic clock for every loop). */
@@ -34,7 +36,6 @@ struct users_entry;
 
 #define AUTH_DIGEST_LEN 32
 #define AUTH_VERIFY_NICE 10 /* the nice value of threads while they hash passwords */
-#define AUTH_GUARD_SLOTS 16384
 
 /* ---- verified-credentials cache (per worker) ---- */
 
@@ -53,12 +54,20 @@ struct auth_cache {
   struct auth_cache_entry *v;     /* owned: nbuckets * AUTH_CACHE_WAYS */
   size_t nbuckets;
   uint64_t ttl_ms;
-  size_t pending;                 /* verifications queued or running for this worker */
+  size_t pending;                 /* flights (hashes) queued or running for this worker */
+  size_t running;                 /* flights on the thread pool */
+  size_t max_running;             /* at most this many at once (auth-hash-concurrency) */
+  int hash_idle;                  /* hash under SCHED_IDLE, not nice (auth-hash-idle) */
+  struct auth_flight *flights;    /* owned: every flight queued or running, for single flight */
+  struct auth_flight *queue, *queue_tail; /* the flights waiting for a slot, oldest first */
   struct metrics *metrics;        /* borrowed, may be NULL: the worker's (auth_checks_pending) */
 };
 #define AUTH_CACHE_WAYS 4
 
-/* A cache of about |size| entries (at least one bucket), each trusted for |ttl_ms|. */
+struct auth_flight;
+
+/* A cache of about |size| entries (at least one bucket), each trusted for |ttl_ms|; one password
+ * hash at a time (set |max_running| for more). */
 struct auth_cache *auth_cache_new(size_t size, uint64_t ttl_ms);
 void auth_cache_free(struct auth_cache *c);
 /* The keyed digest of a header value. */
@@ -76,20 +85,26 @@ typedef void (*auth_verify_cb)(void *arg, int result, const struct users_entry *
 
 struct auth_verify;
 
-/* Checks |cred| (copied; the caller wipes its own) against |users| (borrowed: it must outlive the
- * check, which the loop running until the work ends guarantees for the worker's snapshot) on the
- * thread pool of |loop|; |cb| is called from the loop, unless cancelled. |cache|->pending counts
- * it until it ends. */
+/* Checks |cred| (copied; the caller wipes its own), whose header value has |digest|, against
+ * |users| (borrowed: it must outlive the check, which the loop running until the work ends
+ * guarantees for the worker's snapshot) on the thread pool of |loop|; |cb| is called from the
+ * loop, unless cancelled. Single flight: a check of the same digest already queued or running is
+ * joined, not repeated (auth_checks_shared counts that). At most |cache|->max_running hashes run
+ * at once; the others wait in a FIFO. |cache|->pending counts the hashes queued or running. */
 struct auth_verify *auth_verify_start(uv_loop_t *loop, struct auth_cache *cache, const struct users *users,
-                                      const struct credentials *cred, auth_verify_cb cb, void *arg);
-/* The caller is gone: |cb| will not be called; the check finishes and frees itself. */
+                                      const struct credentials *cred, const uint8_t digest[AUTH_DIGEST_LEN],
+                                      auth_verify_cb cb, void *arg);
+/* The caller is gone: |cb| will not be called. A hash nobody else waits for is dropped while
+ * queued, or finishes and frees itself when already running. */
 void auth_verify_cancel(struct auth_verify *v);
 
 /* ---- failed attempts per client address (per process) ---- */
 
 struct auth_guard;
 
-struct auth_guard *auth_guard_new(void);
+/* A table of about |slots| clients (8-way sets), each counted as its /|v4_prefix| or /|v6_prefix|
+ * network (access_client_key). */
+struct auth_guard *auth_guard_new(size_t slots, unsigned v4_prefix, unsigned v6_prefix);
 void auth_guard_free(struct auth_guard *g);
 /* How long |sa|'s ban still lasts at |now_ms| (ms, rounded up; 0: not banned). */
 uint64_t auth_guard_banned(struct auth_guard *g, const struct sockaddr *sa, uint64_t now_ms);

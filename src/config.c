@@ -327,6 +327,35 @@ static const struct opt opts[] = {
      "connections; then stop as --drain-timeout says (default 0)",
      NULL},
 
+    /* Auth and limits tuning: config_check copies these into access->tune. */
+    {"client-ipv4-prefix", T_COUNT, S_LIMITS, FIELD(client_ipv4_prefix), "32", 1, 32, 0, "N",
+     "per-client limits and failed-login bans count IPv4 clients by\n"
+     "their /N network (default 32: each address)",
+     NULL},
+    {"client-ipv6-prefix", T_COUNT, S_LIMITS, FIELD(client_ipv6_prefix), "64", 1, 128, 0, "N",
+     "the same for IPv6 clients (default 64: a host rotating addresses\n"
+     "inside its /64 is one client; 128: each address)",
+     NULL},
+    {"auth-ban-slots", T_COUNT, S_LIMITS, FIELD(auth_ban_slots), "16384", 8, 1 << 24, 0, "N",
+     "client networks the failed-login table tracks; a full set\n"
+     "forgets one that is not banned first (default 16384)",
+     NULL},
+    {"auth-hash-concurrency", T_COUNT, S_LIMITS, FIELD(auth_hash_concurrency), "1", 1, 1024, 0, "N",
+     "password hashes a worker runs at once on the thread pool; the\n"
+     "other checks wait their turn (default 1: with a worker per core,\n"
+     "at most one hash per core)",
+     NULL},
+    {"auth-hash-idle", T_FLAG, S_LIMITS, FIELD(auth_hash_idle), "false", 0, 0, 0, NULL,
+     "hash passwords under SCHED_IDLE instead of nice 10: logins wait\n"
+     "for idle CPU (and starve on a machine other processes keep busy)",
+     NULL},
+    {"bandwidth-burst", T_DURATION, S_LIMITS, FIELD(bw_burst_ms), "50ms", 1, 0, 0, "T",
+     "how far a bandwidth bucket may run ahead of its rate before the\n"
+     "reader pauses (default 50ms) ...",
+     NULL},
+    {"bandwidth-burst-min", T_SIZE, S_LIMITS, FIELD(bw_burst_min), "128k", 1024, 1ULL << 30, 0, "N",
+     "... and at least this many bytes (default 128k)", NULL},
+
     {"max-header-bytes", T_SIZE, S_LIMITS, FIELD(max_header_bytes), "32k", 1024, 1 << 20, 0, "N",
      "HTTP/1.1 request head size -> 431 (default 32k); also the\n"
      "largest WebSocket backend Upgrade request (else 431) and\n"
@@ -713,6 +742,14 @@ int config_check(struct config *cfg, struct cfgfile_err *err) {
   if ((cfg->cert_file[0] != '\0') != (cfg->key_file[0] != '\0'))
     return check_fail(cfg, err, cfg->cert_file[0] ? "cert" : "key", "--cert and --key go together");
   if (access_link(cfg->access, err)) return -EINVAL;
+  struct access_tuning *t = &cfg->access->tune;
+  t->client_v4_prefix = (unsigned)cfg->client_ipv4_prefix;
+  t->client_v6_prefix = (unsigned)cfg->client_ipv6_prefix;
+  t->ban_slots = cfg->auth_ban_slots;
+  t->hash_concurrency = cfg->auth_hash_concurrency;
+  t->hash_idle = cfg->auth_hash_idle;
+  t->bw_burst_ms = cfg->bw_burst_ms;
+  t->bw_burst_min = cfg->bw_burst_min;
 
   /* The lists were checked item by item; building cannot fail now. */
   struct policy *p = policy_new();

@@ -118,6 +118,14 @@ struct config {
   struct policy *policy;     /* owned */
 
   struct access *access;     /* owned: auth, groups, rules, limits (file only); never NULL */
+  /* Auth and limits tuning, as given; config_check copies them into access->tune. */
+  size_t client_ipv4_prefix;  /* per-client limits and bans count clients by network */
+  size_t client_ipv6_prefix;
+  size_t auth_ban_slots;      /* client networks the failed-login table holds */
+  size_t auth_hash_concurrency; /* password hashes per worker at once; the rest queue */
+  int auth_hash_idle;         /* hash under SCHED_IDLE instead of nice 10 */
+  uint64_t bw_burst_ms;       /* a bandwidth bucket's advance: this long of its rate ... */
+  size_t bw_burst_min;        /* ... and at least this many bytes */
 
   /* PROXY protocol (listeners marked ?proxy-protocol). */
   struct config_strlist pp_from;     /* trusted sources as given */

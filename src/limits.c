@@ -12,10 +12,6 @@
 
 #define NS_PER_S 1000000000ull
 #define TABLE_SLOTS 1024u
-/* A bandwidth bucket may run this far ahead before the reader pauses: at least 128 KiB worth
- * (two reads), and 50 ms of the rate, so that a fast limit does not wake the loop per chunk. */
-#define BW_BURST_MIN_BYTES (128u * 1024u)
-#define BW_BURST_MIN_NS (50u * 1000000u)
 
 static const struct {
   const char *name, *detail;
@@ -89,9 +85,12 @@ uint64_t lim_gcra_charge(_Atomic uint64_t *tat, uint64_t rate, uint64_t burst_ns
   return next - now_ns > burst_ns ? next - now_ns - burst_ns : 0;
 }
 
-static uint64_t bw_burst_ns(uint64_t rate) {
-  uint64_t ns = (uint64_t)BW_BURST_MIN_BYTES * NS_PER_S / rate;
-  return ns > BW_BURST_MIN_NS ? ns : BW_BURST_MIN_NS;
+/* A bandwidth bucket may run this far ahead before the reader pauses: bandwidth-burst of the rate,
+ * and at least bandwidth-burst-min bytes (two reads by default), so that a fast limit does not
+ * wake the loop per chunk. */
+static uint64_t bw_burst_ns(const struct access_tuning *t, uint64_t rate) {
+  uint64_t ns = t->bw_burst_min * NS_PER_S / rate, floor = t->bw_burst_ms * 1000000ull;
+  return ns > floor ? ns : floor;
 }
 
 /* ---- tables ------------------------------------------------------------------------------------- */
@@ -207,14 +206,12 @@ void limits_free(struct limits *l) {
   free(l);
 }
 
-/* The address part of |sa| as text (the per-client key); "" when unknown. */
-static void client_key(const struct sockaddr *sa, char *out, size_t cap) {
-  out[0] = '\0';
-  if (!sa) return;
-  if (sa->sa_family == AF_INET)
-    inet_ntop(AF_INET, &((const struct sockaddr_in *)sa)->sin_addr, out, (socklen_t)cap);
-  else if (sa->sa_family == AF_INET6)
-    inet_ntop(AF_INET6, &((const struct sockaddr_in6 *)sa)->sin6_addr, out, (socklen_t)cap);
+/* The per-client key of |sa| as text: its address, or its network under client-ipv4-prefix /
+ * client-ipv6-prefix ("2001:db8:1:2::/64"); "" when unknown. */
+static void client_key(const struct limits *l, const struct sockaddr *sa, char *out, size_t cap) {
+  struct access_client k;
+  access_client_key(sa, l->a->tune.client_v4_prefix, l->a->tune.client_v6_prefix, &k);
+  access_client_text(&k, out, cap);
 }
 
 static int has_limits(const struct access_limits *lim) {
@@ -242,8 +239,8 @@ int limits_admit(struct limits *l, const char *user, const struct sockaddr *clie
   const struct access *a = l->a;
   const struct access_limits *ulim = user ? access_user_limits(a, user) : NULL;
   int want_user = ulim && (has_limits(ulim) || find_pinned(l, user));
-  char ckey[INET6_ADDRSTRLEN] = "";
-  if (has_limits(&a->limits.per_client)) client_key(client, ckey, sizeof(ckey)); /* only when needed */
+  char ckey[ACCESS_CLIENT_TEXT_MAX] = "";
+  if (has_limits(&a->limits.per_client)) client_key(l, client, ckey, sizeof(ckey)); /* only when needed */
   int want_client = ckey[0] != '\0';
   int want_instance = has_limits(&a->limits.instance);
   if (!want_user && !want_client && !want_instance) return 0;
@@ -322,14 +319,14 @@ uint64_t lim_ticket_charge(struct lim_ticket *t, enum lim_dir d, size_t n, uint6
     if (e->pinned && s == LIM_SCOPE_USER) atomic_fetch_add_explicit(&e->bytes[d], n, memory_order_relaxed);
     uint64_t rate = d == LIM_UP ? e->lim->bw_up : e->lim->bw_down;
     if (!rate) continue;
-    uint64_t w = lim_gcra_charge(&e->bw_tat[d], rate, bw_burst_ns(rate), n, now_ns);
+    uint64_t w = lim_gcra_charge(&e->bw_tat[d], rate, bw_burst_ns(&t->l->a->tune, rate), n, now_ns);
     if (w > wait) wait = w;
   }
   uint64_t rate = t->tunnel_bw[d];
   if (rate) {
     /* The tunnel's own bucket is touched by its worker only; the atomic form costs nothing here. */
     _Atomic uint64_t tat = t->tat[d];
-    uint64_t w = lim_gcra_charge(&tat, rate, bw_burst_ns(rate), n, now_ns);
+    uint64_t w = lim_gcra_charge(&tat, rate, bw_burst_ns(&t->l->a->tune, rate), n, now_ns);
     t->tat[d] = atomic_load_explicit(&tat, memory_order_relaxed);
     if (w > wait) wait = w;
   }
@@ -374,8 +371,8 @@ uint64_t limits_user_active(struct limits *l, const char *user) {
 }
 
 uint64_t limits_client_active(struct limits *l, const struct sockaddr *client) {
-  char key[INET6_ADDRSTRLEN];
-  client_key(client, key, sizeof(key));
+  char key[ACCESS_CLIENT_TEXT_MAX];
+  client_key(l, client, key, sizeof(key));
   struct lim_entry *f = key[0] ? table_get(&l->clients, key, NULL, 0) : NULL;
   if (!f) return 0;
   uint64_t n = atomic_load_explicit(&f->active, memory_order_relaxed);

@@ -222,7 +222,9 @@ int main(int argc, char **argv) {
   if (app.nworkers < 1) app.nworkers = 1;
   app.workers = xcalloc((size_t)app.nworkers, sizeof(*app.workers));
   app.metrics = xcalloc((size_t)app.nworkers, sizeof(*app.metrics));
-  struct auth_guard *guard = auth_guard_new(); /* failed logins per address, for every worker */
+  const struct access_tuning *tune = &cfg->access->tune;
+  /* failed logins per client network, for every worker */
+  struct auth_guard *guard = auth_guard_new(tune->ban_slots, tune->client_v4_prefix, tune->client_v6_prefix);
   struct limits *limits = limits_new(cfg->access); /* shared by every worker */
   int failed = 0;
   int ninit = 0;

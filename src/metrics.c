@@ -119,6 +119,8 @@ size_t metrics_render(const struct metrics *const *all, size_t nw, char *buf, si
     for (int a = 0; a < AUTH_FAIL_COUNT; a++) ACC(auth_fail[a]);
     ACC(auth_bans);
     ACC(auth_checks_pending);
+    ACC(auth_hashes);
+    ACC(auth_checks_shared);
     ACC(pp_headers);
     for (int r = 0; r < 3; r++) ACC(pp_refused[r]);
     for (int k = 0; k < HIST_KIND_COUNT; k++)
@@ -209,8 +211,13 @@ size_t metrics_render(const struct metrics *const *all, size_t nw, char *buf, si
   }
   head(&o, "h2tunnel_auth_bans_total", "counter", "Client addresses banned after too many failed logins.");
   put(&o, "h2tunnel_auth_bans_total", NULL, LOAD(sum.auth_bans));
-  head(&o, "h2tunnel_auth_checks_pending", "gauge", "Password checks queued or running on the thread pool.");
+  head(&o, "h2tunnel_auth_checks_pending", "gauge", "Password hashes queued or running on the thread pool.");
   put(&o, "h2tunnel_auth_checks_pending", NULL, LOAD(sum.auth_checks_pending));
+  head(&o, "h2tunnel_auth_hashes_total", "counter", "Password hashes run on the thread pool.");
+  put(&o, "h2tunnel_auth_hashes_total", NULL, LOAD(sum.auth_hashes));
+  head(&o, "h2tunnel_auth_checks_shared_total", "counter",
+       "Password checks that waited for an identical check already in flight instead of hashing.");
+  put(&o, "h2tunnel_auth_checks_shared_total", NULL, LOAD(sum.auth_checks_shared));
   static const char *const pp_reasons[] = {
 #define XX(n, s) s,
       METRICS_PP_MAP(XX)

@@ -80,6 +80,8 @@ struct metrics {
   _Atomic uint64_t auth_fail[AUTH_FAIL_COUNT];
   _Atomic uint64_t auth_bans;          /* addresses banned after too many failures */
   _Atomic uint64_t auth_checks_pending; /* password checks queued or running (gauge) */
+  _Atomic uint64_t auth_hashes;        /* password hashes started on the thread pool */
+  _Atomic uint64_t auth_checks_shared; /* checks that joined an identical one in flight */
   /* PROXY protocol (listeners marked ?proxy-protocol): headers taken, and connections closed by
    * reason (enum metrics_pp). */
   _Atomic uint64_t pp_headers;

@@ -221,6 +221,8 @@ int worker_init(struct worker *w, int id, const struct config *cfg, SSL_CTX *ctx
   if (au->users) {
     w->auth_cache = auth_cache_new((size_t)au->cache_size, au->cache_ttl_ms);
     w->auth_cache->metrics = &w->metrics;
+    w->auth_cache->max_running = cfg->access->tune.hash_concurrency;
+    w->auth_cache->hash_idle = cfg->access->tune.hash_idle;
   }
   for (int i = 0; i < cfg->nlisteners; i++) {
     r = listener_open(w, &w->listeners[i], &cfg->listeners[i]);

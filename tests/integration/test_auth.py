@@ -561,6 +561,90 @@ ban-time: 30s
         self.no_password_logged()
 
 
+STORM_USERS = 200
+
+
+@H.needs_tool(HTPASSWD and MKPASSWD, "htpasswd (apache2-utils), mkpasswd (whois)")
+class LoginStorm(Base):
+    """200 users log in at once over HTTP/2 on two workers (the benchmark's storm, asserted for
+    correctness only, never for time): every right password gets 200, every wrong one 407; each
+    worker hashes one password at a time and queues the rest (--auth-hash-concurrency 1); ten
+    identical requests of one user while its check is in flight share one hash (single flight,
+    h2tunnel_auth_checks_shared_total); the hash counter says no credential was hashed twice."""
+    workers = 2
+    auth_yaml = """
+htpasswd: storm-users
+max-failures: unlimited
+"""
+
+    @classmethod
+    def extra_setup(cls):
+        # Storm users at bcrypt cost 4 (the test is about correctness; the benchmark uses 10), and
+        # "slow" at cost 12 so that its check is surely still in flight when its copies arrive.
+        lines = []
+        for i in range(STORM_USERS):
+            r = subprocess.run([HTPASSWD, "-nbB", "-C", "4", "u%03d" % i, "pw-%03d" % i], capture_output=True,
+                               text=True, check=True)
+            lines.append(r.stdout.strip())
+        r = subprocess.run([HTPASSWD, "-nbB", "-C", "12", "slow", "slow-pw"], capture_output=True, text=True,
+                           check=True)
+        lines.append(r.stdout.strip())
+        with open(os.path.join(cls.dir, "storm-users"), "w", encoding="utf-8") as f:
+            f.write("\n".join(lines) + "\n")
+
+    def test_single_flight(self):
+        """Ten streams with the same credentials on one connection: one hash, nine shared."""
+        before = self.proxy.metrics()
+        c = h2util.H2Client(self.proxy.tls_port, tls_ca=self.proxy.ca)
+        try:
+            auth = [("proxy-authorization", basic("slow", "slow-pw"))]
+            sids = [c.connect(self.target, extra=auth) for _ in range(10)]
+            for sid in sids:
+                self.assertEqual(c.wait_response(sid, timeout=120).status, 200)
+        finally:
+            c.close()
+        after = self.proxy.metrics()
+        shared = after["h2tunnel_auth_checks_shared_total"] - before.get("h2tunnel_auth_checks_shared_total", 0)
+        hashes = after["h2tunnel_auth_hashes_total"] - before.get("h2tunnel_auth_hashes_total", 0)
+        self.assertEqual(hashes, 1)
+        self.assertEqual(shared, 9)
+
+    def test_storm(self):
+        before = self.proxy.metrics()
+        clients = [h2util.H2Client(self.proxy.tls_port, tls_ca=self.proxy.ca, timeout=60) for _ in range(4)]
+        try:
+            want = {}
+            for i in range(STORM_USERS):
+                c = clients[i % len(clients)]
+                sid = c.connect(self.target, extra=[("proxy-authorization", basic("u%03d" % i, "pw-%03d" % i))])
+                want[(c, sid)] = 200
+                if i % 10 == 0:  # every tenth user also tries a wrong password
+                    sid = c.connect(self.target, extra=[("proxy-authorization", basic("u%03d" % i, "wrong-%d" % i))])
+                    want[(c, sid)] = 407
+            got = {}
+            for (c, sid), status in want.items():
+                st = c.wait_response(sid, timeout=300)
+                got[(c, sid)] = st.status
+                if st.status == 407:
+                    self.assertIn("Basic", st.header("proxy-authenticate"))
+            wrong = [(k, want[k], got[k]) for k in want if want[k] != got[k]]
+            self.assertEqual(wrong, [])
+        finally:
+            for c in clients:
+                c.close()
+        after = self.proxy.metrics()
+        nwrong = len(range(0, STORM_USERS, 10))
+
+        def delta(name):
+            return after.get(name, 0) - before.get(name, 0)
+
+        self.assertEqual(delta('h2tunnel_auth_successes_total{method="password"}'), STORM_USERS)
+        self.assertEqual(delta('h2tunnel_auth_failures_total{reason="invalid"}'), nwrong)
+        self.assertEqual(delta("h2tunnel_auth_hashes_total"), STORM_USERS + nwrong)  # each value once
+        self.assertEqual(after["h2tunnel_auth_checks_pending"], 0)
+        self.no_password_logged()
+
+
 @H.needs_tool(HTPASSWD and MKPASSWD, "htpasswd (apache2-utils), mkpasswd (whois)")
 class ClientNets(Base):
     auth_yaml = """

@@ -311,6 +311,41 @@ static void test_load_files(void **state) {
   access_free(a);
 }
 
+/* The unit a client is counted in, and its text (the per-client key, the ban log line). */
+static void test_client_key(void **state) {
+  (void)state;
+  struct sockaddr_in6 s6 = {.sin6_family = AF_INET6};
+  struct sockaddr_in s4 = {.sin_family = AF_INET};
+  struct access_client k;
+  char text[ACCESS_CLIENT_TEXT_MAX];
+  assert_int_equal(inet_pton(AF_INET6, "2001:db8:1:2:3:4:5:6", &s6.sin6_addr), 1);
+  assert_int_equal(access_client_key((const struct sockaddr *)&s6, 32, 64, &k), 0);
+  access_client_text(&k, text, sizeof(text));
+  assert_string_equal(text, "2001:db8:1:2::/64");
+  assert_int_equal(access_client_key((const struct sockaddr *)&s6, 32, 56, &k), 0);
+  access_client_text(&k, text, sizeof(text));
+  assert_string_equal(text, "2001:db8:1::/56");
+  assert_int_equal(access_client_key((const struct sockaddr *)&s6, 32, 128, &k), 0);
+  access_client_text(&k, text, sizeof(text));
+  assert_string_equal(text, "2001:db8:1:2:3:4:5:6");
+  /* IPv4, and IPv4 behind a dual-stack listener, under the IPv4 prefix. */
+  assert_int_equal(inet_pton(AF_INET, "192.0.2.77", &s4.sin_addr), 1);
+  assert_int_equal(access_client_key((const struct sockaddr *)&s4, 32, 64, &k), 0);
+  access_client_text(&k, text, sizeof(text));
+  assert_string_equal(text, "192.0.2.77");
+  assert_int_equal(inet_pton(AF_INET6, "::ffff:192.0.2.77", &s6.sin6_addr), 1);
+  assert_int_equal(access_client_key((const struct sockaddr *)&s6, 20, 64, &k), 0);
+  access_client_text(&k, text, sizeof(text));
+  assert_string_equal(text, "192.0.0.0/20");
+  assert_int_equal(k.family, AF_INET);
+  /* Unknown: -1 and an empty key. */
+  struct sockaddr un = {.sa_family = AF_UNIX};
+  assert_int_equal(access_client_key(&un, 32, 64, &k), -1);
+  assert_int_equal(access_client_key(NULL, 32, 64, &k), -1);
+  access_client_text(&k, text, sizeof(text));
+  assert_string_equal(text, "");
+}
+
 int main(void) {
   const struct CMUnitTest tests[] = {
       cmocka_unit_test(test_auth),
@@ -319,6 +354,7 @@ int main(void) {
       cmocka_unit_test(test_errors),
       cmocka_unit_test(test_names_without_htpasswd),
       cmocka_unit_test(test_load_files),
+      cmocka_unit_test(test_client_key),
   };
   return cmocka_run_group_tests(tests, NULL, NULL);
 }

@@ -15,6 +15,7 @@
 #include <string.h>
 
 #include "src/auth.h"
+#include "src/metrics.h"
 #include "src/users.h"
 
 #define BCRYPT_ALICE "$2y$04$nI7cJDKmEBh78Fpdmt1Gr.YUkac8vYAW4xcsSlMA04S.81i8cT98W" /* pw-alice */
@@ -89,7 +90,7 @@ static struct sockaddr_storage addr(const char *text) {
 
 static void test_guard(void **state) {
   (void)state;
-  struct auth_guard *g = auth_guard_new();
+  struct auth_guard *g = auth_guard_new(16384, 32, 128); /* each address its own client */
   struct sockaddr_storage a = addr("127.0.0.1"), b = addr("127.0.0.2"), v6 = addr("::1");
   const struct sockaddr *sa = (const struct sockaddr *)&a, *sb = (const struct sockaddr *)&b;
   const struct sockaddr *s6 = (const struct sockaddr *)&v6;
@@ -115,7 +116,7 @@ static void test_guard(void **state) {
   /* max 0: never banned. */
   assert_int_equal(auth_guard_fail(g, sb, 30000, 0, 1000, 5000), 0);
   /* Many addresses: the table stays bounded and still bans the one that fails. */
-  for (uint32_t i = 0; i < 3 * AUTH_GUARD_SLOTS; i++) {
+  for (uint32_t i = 0; i < 3 * 16384; i++) {
     struct sockaddr_in x = {.sin_family = AF_INET, .sin_addr.s_addr = htonl(0x0a000000u + i)};
     auth_guard_fail(g, (const struct sockaddr *)&x, 40000, 5, 1000, 5000);
   }
@@ -124,6 +125,28 @@ static void test_guard(void **state) {
   assert_int_equal(auth_guard_fail(g, sc, 40000, 2, 1000, 5000), 0);
   assert_int_equal(auth_guard_fail(g, sc, 40001, 2, 1000, 5000), 1);
   assert_true(auth_guard_banned(g, sc, 40002) > 0);
+  auth_guard_free(g);
+}
+
+/* Bans count a client by its network (client-ipv4-prefix / client-ipv6-prefix): addresses of one
+ * /64 (or /24) share one count and one ban; the next network does not. */
+static void test_guard_prefix(void **state) {
+  (void)state;
+  struct auth_guard *g = auth_guard_new(64, 24, 64); /* a small table: 8 sets */
+  struct sockaddr_storage a1 = addr("2001:db8:1:2::1"), a2 = addr("2001:db8:1:2:ffff:ffff:ffff:fffe"),
+                          other = addr("2001:db8:1:3::1"), v4a = addr("192.0.2.1"), v4b = addr("192.0.2.200"),
+                          v4c = addr("192.0.3.1"), mapped = addr("::ffff:192.0.2.9");
+#define SA(x) ((const struct sockaddr *)&(x))
+  assert_int_equal(auth_guard_fail(g, SA(a1), 0, 2, 1000, 5000), 0);
+  assert_int_equal(auth_guard_fail(g, SA(a2), 1, 2, 1000, 5000), 1); /* the second failure of the /64 */
+  assert_true(auth_guard_banned(g, SA(a1), 2) > 0);
+  assert_true(auth_guard_banned(g, SA(a2), 2) > 0);
+  assert_int_equal(auth_guard_banned(g, SA(other), 2), 0);
+  assert_int_equal(auth_guard_fail(g, SA(v4a), 0, 2, 1000, 5000), 0);
+  assert_int_equal(auth_guard_fail(g, SA(v4b), 1, 2, 1000, 5000), 1);
+  assert_true(auth_guard_banned(g, SA(mapped), 2) > 0); /* a dual-stack listener's IPv4 client */
+  assert_int_equal(auth_guard_banned(g, SA(v4c), 2), 0);
+#undef SA
   auth_guard_free(g);
 }
 
@@ -140,6 +163,10 @@ static void on_verified(void *arg, int result, const struct users_entry *user) {
   v->user = user;
 }
 
+static void digest_of(struct auth_cache *c, const char *value, uint8_t out[AUTH_DIGEST_LEN]) {
+  auth_cache_digest(c, value, strlen(value), out);
+}
+
 static void test_verify(void **state) {
   (void)state;
   uv_loop_t loop;
@@ -149,18 +176,27 @@ static void test_verify(void **state) {
   struct credentials ok = {.user = "alice", .user_len = 5, .pass = "pw-alice", .pass_len = 8};
   struct credentials bad = {.user = "alice", .user_len = 5, .pass = "pw-alicE", .pass_len = 8};
   struct credentials nobody = {.user = "carol", .user_len = 5, .pass = "pw-alice", .pass_len = 8};
+  uint8_t d_ok[AUTH_DIGEST_LEN], d_bad[AUTH_DIGEST_LEN], d_nobody[AUTH_DIGEST_LEN], d_gone[AUTH_DIGEST_LEN];
+  digest_of(c, "ok", d_ok);
+  digest_of(c, "bad", d_bad);
+  digest_of(c, "nobody", d_nobody);
+  digest_of(c, "gone", d_gone);
   struct verdict v1 = {0}, v2 = {0}, v3 = {0}, v4 = {0};
-  auth_verify_start(&loop, c, u, &ok, on_verified, &v1);
-  auth_verify_start(&loop, c, u, &bad, on_verified, &v2);
-  auth_verify_start(&loop, c, u, &nobody, on_verified, &v3);
-  /* Cancelled at once, while queued or hashing: never called back, freed by itself. */
-  struct auth_verify *gone = auth_verify_start(&loop, c, u, &ok, on_verified, &v4);
+  auth_verify_start(&loop, c, u, &ok, d_ok, on_verified, &v1);
+  auth_verify_start(&loop, c, u, &bad, d_bad, on_verified, &v2);
+  auth_verify_start(&loop, c, u, &nobody, d_nobody, on_verified, &v3);
+  struct auth_verify *gone = auth_verify_start(&loop, c, u, &ok, d_gone, on_verified, &v4);
+  /* One hash at a time (the default): the others wait in the queue. */
   assert_int_equal(c->pending, 4);
+  assert_int_equal(c->running, 1);
+  /* Cancelled while queued: dropped at once, never called back. */
   auth_verify_cancel(gone);
+  assert_int_equal(c->pending, 3);
   /* Nothing is called back from within start: only from the loop. */
   assert_int_equal(v1.calls + v2.calls + v3.calls, 0);
   uv_run(&loop, UV_RUN_DEFAULT);
   assert_int_equal(c->pending, 0);
+  assert_int_equal(c->running, 0);
   assert_int_equal(v1.calls, 1);
   assert_int_equal(v1.result, 0);
   assert_ptr_equal(v1.user, users_find(u, "alice"));
@@ -175,11 +211,92 @@ static void test_verify(void **state) {
   users_free(u);
 }
 
+/* Single flight: identical credentials in flight share one hash; every caller is answered, one
+ * that left is not; a running hash whose callers all left finishes and frees itself. */
+struct chain {
+  struct auth_verify *victim; /* cancelled from the first callback */
+  int calls;
+};
+
+static void on_first(void *arg, int result, const struct users_entry *user) {
+  struct chain *ch = arg;
+  (void)result;
+  (void)user;
+  ch->calls++;
+  if (ch->victim) auth_verify_cancel(ch->victim);
+  ch->victim = NULL;
+}
+
+static void test_verify_single_flight(void **state) {
+  (void)state;
+  uv_loop_t loop;
+  assert_int_equal(uv_loop_init(&loop), 0);
+  struct users *u = load_users();
+  struct metrics m;
+  memset(&m, 0, sizeof(m));
+  struct auth_cache *c = auth_cache_new(16, 1000);
+  c->metrics = &m;
+  c->max_running = 2;
+  struct credentials ok = {.user = "alice", .user_len = 5, .pass = "pw-alice", .pass_len = 8};
+  struct credentials bad = {.user = "bob", .user_len = 3, .pass = "nope", .pass_len = 4};
+  uint8_t d_ok[AUTH_DIGEST_LEN], d_bad[AUTH_DIGEST_LEN], d_left[AUTH_DIGEST_LEN];
+  digest_of(c, "Basic ok", d_ok);
+  digest_of(c, "Basic bad", d_bad);
+  digest_of(c, "Basic left", d_left);
+  struct verdict v[6] = {{0}};
+  struct chain first = {0};
+  /* Five callers with the same value, one of which is cancelled by another's callback. */
+  for (int i = 0; i < 4; i++) auth_verify_start(&loop, c, u, &ok, d_ok, on_verified, &v[i]);
+  first.victim = auth_verify_start(&loop, c, u, &ok, d_ok, on_verified, &v[4]);
+  auth_verify_start(&loop, c, u, &ok, d_ok, on_first, &first); /* listed first: answered first */
+  /* Two wrong ones share theirs too. */
+  struct verdict w1 = {0}, w2 = {0};
+  auth_verify_start(&loop, c, u, &bad, d_bad, on_verified, &w1);
+  auth_verify_start(&loop, c, u, &bad, d_bad, on_verified, &w2);
+  /* A running hash whose only caller leaves. */
+  struct auth_verify *left = auth_verify_start(&loop, c, u, &ok, d_left, on_verified, &v[5]);
+  assert_int_equal(c->pending, 3);
+  assert_int_equal(m.auth_checks_shared, 6);
+  assert_int_equal(m.auth_checks_pending, 3);
+  auth_verify_cancel(left); /* queued behind two running: dropped */
+  assert_int_equal(c->pending, 2);
+  uv_run(&loop, UV_RUN_DEFAULT);
+  assert_int_equal(m.auth_hashes, 2);
+  assert_int_equal(m.auth_checks_pending, 0);
+  assert_int_equal(c->pending, 0);
+  assert_int_equal(first.calls, 1);
+  for (int i = 0; i < 4; i++) {
+    assert_int_equal(v[i].calls, 1);
+    assert_int_equal(v[i].result, 0);
+    assert_ptr_equal(v[i].user, users_find(u, "alice"));
+  }
+  assert_int_equal(v[4].calls, 0); /* cancelled by the first callback */
+  assert_int_equal(v[5].calls, 0);
+  assert_int_equal(w1.calls, 1);
+  assert_int_equal(w1.result, -EACCES);
+  assert_int_equal(w2.calls, 1);
+  assert_int_equal(w2.result, -EACCES);
+  /* A running hash abandoned by its only caller still ends cleanly. */
+  struct verdict late = {0};
+  struct auth_verify *x = auth_verify_start(&loop, c, u, &ok, d_left, on_verified, &late);
+  assert_int_equal(c->running, 1);
+  auth_verify_cancel(x);
+  assert_int_equal(c->pending, 1);
+  uv_run(&loop, UV_RUN_DEFAULT);
+  assert_int_equal(c->pending, 0);
+  assert_int_equal(late.calls, 0);
+  assert_int_equal(uv_loop_close(&loop), 0);
+  auth_cache_free(c);
+  users_free(u);
+}
+
 int main(void) {
   const struct CMUnitTest tests[] = {
       cmocka_unit_test(test_cache),
       cmocka_unit_test(test_guard),
+      cmocka_unit_test(test_guard_prefix),
       cmocka_unit_test(test_verify),
+      cmocka_unit_test(test_verify_single_flight),
   };
   return cmocka_run_group_tests(tests, NULL, NULL);
 }

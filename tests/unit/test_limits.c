@@ -19,23 +19,11 @@
 #include "src/cfgfile.h"
 #include "src/limits.h"
 #include "src/util.h"
+#include "access_fx.h"
 
 #define NS 1000000000ull
 
-static struct access *load(const char *text) {
-  struct cfgfile_err err;
-  struct cfgfile_doc *doc = cfgfile_parse("l.yaml", text, strlen(text), &err);
-  if (!doc) fail_msg("%s", err.text);
-  struct access *a = access_new();
-  a->file = xstrndup("l.yaml", 6);
-  int r = 0;
-  for (size_t i = 0; i + 1 < doc->root->n && r == 0; i += 2)
-    r = access_parse_section(a, doc->root->kids[i]->str, doc->root->kids[i + 1], "", &err);
-  cfgfile_free(doc);
-  if (r == 0) r = access_link(a, &err);
-  if (r) fail_msg("%s", err.text);
-  return a;
-}
+static struct access *load(const char *text) { return access_fx_load("l.yaml", text); }
 
 static const struct sockaddr *client(struct sockaddr_in *sin, const char *ip) {
   memset(sin, 0, sizeof(*sin));
@@ -202,6 +190,74 @@ static void test_ticket_scopes(void **state) {
   access_free(a);
 }
 
+static const struct sockaddr *client6(struct sockaddr_in6 *sin6, const char *ip) {
+  memset(sin6, 0, sizeof(*sin6));
+  sin6->sin6_family = AF_INET6;
+  CHECK(inet_pton(AF_INET6, ip, &sin6->sin6_addr) == 1);
+  return (const struct sockaddr *)sin6;
+}
+
+/* per-client counts a client by its network: client-ipv6-prefix (default 64) and
+ * client-ipv4-prefix (default 32). */
+static void test_client_prefix(void **state) {
+  (void)state;
+  struct access *a = load("limits: { per-client: { tunnels: 1 } }\n");
+  struct limits *l = limits_new(a);
+  struct sockaddr_in6 x, y, z;
+  struct sockaddr_in p, q;
+  struct lim_ticket *t[4] = {NULL};
+  enum lim_kind kind;
+  uint64_t retry;
+  /* Two addresses of one /64: one client. */
+  assert_int_equal(limits_admit(l, NULL, client6(&x, "2001:db8:1:2::10"), NS, &t[0], &kind, &retry), 0);
+  assert_int_equal(limits_admit(l, NULL, client6(&y, "2001:db8:1:2:aaaa::1"), NS, &t[1], &kind, &retry), -1);
+  assert_int_equal(kind, LIM_CLIENT_TUNNELS);
+  assert_int_equal(limits_client_active(l, client6(&y, "2001:db8:1:2:ffff::")), 1);
+  /* The next /64 is another client. */
+  assert_int_equal(limits_admit(l, NULL, client6(&z, "2001:db8:1:3::10"), NS, &t[1], &kind, &retry), 0);
+  /* IPv4: each address by default. */
+  assert_int_equal(limits_admit(l, NULL, client(&p, "192.0.2.1"), NS, &t[2], &kind, &retry), 0);
+  assert_int_equal(limits_admit(l, NULL, client(&q, "192.0.2.2"), NS, &t[3], &kind, &retry), 0);
+  for (int i = 0; i < 4; i++) lim_ticket_release(t[i]);
+  limits_free(l);
+
+  /* client-ipv6-prefix 128 and client-ipv4-prefix 24. */
+  a->tune.client_v6_prefix = 128;
+  a->tune.client_v4_prefix = 24;
+  l = limits_new(a);
+  memset(t, 0, sizeof(t));
+  assert_int_equal(limits_admit(l, NULL, client6(&x, "2001:db8:1:2::10"), NS, &t[0], &kind, &retry), 0);
+  assert_int_equal(limits_admit(l, NULL, client6(&y, "2001:db8:1:2::11"), NS, &t[1], &kind, &retry), 0);
+  assert_int_equal(limits_admit(l, NULL, client(&p, "192.0.2.1"), NS, &t[2], &kind, &retry), 0);
+  assert_int_equal(limits_admit(l, NULL, client(&q, "192.0.2.254"), NS, &t[3], &kind, &retry), -1);
+  for (int i = 0; i < 4; i++) lim_ticket_release(t[i]);
+  assert_int_equal(limits_client_active(l, client(&q, "192.0.2.254")), 0);
+  limits_free(l);
+  access_free(a);
+}
+
+/* bandwidth-burst and bandwidth-burst-min set how far a bucket runs ahead before a pause. */
+static void test_bandwidth_burst(void **state) {
+  (void)state;
+  struct access *a = load("limits: { default: { tunnel-bandwidth: 1m/s } }\n");
+  struct sockaddr_in c1;
+  enum lim_kind kind;
+  uint64_t retry;
+  struct lim_ticket *t = NULL;
+  uint64_t want[3] = {NS - NS / 8, NS / 2, NS / 2}; /* 1 MiB at 1 MiB/s: 1 s less the burst */
+  for (int i = 0; i < 3; i++) {
+    if (i == 1) a->tune.bw_burst_ms = 500;               /* 500 ms of the rate */
+    if (i == 2) a->tune.bw_burst_ms = 1, a->tune.bw_burst_min = 512 * 1024; /* 512 KiB */
+    struct limits *l = limits_new(a);
+    assert_int_equal(limits_admit(l, "bob", client(&c1, "192.0.2.1"), NS, &t, &kind, &retry), 0);
+    uint64_t w = lim_ticket_charge(t, LIM_UP, 1 << 20, 2 * NS);
+    assert_true(w + 1000 >= want[i] && w <= want[i] + 1000);
+    lim_ticket_release(t);
+    limits_free(l);
+  }
+  access_free(a);
+}
+
 /* ---- a per-user bandwidth shared by 4 tunnels on 2 threads ------------------------------------ */
 
 #define CHUNK 65536
@@ -274,6 +330,8 @@ int main(void) {
       cmocka_unit_test(test_counts),
       cmocka_unit_test(test_rates),
       cmocka_unit_test(test_ticket_scopes),
+      cmocka_unit_test(test_client_prefix),
+      cmocka_unit_test(test_bandwidth_burst),
       cmocka_unit_test(test_user_bandwidth_across_threads),
   };
   return cmocka_run_group_tests(tests, NULL, NULL);

@@ -17,6 +17,7 @@
 #include <cmocka.h>
 
 #include "upstream_fx.h"
+#include "access_fx.h"
 #include "proxy/request.h"
 #include "src/access.h"
 #include <openssl/evp.h>
@@ -788,17 +789,7 @@ static void test_cancel_websocket(void **state) {
 
 /* Replaces the fixture's (empty) access model with |yaml|'s, and gives the worker its limits. */
 static void use_access(struct fx *f, const char *yaml) {
-  struct cfgfile_err err;
-  struct cfgfile_doc *doc = cfgfile_parse("t.yaml", yaml, strlen(yaml), &err);
-  if (!doc) fail_msg("%s", err.text);
-  struct access *a = access_new();
-  a->file = xstrndup("t.yaml", 6);
-  int r = 0;
-  for (size_t i = 0; i + 1 < doc->root->n && r == 0; i += 2)
-    r = access_parse_section(a, doc->root->kids[i]->str, doc->root->kids[i + 1], "", &err);
-  cfgfile_free(doc);
-  if (r == 0) r = access_link(a, &err);
-  if (r) fail_msg("%s", err.text);
+  struct access *a = access_fx_load("t.yaml", yaml);
   access_free(f->cfg.access);
   f->cfg.access = a;
   limits_free(f->w->limits);

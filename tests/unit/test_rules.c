@@ -18,22 +18,10 @@
 #include "src/access.h"
 #include "src/cfgfile.h"
 #include "src/util.h"
+#include "access_fx.h"
 
 /* The access model of |text| (rules and groups; no htpasswd, so any user name is accepted). */
-static struct access *load(const char *text) {
-  struct cfgfile_err err;
-  struct cfgfile_doc *doc = cfgfile_parse("r.yaml", text, strlen(text), &err);
-  if (!doc) fail_msg("%s", err.text);
-  struct access *a = access_new();
-  a->file = xstrndup("r.yaml", 6);
-  int r = 0;
-  for (size_t i = 0; i + 1 < doc->root->n && r == 0; i += 2)
-    r = access_parse_section(a, doc->root->kids[i]->str, doc->root->kids[i + 1], "", &err);
-  cfgfile_free(doc);
-  if (r == 0) r = access_link(a, &err);
-  if (r) fail_msg("%s", err.text);
-  return a;
-}
+static struct access *load(const char *text) { return access_fx_load("r.yaml", text); }
 
 static struct sockaddr_storage g_ss[4];
 
