@@ -426,8 +426,12 @@ static int check_head(struct h1_req *r) {
   }
 
   /* RFC 9110 §7.8: a server MUST ignore Upgrade in an HTTP/1.0 request. */
-  if (p->upgrade && h->minor == 1) {
-    if (r->upgrade_count != 1 || r->upgrade_len != 11 || memcmp(r->upgrade, "connect-udp", 11) != 0) {
+  int connect_udp = r->upgrade_count == 1 && r->upgrade_len == 11 && memcmp(r->upgrade, "connect-udp", 11) == 0;
+  if (p->upgrade && h->minor == 1 && !connect_udp && t[0] != '/' && target_path(t) != NULL) {
+    /* Another protocol asked of an origin through forward mode: relayed (FWD-14). */
+    h->upgrade = 1;
+  } else if (p->upgrade && h->minor == 1) {
+    if (!connect_udp) {
       set_err(r, PXERR_NOT_IMPLEMENTED, "protocol upgrade not supported");
       return -1;
     }
@@ -472,7 +476,7 @@ static int check_head(struct h1_req *r) {
     }
     if (p->upgrade && has_body) {
       /* llhttp stops at an upgrade, so a body would never be read: refuse it. */
-      set_err(r, PXERR_BAD_REQUEST, "a body with an ignored Upgrade");
+      set_err(r, PXERR_BAD_REQUEST, h->upgrade ? "a body with an Upgrade" : "a body with an ignored Upgrade");
       return -1;
     }
     h->length = (p->flags & (F_CHUNKED | F_TRANSFER_ENCODING)) ? -1

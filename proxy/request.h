@@ -138,8 +138,9 @@ struct px_front_ops {
   /* The front end's side of the tunnel about to start (after answer_ok). */
   struct tun_ep *(*client_ep)(void *fe);
   /* FORWARD success: |up| is a connection to the origin (taken); the front end runs the
-   * exchange on it (proxy/fwd.h fwd_start, with |rq| for the log fields). Last call. */
-  void (*answer_forward)(void *fe, const struct px_request *rq, struct fwd_up *up);
+   * exchange on it (proxy/fwd.h fwd_start, with |rq| for the log fields; an upgrade request's
+   * exchange takes |rq|->ticket for the tunnel it may become). Last call. */
+  void (*answer_forward)(void *fe, struct px_request *rq, struct fwd_up *up);
 };
 
 /* Where a request is (the file comment has the transitions). */
