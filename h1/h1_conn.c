@@ -443,7 +443,7 @@ static void start_forward(struct h1_conn *h, struct buf_chunk *chunk, size_t off
       /* FWD-05: the last hop answers itself (then closes: the body, if any, is not read). */
       static const char r200[] = "HTTP/1.1 200 OK\r\nAllow: GET, HEAD, POST, PUT, DELETE, OPTIONS, TRACE\r\n"
                                  "Via: 1.1 h2tunnel\r\nContent-Length: 0\r\nConnection: close\r\n\r\n";
-      px_request_cancel(rq);
+      px_request_answered(rq, 200, h->req.head.method, "Max-Forwards: 0");
       h->rq = NULL;
       h->state = H1_CLOSED;
       conn_write_copy(c, r200, sizeof(r200) - 1);

@@ -718,7 +718,7 @@ static void start_forward(struct h2_stream *st, int end_stream) {
     if (nl == 12 && memcmp(p, "max-forwards", 12) == 0 && fwd_max_forwards_zero(st->method, v, strlen(v))) {
       /* FWD-05: the last hop answers itself. */
       st->rq = NULL;
-      px_request_cancel(rq);
+      px_request_answered(rq, 200, st->method, "Max-Forwards: 0");
       respond(st, 200, "text/plain; charset=utf-8", "", 0, NULL, NULL, 0);
       return;
     }

@@ -216,6 +216,10 @@ void px_request_start(struct px_request *rq);
 /* The front end refuses the request itself (it could not be parsed): |err| with |detail| (static)
  * is answered, logged and counted like any other refusal; |rq| is freed. */
 void px_request_fail(struct px_request *rq, enum pxerr err, const char *detail);
+/* The front end answered the request itself with |status| (FWD-05: OPTIONS or TRACE with
+ * Max-Forwards: 0): one access-log line (|method|, |detail|, "answered":"proxy") and the forward
+ * metrics, as for any request; |rq| is freed. */
+void px_request_answered(struct px_request *rq, int status, const char *method, const char *detail);
 /* The client is gone (connection closed, stream reset): stops whatever is being opened and frees
  * |rq| without calling the front end. Legal until answer_ok / answer_error. */
 void px_request_cancel(struct px_request *rq);

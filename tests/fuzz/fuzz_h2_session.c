@@ -238,6 +238,14 @@ void px_request_cancel(struct px_request *rq) {
   request_free(rq);
 }
 
+/* As proxy/request.c's: logged there; here the request, never parked, is freed. */
+void px_request_answered(struct px_request *rq, int status, const char *method, const char *detail) {
+  (void)status;
+  (void)method;
+  (void)detail;
+  request_free(rq);
+}
+
 /* Forwarding (proxy/fwd.c) stands outside this harness: the mock request path never answers a
  * forwarded request with an upstream, so no exchange starts; the header checks h2_stream makes
  * on a forwarded request see "no Via loop" and "no Max-Forwards: 0". */
