@@ -222,7 +222,10 @@ static int fx_head(void *fe, int status, const struct fwd_field *fields, size_t 
   } else if (body) {
     h->close_after = 1; /* HTTP/1.0: the body ends with the connection */
   }
-  if (h->close_after) strcat(framing, "Connection: close\r\n");
+  if (h->close_after)
+    strcat(framing, "Connection: close\r\n");
+  else if (h->req.head.minor == 0)
+    strcat(framing, "Connection: keep-alive\r\n"); /* HTTP/1.0 persists only when told (RFC 9112 §C.2.2) */
   write_head(h, status, fields, n, framing);
   return 0;
 }
