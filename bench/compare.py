@@ -461,7 +461,65 @@ class Apache(System):
         return None
 
 
-SYSTEMS = [H2tunnel, Squid, Tinyproxy, Haproxy, Nghttpx, Apache]
+class Trafficserver(System):
+    """Apache Traffic Server 9.2 (Debian) as a forward proxy: its own runroot (traffic_layout init)
+    with a copy of /etc/trafficserver, cache off, one exec thread, on cleartext HTTP/1.1."""
+    name = "trafficserver"
+    protos = ("h1",)
+    note = ("Apache Traffic Server 9.2, forward proxy (remap not required), 1 exec thread, "
+            "HTTP cache off, Via off")
+
+    def available(self):
+        if not which("traffic_server") or not which("traffic_layout"):
+            return "trafficserver not installed"
+        return None
+
+    def launch(self):
+        port = free_port()
+        d = self.dir
+        rr = os.path.join(d, "rr")
+        subprocess.run(["traffic_layout", "init", "--path", rr], check=True, stdout=subprocess.DEVNULL,
+                       stderr=subprocess.DEVNULL, timeout=120)
+        etc = os.path.join(d, "etc")
+        shutil.copytree("/etc/trafficserver", etc)
+        ours = {"proxy.config.http.server_ports": f"STRING {port}",
+                "proxy.config.url_remap.remap_required": "INT 0",
+                "proxy.config.reverse_proxy.enabled": "INT 0",
+                "proxy.config.http.cache.http": "INT 0",
+                "proxy.config.exec_thread.autoconfig.enabled": "INT 0",
+                "proxy.config.exec_thread.limit": "INT 1",
+                "proxy.config.accept_threads": "INT 0",
+                "proxy.config.task_threads": "INT 1",
+                "proxy.config.http.insert_request_via_str": "INT 0",
+                "proxy.config.http.insert_response_via_str": "INT 0",
+                "proxy.config.http.connect_ports": "STRING 1-65535",
+                "proxy.config.log.logging_enabled": "INT 0"}
+        rec = os.path.join(etc, "records.config")
+        lines = [ln for ln in open(rec) if not any(f" {k} " in ln for k in ours)]
+        lines += [f"CONFIG {k} {v}\n" for k, v in ours.items()]
+        with open(rec, "w") as f:
+            f.writelines(lines)
+        dirs = {"sysconfdir": etc}
+        for k in ("runtimedir", "logdir", "cachedir", "datadir"):
+            dirs[k] = os.path.join(d, k)
+            os.makedirs(dirs[k], exist_ok=True)
+        y = os.path.join(rr, "runroot.yaml")
+        text = open(y).read()
+        for k, v in dirs.items():
+            text = re.sub(rf"(?m)^{k}: .*$", f"{k}: {v}", text)
+        with open(y, "w") as f:
+            f.write(text)
+        subprocess.run(["chown", "-R", "trafficserver:"] + list(dirs.values()), check=False)
+        p = PROCS.start(["traffic_server", f"--run-root={y}"], self.log("trafficserver"), cpu=PROXY_CPU)
+        self.procs.append(p)
+        err = wait_port(port, 20, [p])
+        if err:
+            return f"{err}: {tail(self.log('trafficserver'))}"
+        self.urls = {"h1": f"http://127.0.0.1:{port}"}
+        return None
+
+
+SYSTEMS = [H2tunnel, Squid, Tinyproxy, Haproxy, Nghttpx, Apache, Trafficserver]
 
 # ------------------------------------------------------------------------------------------------
 # workloads
@@ -1153,7 +1211,8 @@ def versions():
     v = {}
     cmds = {"squid": ["squid", "-v"], "tinyproxy": ["tinyproxy", "-v"],
             "haproxy": ["haproxy", "-v"], "nghttpx": ["nghttpx", "--version"],
-            "apache2": ["apache2", "-v"], "openssl": ["openssl", "version"]}
+            "apache2": ["apache2", "-v"], "trafficserver": ["traffic_server", "--version"],
+            "openssl": ["openssl", "version"]}
     for k, c in cmds.items():
         try:
             out = subprocess.run(c, capture_output=True, text=True, timeout=10)
