@@ -463,7 +463,65 @@ class Apache(System):
         return None
 
 
-SYSTEMS = [H2tunnel, Squid, Tinyproxy, Haproxy, Nghttpx, Apache]
+class Trafficserver(System):
+    """Apache Traffic Server 9.2 (Debian) as a forward proxy: its own runroot (traffic_layout init)
+    with a copy of /etc/trafficserver, cache off, one exec thread, on cleartext HTTP/1.1."""
+    name = "trafficserver"
+    protos = ("h1",)
+    note = ("Apache Traffic Server 9.2, forward proxy (remap not required), 1 exec thread, "
+            "HTTP cache off, Via off")
+
+    def available(self):
+        if not which("traffic_server") or not which("traffic_layout"):
+            return "trafficserver not installed"
+        return None
+
+    def launch(self):
+        port = free_port()
+        d = self.dir
+        rr = os.path.join(d, "rr")
+        subprocess.run(["traffic_layout", "init", "--path", rr], check=True, stdout=subprocess.DEVNULL,
+                       stderr=subprocess.DEVNULL, timeout=120)
+        etc = os.path.join(d, "etc")
+        shutil.copytree("/etc/trafficserver", etc)
+        ours = {"proxy.config.http.server_ports": f"STRING {port}",
+                "proxy.config.url_remap.remap_required": "INT 0",
+                "proxy.config.reverse_proxy.enabled": "INT 0",
+                "proxy.config.http.cache.http": "INT 0",
+                "proxy.config.exec_thread.autoconfig.enabled": "INT 0",
+                "proxy.config.exec_thread.limit": "INT 1",
+                "proxy.config.accept_threads": "INT 0",
+                "proxy.config.task_threads": "INT 1",
+                "proxy.config.http.insert_request_via_str": "INT 0",
+                "proxy.config.http.insert_response_via_str": "INT 0",
+                "proxy.config.http.connect_ports": "STRING 1-65535",
+                "proxy.config.log.logging_enabled": "INT 0"}
+        rec = os.path.join(etc, "records.config")
+        lines = [ln for ln in open(rec) if not any(f" {k} " in ln for k in ours)]
+        lines += [f"CONFIG {k} {v}\n" for k, v in ours.items()]
+        with open(rec, "w") as f:
+            f.writelines(lines)
+        dirs = {"sysconfdir": etc}
+        for k in ("runtimedir", "logdir", "cachedir", "datadir"):
+            dirs[k] = os.path.join(d, k)
+            os.makedirs(dirs[k], exist_ok=True)
+        y = os.path.join(rr, "runroot.yaml")
+        text = open(y).read()
+        for k, v in dirs.items():
+            text = re.sub(rf"(?m)^{k}: .*$", f"{k}: {v}", text)
+        with open(y, "w") as f:
+            f.write(text)
+        subprocess.run(["chown", "-R", "trafficserver:"] + list(dirs.values()), check=False)
+        p = PROCS.start(["traffic_server", f"--run-root={y}"], self.log("trafficserver"), cpu=PROXY_CPU)
+        self.procs.append(p)
+        err = wait_port(port, 20, [p])
+        if err:
+            return f"{err}: {tail(self.log('trafficserver'))}"
+        self.urls = {"h1": f"http://127.0.0.1:{port}"}
+        return None
+
+
+SYSTEMS = [H2tunnel, Squid, Tinyproxy, Haproxy, Nghttpx, Apache, Trafficserver]
 
 # ------------------------------------------------------------------------------------------------
 # workloads
@@ -472,9 +530,11 @@ SYSTEMS = [H2tunnel, Squid, Tinyproxy, Haproxy, Nghttpx, Apache]
 def prof(quick):
     if quick:
         return dict(rate_d="1s", bulk=128 * MiB, bulk16=8 * MiB, rr_d="1s", idle=[1000],
-                    idle_hold=0.5, h2load_n=200000, reps=1, idle_tls=False, storm_d="6s")
+                    idle_hold=0.5, h2load_n=200000, reps=1, idle_tls=False, storm_d="6s",
+                    fwd_n=20000)
     return dict(rate_d="3s", bulk=512 * MiB, bulk16=32 * MiB, rr_d="2s", idle=[1000, 5000],
-                idle_hold=1.0, h2load_n=500000, reps=3, idle_tls=True, storm_d="8s")
+                idle_hold=1.0, h2load_n=500000, reps=3, idle_tls=True, storm_d="8s",
+                fwd_n=30000)
 
 
 class Row:
@@ -547,6 +607,11 @@ def make_rows(P):
         runs[f"idle_h1tls_{n}"] = dict(proto="h1tls", mode="idle", count=n, target="echo",
                                        args=["-c", str(n)])
     runs["h2load"] = dict(proto="h2", mode="h2load", target=None, args=[])
+    # Forwarding (issue 11): small GETs (100 B from an HTTP origin) through each proxy as a
+    # forward proxy. h1: ab -k (keep-alive, absolute-form through -X); h2: h2load with :scheme
+    # http and :authority the origin on streams to the proxy (what curl --proxy-http2 sends).
+    runs["fwd_h1"] = dict(proto="h1", mode="fwd_ab", target="http", args=[])
+    runs["fwd_h2"] = dict(proto="h2", mode="fwd_h2load", target="http", args=[])
 
     L, H = "lower", "higher"
     rows = [
@@ -627,6 +692,15 @@ def make_rows(P):
                     "/s", H))
     rows.append(Row("h2load.cpu", "h2load GET /healthz: proxy CPU per request", "h2", "h2load",
                     "cpu_us_per_req", "µs", L, None, None, "{:.1f}"))
+    rows += [
+        Row("fwd_h1.cpu", "forward h1 keep-alive GET 100 B (ab -k -c 32): proxy CPU per request",
+            "h1", "fwd_h1", "cpu_us_per_req", "µs", L, ("<=", 1.0), None, "{:.1f}"),
+        Row("fwd_h1.rps", "forward h1 keep-alive GET 100 B: req/s", "h1", "fwd_h1", "req_per_s",
+            "/s", H),
+        Row("fwd_h2.cpu", "forward h2 GET 100 B (h2load -c 4 -m 32, :scheme http): proxy CPU per "
+            "request", "h2", "fwd_h2", "cpu_us_per_req", "µs", L, ("<=", 1.0), None, "{:.1f}"),
+        Row("fwd_h2.rps", "forward h2 GET 100 B: req/s", "h2", "fwd_h2", "req_per_s", "/s", H),
+    ]
     return runs, rows
 
 
@@ -702,6 +776,8 @@ def measure(env, sysm, key, run):
     log = os.path.join(env.tmp, "runs.log")
     if run["mode"] == "h2load":
         return measure_h2load(env, sysm, log)
+    if run["mode"] in ("fwd_ab", "fwd_h2load"):
+        return measure_fwd(env, sysm, run, log)
     if not env.load:
         return {"error": "n/a (tool)"}
     if run["mode"] == "idle":
@@ -912,6 +988,71 @@ def measure_h2load(env, sysm, log):
             "cpu_s": c1 - c0}
 
 
+def measure_fwd(env, sysm, run, log):
+    """Forwarded small GETs: requests/s and proxy CPU per request (issue 11)."""
+    if "http" not in env.origins:
+        return {"error": "n/a (no HTTP origin: haproxy missing)"}
+    origin = f"127.0.0.1:{env.origins['http']}"
+    n = env.P["fwd_n"]
+    url = sysm.urls.get(run["proto"], "")
+    if run["mode"] == "fwd_ab":
+        if not shutil.which("ab"):
+            return {"error": "ab not installed (apache2-utils)"}
+        hostport = url.split("//", 1)[1]
+        cmd = ["ab", "-q", "-k", "-c", "32", "-n", str(n), "-s", "10", "-X", hostport,
+               f"http://{origin}/small"]
+    else:
+        if not shutil.which("h2load"):
+            return {"error": "h2load not installed"}
+        hostport = url.split("//", 1)[1]
+        cmd = ["h2load", "-n", str(n), "-c", "4", "-m", "32", "-t", "1", "-H", ":scheme: http",
+               "-H", f":authority: {origin}", f"https://{hostport}/small"]
+    pids = sysm.pids()
+    c0 = cpu_seconds(pids)
+    out, rc = run_tool(env, cmd, 180, log)
+    c1 = cpu_seconds(sysm.pids())
+    if out is None:
+        return {"error": rc}
+    if run["mode"] == "fwd_ab":
+        m = re.search(r"Requests per second:\s+([\d.]+)", out)
+        done = re.search(r"Complete requests:\s+(\d+)", out)
+        failed = re.search(r"Failed requests:\s+(\d+)", out)
+        non2xx = re.search(r"Non-2xx responses:\s+(\d+)", out)
+        if not m or not done or int(done.group(1)) == 0 or (failed and int(failed.group(1)) > 0) or non2xx:
+            return {"error": "ab failed: " + " ".join(out.split())[-120:]}
+        ok = int(done.group(1))
+    else:
+        m = re.search(r"finished in [\d.]+\w+, ([\d.]+) req/s", out)
+        st = re.search(r"status codes: (\d+) 2xx", out)
+        if not m or not st or int(st.group(1)) < n:
+            # (one line: it goes into a table cell) e.g. HAProxy and Apache answer a request for
+            # another authority on their h2 front end themselves
+            got = st.group(1) if st else "0"
+            return {"error": f"n/a ({got} of {n} answered 2xx: no forwarding on its h2 front end)"}
+        ok = int(st.group(1))
+    return {"req_per_s": float(m.group(1)), "cpu_us_per_req": (c1 - c0) * 1e6 / ok, "cpu_s": c1 - c0}
+
+
+def start_http_origin(env):
+    """A fast HTTP/1.1 origin for the forward rows: HAProxy (1 thread, on the load CPU) answering
+    every request with 100 bytes from memory (http-request return), keep-alive."""
+    if not which("haproxy"):
+        return None
+    port = free_port()
+    conf = os.path.join(env.tmp, "origin-http.cfg")
+    with open(conf, "w") as f:
+        f.write("global\n  nbthread 1\n  maxconn 4000\ndefaults\n  mode http\n  timeout client 60s\n"
+                "  timeout server 60s\n  timeout connect 5s\n  timeout http-keep-alive 60s\n"
+                f"frontend origin\n  bind 127.0.0.1:{port}\n"
+                f"  http-request return status 200 content-type text/plain string {'x' * 100}\n")
+    p = PROCS.start(["haproxy", "-db", "-f", conf], os.path.join(env.tmp, "origin-http.log"), cpu=LOAD_CPU)
+    err = wait_port(port, 10, [p])
+    if err:
+        say(f"bench/compare: HTTP origin: {err}: {tail(os.path.join(env.tmp, 'origin-http.log'))}")
+        return None
+    return port
+
+
 # ------------------------------------------------------------------------------------------------
 # limits of the machine
 
@@ -1086,7 +1227,8 @@ def versions():
     v = {}
     cmds = {"squid": ["squid", "-v"], "tinyproxy": ["tinyproxy", "-v"],
             "haproxy": ["haproxy", "-v"], "nghttpx": ["nghttpx", "--version"],
-            "apache2": ["apache2", "-v"], "openssl": ["openssl", "version"]}
+            "apache2": ["apache2", "-v"], "trafficserver": ["traffic_server", "--version"],
+            "openssl": ["openssl", "version"]}
     for k, c in cmds.items():
         try:
             out = subprocess.run(c, capture_output=True, text=True, timeout=10)
@@ -1213,6 +1355,10 @@ def run_all(env, a, out_md, started, t_start):
                 env.load = None
                 break
             env.origins[kind] = port
+
+    port = start_http_origin(env)
+    if port:
+        env.origins["http"] = port
 
     classes = [c for c in SYSTEMS if c is not Apache or not a.no_apache]
     if a.only:

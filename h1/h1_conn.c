@@ -13,7 +13,8 @@
  *   DIALING    | nothing       | answer_forward -> FWD (the exchange, proxy/fwd.h, starts)
  *   FWD        | the body      | body bytes -> h1_req -> the origin; after the body's end the
  *              |               | next request waits in |held| until the response is out, then
- *              |               | HEAD (keep-alive) or CLOSED
+ *              |               | HEAD (keep-alive) or CLOSED; an upgrade request's 101 ->
+ *              |               | TUNNEL (FWD-14: |held| goes to the origin first)
  *   DIALING    | nothing       | answer_ok    -> "200 Connection Established" (or 101), TUNNEL
  *              |               | answer_error -> 4xx/5xx with Proxy-Status, CLOSED (RFC 9931);
  *              |               |   a 407 too: bytes after a rejected head may still be in flight
@@ -221,7 +222,10 @@ static int fx_head(void *fe, int status, const struct fwd_field *fields, size_t 
   } else if (body) {
     h->close_after = 1; /* HTTP/1.0: the body ends with the connection */
   }
-  if (h->close_after) strcat(framing, "Connection: close\r\n");
+  if (h->close_after)
+    strcat(framing, "Connection: close\r\n");
+  else if (h->req.head.minor == 0)
+    strcat(framing, "Connection: keep-alive\r\n"); /* HTTP/1.0 persists only when told (RFC 9112 §C.2.2) */
   write_head(h, status, fields, n, framing);
   return 0;
 }
@@ -291,6 +295,21 @@ static void fx_abort(void *fe) {
 
 static size_t fx_queued(void *fe) { return conn_queued(((struct h1_conn *)fe)->c); }
 
+/* The origin switched protocols (FWD-14): relay its 101, and this connection becomes the client
+ * side of a tunnel to it, as after CONNECT. */
+static struct tun_ep *fx_upgraded(void *fe, const struct fwd_field *fields, size_t n, struct bufq *early) {
+  struct h1_conn *h = fe;
+  h->fx = NULL;
+  if (h->state != H1_FWD) return NULL;
+  write_head(h, 101, fields, n, "Connection: upgrade\r\n");
+  h->state = H1_TUNNEL;
+  conn_set_timer(h->c, 0);
+  *early = h->held; /* what the client sent after the head is the new protocol's */
+  bufq_init(&h->held);
+  h1_req_dispose(&h->req);
+  return &h->ep;
+}
+
 static void fx_req_drain(void *fe) {
   struct h1_conn *h = fe;
   if (h->state == H1_FWD && !h->fwd_body_done) conn_read_start(h->c);
@@ -305,6 +324,7 @@ static const struct fwd_front_ops h1_fwd_ops = {
     .abort = fx_abort,
     .queued = fx_queued,
     .req_drain = fx_req_drain,
+    .upgraded = fx_upgraded,
 };
 
 /* Feeds request body bytes (|chunk|, taken) to h1_req, which hands them to the origin. */
@@ -351,7 +371,7 @@ static void feed_body(struct h1_conn *h, struct buf_chunk *chunk) {
   buf_put(&c->w->pool, chunk);
 }
 
-static void px_answer_forward(void *fe, const struct px_request *rq, struct fwd_up *up) {
+static void px_answer_forward(void *fe, struct px_request *rq, struct fwd_up *up) {
   struct h1_conn *h = fe;
   struct h1_req *r = &h->req;
   struct fwd_field *fields = xcalloc(r->nhead_fields + 1, sizeof(*fields));
@@ -376,7 +396,8 @@ static void px_answer_forward(void *fe, const struct px_request *rq, struct fwd_
                         .proto = r->head.minor ? "1.1" : "1.0",
                         .fields = fields,
                         .nfields = n,
-                        .length = r->head.length};
+                        .length = r->head.length,
+                        .upgrade = r->head.upgrade};
   h->state = H1_FWD;
   h->fwd_body_done = 0;
   h->resp_started = 0;
@@ -425,7 +446,7 @@ static void start_forward(struct h1_conn *h, struct buf_chunk *chunk, size_t off
       /* FWD-05: the last hop answers itself (then closes: the body, if any, is not read). */
       static const char r200[] = "HTTP/1.1 200 OK\r\nAllow: GET, HEAD, POST, PUT, DELETE, OPTIONS, TRACE\r\n"
                                  "Via: 1.1 h2tunnel\r\nContent-Length: 0\r\nConnection: close\r\n\r\n";
-      px_request_cancel(rq);
+      px_request_answered(rq, 200, h->req.head.method, "Max-Forwards: 0");
       h->rq = NULL;
       h->state = H1_CLOSED;
       conn_write_copy(c, r200, sizeof(r200) - 1);

@@ -360,13 +360,30 @@ static int host_names_target(const struct authority *host, const struct authorit
   return host->port == target->port;
 }
 
-/* The path of an origin-form or absolute-form ("http://a/p", "https://a/p") target: "/..." or ""
- * for an absolute-form target without one. NULL for any other form. */
+/* The length of the scheme prefix of an absolute-form target: "http://", "https://", and the
+ * WebSocket URIs "ws://", "wss://" (RFC 6455 §3, which curl sends to a proxy for a WebSocket);
+ * |tls| says whether the scheme is a secure one, |ws| whether it is a WebSocket one. 0: none. */
+static size_t scheme_len(const char *t, int *tls, int *ws) {
+  static const struct { const char *p; int tls, ws; } schemes[] = {
+      {"http://", 0, 0}, {"https://", 1, 0}, {"ws://", 0, 1}, {"wss://", 1, 1}};
+  for (size_t i = 0; i < ARRAY_SIZE(schemes); i++) {
+    size_t n = strlen(schemes[i].p);
+    if (strncasecmp(t, schemes[i].p, n) == 0) {
+      if (tls) *tls = schemes[i].tls;
+      if (ws) *ws = schemes[i].ws;
+      return n;
+    }
+  }
+  return 0;
+}
+
+/* The path of an origin-form or absolute-form ("http://a/p", "https://a/p", "ws://a/p") target:
+ * "/..." or "" for an absolute-form target without one. NULL for any other form. */
 static const char *target_path(const char *t) {
   const char *rest = NULL;
   if (t[0] == '/') return t;
-  if (strncasecmp(t, "http://", 7) == 0) rest = t + 7;
-  if (strncasecmp(t, "https://", 8) == 0) rest = t + 8;
+  size_t n = scheme_len(t, NULL, NULL);
+  if (n) rest = t + n;
   if (rest == NULL) return NULL;
   const char *slash = strchr(rest, '/');
   return slash ? slash : rest + strlen(rest);
@@ -426,8 +443,12 @@ static int check_head(struct h1_req *r) {
   }
 
   /* RFC 9110 §7.8: a server MUST ignore Upgrade in an HTTP/1.0 request. */
-  if (p->upgrade && h->minor == 1) {
-    if (r->upgrade_count != 1 || r->upgrade_len != 11 || memcmp(r->upgrade, "connect-udp", 11) != 0) {
+  int connect_udp = r->upgrade_count == 1 && r->upgrade_len == 11 && memcmp(r->upgrade, "connect-udp", 11) == 0;
+  if (p->upgrade && h->minor == 1 && !connect_udp && t[0] != '/' && target_path(t) != NULL) {
+    /* Another protocol asked of an origin through forward mode: relayed (FWD-14). */
+    h->upgrade = 1;
+  } else if (p->upgrade && h->minor == 1) {
+    if (!connect_udp) {
       set_err(r, PXERR_NOT_IMPLEMENTED, "protocol upgrade not supported");
       return -1;
     }
@@ -453,9 +474,13 @@ static int check_head(struct h1_req *r) {
     h->kind = H1_REQ_LOCAL;
     h->path = t;
   } else if ((h->path = target_path(t)) != NULL) {
+    int ws = 0;
     h->kind = H1_REQ_ABSOLUTE;
-    h->https = t[4] == 's' || t[4] == 'S';
-    h->scheme_auth = t + (h->https ? 8 : 7);
+    h->scheme_auth = t + scheme_len(t, &h->https, &ws);
+    if (ws && !h->upgrade) {
+      set_err(r, PXERR_BAD_REQUEST, "a ws:// or wss:// target without an Upgrade");
+      return -1;
+    }
     h->scheme_auth_len = (size_t)(h->path - h->scheme_auth);
     /* The authority ends at the path, or at a query with no path ("http://a?q"). */
     const char *q = memchr(h->scheme_auth, '?', h->scheme_auth_len);
@@ -472,7 +497,7 @@ static int check_head(struct h1_req *r) {
     }
     if (p->upgrade && has_body) {
       /* llhttp stops at an upgrade, so a body would never be read: refuse it. */
-      set_err(r, PXERR_BAD_REQUEST, "a body with an ignored Upgrade");
+      set_err(r, PXERR_BAD_REQUEST, h->upgrade ? "a body with an Upgrade" : "a body with an ignored Upgrade");
       return -1;
     }
     h->length = (p->flags & (F_CHUNKED | F_TRANSFER_ENCODING)) ? -1

@@ -15,7 +15,8 @@
  *     (H1C-04); on CONNECT it must name the target's authority;
  *   - CONNECT: authority-form target (H1C-01..03) and no content (H1C-10);
  *   - Upgrade: "connect-udp" on a GET without content (RFC 9298 §3.2) is a UDP tunnel; another
- *     upgrade is 501; on HTTP/1.0 the field is ignored (RFC 9110 §7.8);
+ *     upgrade is relayed on an absolute-form request (FWD-14: |upgrade|) and 501 on any other;
+ *     on HTTP/1.0 the field is ignored (RFC 9110 §7.8);
  *   - any other request: origin-form is for the proxy itself, absolute-form is forwarding.
  *
  * Two parsers read every head byte: llhttp, and a line scanner here that checks what llhttp 8.1
@@ -105,6 +106,8 @@ struct h1_req_head {
   int https;                  /* ABSOLUTE: the target's scheme is https */
   int64_t length;             /* ABSOLUTE: the body's Content-Length, -1 chunked, 0 none */
   int expect_continue;        /* "Expect: 100-continue" */
+  int upgrade;                /* ABSOLUTE, HTTP/1.1: Upgrade (not connect-udp) with Connection:
+                                 upgrade, to be relayed to the origin (FWD-14); no body */
 };
 
 /* Embedded by value in its owner (h1_conn); h1_req_init / h1_req_dispose. Fields below |err| are

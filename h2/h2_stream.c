@@ -574,7 +574,18 @@ static size_t fx_queued(void *fe) { return ((struct h2_stream *)fe)->outq.bytes;
 
 static void fx_req_drain(void *fe) { deliver_fwd(fe); }
 
+/* Never asked for: an HTTP/2 request carries no Upgrade (RFC 9113 §8.2.2); WebSocket over HTTP/2
+ * is the extended CONNECT tunnel (RFC 8441). */
+static struct tun_ep *fx_upgraded(void *fe, const struct fwd_field *fields, size_t n, struct bufq *early) {
+  (void)fe;
+  (void)fields;
+  (void)n;
+  (void)early;
+  return NULL;
+}
+
 static const struct fwd_front_ops h2_fwd_ops = {
+    .upgraded = fx_upgraded,
     .interim = fx_interim,
     .head = fx_head,
     .body = fx_body,
@@ -618,7 +629,7 @@ static size_t request_fields(struct h2_stream *st, struct fwd_field *out, size_t
   return n;
 }
 
-static void px_answer_forward(void *fe, const struct px_request *rq, struct fwd_up *up) {
+static void px_answer_forward(void *fe, struct px_request *rq, struct fwd_up *up) {
   struct h2_stream *st = fe;
   struct fwd_field *fields = xcalloc(st->nfields + 1, sizeof(*fields));
   char *cookie;
@@ -707,7 +718,7 @@ static void start_forward(struct h2_stream *st, int end_stream) {
     if (nl == 12 && memcmp(p, "max-forwards", 12) == 0 && fwd_max_forwards_zero(st->method, v, strlen(v))) {
       /* FWD-05: the last hop answers itself. */
       st->rq = NULL;
-      px_request_cancel(rq);
+      px_request_answered(rq, 200, st->method, "Max-Forwards: 0");
       respond(st, 200, "text/plain; charset=utf-8", "", 0, NULL, NULL, 0);
       return;
     }

@@ -7,28 +7,35 @@
  * ops->abort after it), or on fwd_cancel. The upstream connection goes back to the pool only
  * when both sides are DONE, the origin kept the connection alive, and nothing was left over.
  *
- * llhttp callbacks only record, and pause where plain code must act (a complete head, the end of
- * a message); body bytes are passed on from on_body directly (ops->body never ends the
- * exchange). */
+ * The response is parsed by proxy/fwd_resp.c, which turns the origin's bytes into events (a 1xx, the
+ * head, the end, a relayed 101, a fault) acted on here; body bytes are passed on from its body
+ * callback directly (ops->body never ends the exchange).
+ *
+ * An upgrade request (FWD-14) answered with 101 becomes a tunnel (tunnel/tunnel.h) between the
+ * front end's side and the origin's connection (fwd_up_tunnel), holding the request's limits
+ * ticket; the tunnel writes the access-log line then. */
 #include "proxy/fwd.h"
 
-#include <llhttp.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 #include <strings.h>
 
+#include "proxy/fwd_resp.h"
 #include "proxy/pool.h"
 #include "proxy/request.h"
+#include "src/limits.h"
 #include "src/log.h"
 #include "src/net.h"
 #include "src/policy.h"
+#include "src/access.h"
 #include "src/pxerr.h"
 #include "src/strbuf.h"
 #include "src/worker.h"
+#include "tunnel/tunnel.h"
 
 enum fwd_req_state { FWD_REQ_BODY, FWD_REQ_DONE };
-enum fwd_resp_state { FWD_RESP_HEAD, FWD_RESP_BODY, FWD_RESP_DONE };
+enum fwd_resp_side { FWD_R_HEAD, FWD_R_BODY, FWD_R_DONE };
 
 #define FWD_MAX_FIELDS 256
 
@@ -39,28 +46,22 @@ struct fwd {
   const struct fwd_front_ops *ops;
   void *fe;
   enum fwd_req_state req;
-  enum fwd_resp_state resp;
+  enum fwd_resp_side resp;
   struct strbuf head;              /* owned: the request head, kept until a response byte (retry) */
   int chunked_up;                  /* the request body goes chunked */
   int is_head;                     /* HEAD: the response has no body */
   int retry_ok;                    /* idempotent, without body: may be re-sent once */
   int got_bytes;                   /* some response byte arrived on this connection */
   int head_sent;                   /* ops->head was called */
-  int failed;                      /* llhttp refused the response */
+  int failed;                      /* the response was refused: the connection is not reused */
   int bad_head;                    /* the request head could not be built: 431 from the loop */
   int reused;                      /* the connection served an exchange before */
+  int upgrade;                     /* the request asks for a protocol upgrade (FWD-14) */
+  struct lim_ticket *ticket;       /* owned (upgrade only): the tunnel's hold on its limits */
+  const char *rule;                /* the rule that allowed the request (config snapshot), or NULL */
   struct authority dest;
   int tls;
-  llhttp_t parser;
-  /* The response head being read: fields packed in |fbuf| as offsets. */
-  struct strbuf fbuf;
-  struct { size_t name, name_len, value, value_len; } fl[FWD_MAX_FIELDS];
-  size_t nfl;
-  int in_value;
-  int too_big;
-  int obs_fold;
-  int scan_crlf;                   /* the head scanner: 0, CR 1, CRLF 2, CRLFCR 3, end 4 */
-  int status;
+  struct fwd_resp rp;              /* the response parser */
   /* Access log. */
   enum px_front front;
   char client[64];
@@ -79,7 +80,6 @@ struct fwd {
 };
 
 static const struct fwd_up_ops up_ops;
-static const llhttp_settings_t resp_settings;
 
 /* ---- fields ---- */
 
@@ -87,27 +87,7 @@ static int name_is(const char *n, size_t len, const char *lit) {
   return strlen(lit) == len && strncasecmp(n, lit, len) == 0;
 }
 
-int fwd_is_hop_by_hop(const char *n, size_t len) {
-  static const char *const hop[] = {"connection", "keep-alive", "proxy-connection", "proxy-authorization",
-                                    "proxy-authenticate", "te", "transfer-encoding", "upgrade"};
-  for (size_t i = 0; i < ARRAY_SIZE(hop); i++)
-    if (name_is(n, len, hop[i])) return 1;
-  return 0;
-}
-
-/* Is |name| one of the tokens of the comma list |v| (a Connection value)? */
-static int list_has(const char *v, size_t vlen, const char *name, size_t nlen) {
-  size_t i = 0;
-  while (i < vlen) {
-    while (i < vlen && (v[i] == ' ' || v[i] == '\t' || v[i] == ',')) i++;
-    size_t s = i;
-    while (i < vlen && v[i] != ',') i++;
-    size_t e = i;
-    while (e > s && (v[e - 1] == ' ' || v[e - 1] == '\t')) e--;
-    if (e - s == nlen && strncasecmp(v + s, name, nlen) == 0) return 1;
-  }
-  return 0;
-}
+int fwd_is_hop_by_hop(const char *n, size_t len) { return fwd_resp_hop_by_hop(n, len); }
 
 int fwd_max_forwards_zero(const char *method, const char *v, size_t len) {
   if (strcmp(method, "OPTIONS") != 0 && strcmp(method, "TRACE") != 0) return 0;
@@ -134,15 +114,6 @@ int fwd_via_names(const char *v, size_t len, const char *via_name) {
   return 0;
 }
 
-/* Is the field |i| of |fields| named in one of the Connection fields (RFC 9110 §7.6.1)? */
-static int connection_lists(const struct fwd_field *fields, size_t n, const char *name, size_t len) {
-  for (size_t i = 0; i < n; i++)
-    if (name_is(fields[i].name, fields[i].name_len, "connection") &&
-        list_has(fields[i].value, fields[i].value_len, name, len))
-      return 1;
-  return 0;
-}
-
 /* ---- the request head ---- */
 
 static int build_head(struct fwd *f, const struct px_request *rq, const struct fwd_req *req) {
@@ -154,9 +125,16 @@ static int build_head(struct fwd *f, const struct px_request *rq, const struct f
   int trace_like = strcmp(req->method, "OPTIONS") == 0 || strcmp(req->method, "TRACE") == 0;
   for (size_t i = 0; i < req->nfields; i++) {
     const struct fwd_field *fl = &req->fields[i];
+    if (f->upgrade && name_is(fl->name, fl->name_len, "upgrade")) {
+      /* Relayed: the upgrade is the origin's to accept (FWD-14, RFC 9110 §7.8). */
+      strbuf_puts(sb, "Upgrade: ");
+      strbuf_append(sb, fl->value, fl->value_len);
+      strbuf_puts(sb, "\r\n");
+      continue;
+    }
     if (fwd_is_hop_by_hop(fl->name, fl->name_len) || name_is(fl->name, fl->name_len, "host") ||
         name_is(fl->name, fl->name_len, "content-length") ||
-        connection_lists(req->fields, req->nfields, fl->name, fl->name_len))
+        fwd_resp_connection_lists(req->fields, req->nfields, fl->name, fl->name_len))
       continue;
     if (name_is(fl->name, fl->name_len, "via")) {
       /* Kept, joined into one field with ours appended. */
@@ -197,6 +175,7 @@ static int build_head(struct fwd *f, const struct px_request *rq, const struct f
     else
       strbuf_printf(sb, "Forwarded: for=%s\r\nX-Forwarded-For: %s\r\n", ip, ip);
   }
+  if (f->upgrade) strbuf_puts(sb, "Connection: upgrade\r\n");
   if (req->length > 0) {
     strbuf_printf(sb, "Content-Length: %lld\r\n", (long long)req->length);
   } else if (req->length < 0) {
@@ -246,7 +225,8 @@ static void finish(struct fwd *f, int reuse) {
   METRIC_ADD(m, fwd_requests[cls], 1);
   METRIC_ADD(m, fwd_bytes_up, f->bytes_up);
   METRIC_ADD(m, fwd_bytes_down, f->bytes_down);
-  log_line(f);
+  if (f->final_status != 101) log_line(f); /* an upgrade's line is its tunnel's */
+  lim_ticket_release(f->ticket);
   if (f->get) fwd_get_cancel(f->get);
   if (f->up) {
     if (reuse)
@@ -255,7 +235,7 @@ static void finish(struct fwd *f, int reuse) {
       fwd_up_close(f->up, 0);
   }
   strbuf_dispose(&f->head);
-  strbuf_dispose(&f->fbuf);
+  fwd_resp_dispose(&f->rp);
   free(f);
 }
 
@@ -300,7 +280,7 @@ static void fail(struct fwd *f, enum pxerr err, const char *detail) {
 
 static void arm_timer(struct fwd *f) {
   const struct config *cfg = f->w->cfg;
-  uint64_t ms = f->resp == FWD_RESP_HEAD ? cfg->fwd_response_timeout_ms : cfg->fwd_body_timeout_ms;
+  uint64_t ms = f->resp == FWD_R_HEAD ? cfg->fwd_response_timeout_ms : cfg->fwd_body_timeout_ms;
   if (f->up) xport_set_timer(&f->up->x, ms);
 }
 
@@ -354,7 +334,7 @@ void fwd_send_end(struct fwd *f, const struct fwd_field *trailers, size_t n) {
 }
 
 void fwd_resume(struct fwd *f) {
-  if (f->up && f->resp == FWD_RESP_BODY) xport_read_start(&f->up->x);
+  if (f->up && f->resp == FWD_R_BODY) xport_read_start(&f->up->x);
 }
 
 void fwd_cancel(struct fwd *f) {
@@ -367,206 +347,159 @@ void fwd_cancel(struct fwd *f) {
 
 /* ---- the response ---- */
 
-static struct fwd *fwd_of(llhttp_t *p) { return container_of(p, struct fwd, parser); }
-
-static int on_message_begin(llhttp_t *p) {
-  struct fwd *f = fwd_of(p);
-  f->nfl = 0;
-  f->in_value = 0;
-  f->fbuf.len = 0;
-  if (f->fbuf.p) f->fbuf.p[0] = '\0';
-  return 0;
-}
-
-static int add_piece(struct fwd *f, const char *at, size_t len, int value) {
-  if (!value && (f->nfl == 0 || f->in_value)) {
-    /* A new field begins. */
-    if (f->nfl == FWD_MAX_FIELDS) {
-      f->too_big = 1;
-      return -1;
-    }
-    f->fl[f->nfl].name = f->fbuf.len;
-    f->fl[f->nfl].name_len = 0;
-    f->fl[f->nfl].value = 0;
-    f->fl[f->nfl].value_len = 0;
-    f->nfl++;
-    f->in_value = 0;
-  }
-  if (value && !f->in_value) {
-    f->fl[f->nfl - 1].value = f->fbuf.len;
-    f->in_value = 1;
-  }
-  if (strbuf_append(&f->fbuf, at, len) != 0) {
-    f->too_big = 1;
-    return -1;
-  }
-  if (value)
-    f->fl[f->nfl - 1].value_len += len;
-  else
-    f->fl[f->nfl - 1].name_len += len;
-  return 0;
-}
-
-static int on_header_field(llhttp_t *p, const char *at, size_t len) {
-  return add_piece(fwd_of(p), at, len, 0) == 0 ? 0 : HPE_USER;
-}
-
-static int on_header_value(llhttp_t *p, const char *at, size_t len) {
-  struct fwd *f = fwd_of(p);
-  if (f->nfl == 0) return HPE_USER;
-  /* llhttp folds obs-fold into the value; a proxy must not pass it on (RFC 9112 §5.2): 502. */
-  if (memchr(at, '\r', len) || memchr(at, '\n', len)) {
-    f->obs_fold = 1;
-    return HPE_USER;
-  }
-  return add_piece(f, at, len, 1) == 0 ? 0 : HPE_USER;
-}
-
-static int on_headers_complete(llhttp_t *p) {
-  struct fwd *f = fwd_of(p);
-  f->status = p->status_code;
-  if (f->status >= 100 && f->status < 200) return 0; /* interim: acted on at its end */
-  /* A response to HEAD has no body whatever its fields say (RFC 9110 §9.3.2): 1 tells llhttp. */
-  if (f->is_head) return 1;
-  return HPE_PAUSED;
-}
-
-static int on_body(llhttp_t *p, const char *at, size_t len) {
-  struct fwd *f = fwd_of(p);
+static void on_resp_body(void *arg, const char *data, size_t len) {
+  struct fwd *f = arg;
   f->bytes_down += len;
-  f->ops->body(f->fe, at, len);
-  return 0;
-}
-
-static int on_message_complete(llhttp_t *p) { return HPE_PAUSED; }
-
-static const llhttp_settings_t resp_settings = {
-    .on_message_begin = on_message_begin,
-    .on_header_field = on_header_field,
-    .on_header_value = on_header_value,
-    .on_headers_complete = on_headers_complete,
-    .on_body = on_body,
-    .on_message_complete = on_message_complete,
-};
-
-/* The fields of the head (or trailers) just read, trimmed, as fwd_fields; hop-by-hop ones and
- * those Connection lists are dropped when |filter|. Returns the count. */
-static size_t collect(struct fwd *f, struct fwd_field *out, int filter) {
-  const char *b = strbuf_str(&f->fbuf);
-  size_t n = 0;
-  for (size_t i = 0; i < f->nfl; i++) {
-    struct fwd_field fl = {b + f->fl[i].name, f->fl[i].name_len, b + f->fl[i].value, f->fl[i].value_len};
-    while (fl.value_len > 0 && (fl.value[fl.value_len - 1] == ' ' || fl.value[fl.value_len - 1] == '\t')) fl.value_len--;
-    out[n++] = fl;
-  }
-  if (!filter) return n;
-  size_t k = 0;
-  for (size_t i = 0; i < n; i++) {
-    if (fwd_is_hop_by_hop(out[i].name, out[i].name_len) || name_is(out[i].name, out[i].name_len, "content-length") ||
-        connection_lists(out, n, out[i].name, out[i].name_len))
-      continue;
-    out[k++] = out[i];
-  }
-  return k;
+  f->ops->body(f->fe, data, len);
 }
 
 /* Adds our Via to a response's fields (the origin's Via fields stay, ours follows). */
 static size_t add_via(struct fwd *f, struct fwd_field *out, size_t n, char *buf, size_t cap) {
-  int len = snprintf(buf, cap, "1.%d %s", f->parser.http_minor, f->w->cfg->via_name);
-  if (n < FWD_MAX_FIELDS + 1) out[n++] = (struct fwd_field){"via", 3, buf, (size_t)len};
+  int len = snprintf(buf, cap, "1.%d %s", f->rp.http_minor, f->w->cfg->via_name);
+  if (n < FWD_RESP_MAX_FIELDS + 1) out[n++] = (struct fwd_field){"via", 3, buf, (size_t)len};
   return n;
 }
 
 /* The response is complete: can the connection carry another exchange? */
 static void complete(struct fwd *f) {
-  struct fwd_field tr[FWD_MAX_FIELDS];
-  size_t n = 0;
-  /* Fields read after the head are the trailers (FWD-10). */
-  if (f->head_sent && f->nfl) n = collect(f, tr, 1);
-  int keep = llhttp_should_keep_alive(&f->parser) && f->req == FWD_REQ_DONE && !f->failed;
-  f->resp = FWD_RESP_DONE;
+  struct fwd_field tr[FWD_RESP_MAX_FIELDS];
+  size_t n = fwd_resp_fields(&f->rp, tr, FWD_RESP_END_TO_END); /* the trailers (FWD-10) */
+  int keep = f->rp.keep_alive && f->req == FWD_REQ_DONE && !f->failed;
+  f->resp = FWD_R_DONE;
   f->ops->end(f->fe, tr, n, f->req == FWD_REQ_DONE);
   if (f->up) xport_set_timer(&f->up->x, 0);
   finish(f, keep);
 }
 
-/* Acts on where llhttp paused. Returns 0 to go on reading, -1 when |f| is gone. */
-static int on_pause(struct fwd *f) {
-  if (f->resp == FWD_RESP_HEAD && f->status >= 100 && f->status < 200) {
-    if (f->status == 101) {
-      fail(f, PXERR_RESP_INVALID, "the origin switched protocols without being asked");
-      return -1;
-    }
-    struct fwd_field fl[FWD_MAX_FIELDS];
-    size_t n = collect(f, fl, 1);
-    f->ops->interim(f->fe, f->status, fl, n);
-    f->scan_crlf = 0;
-    return 0;
+/* The final head goes to the client. Returns 0, or -1 when |f| is gone. */
+static int pass_head(struct fwd *f) {
+  struct fwd_field fl[FWD_RESP_MAX_FIELDS + 2];
+  char via[96], clen[24];
+  size_t n = fwd_resp_fields(&f->rp, fl, FWD_RESP_END_TO_END);
+  n = add_via(f, fl, n, via, sizeof(via));
+  if ((f->is_head || f->rp.status == 304) && f->rp.has_length) {
+    /* HEAD and 304 keep the length the origin announced (RFC 9110 §8.6). */
+    int l = snprintf(clen, sizeof(clen), "%llu", (unsigned long long)f->rp.content_length);
+    fl[n++] = (struct fwd_field){"content-length", 14, clen, (size_t)l};
   }
-  if (f->resp == FWD_RESP_HEAD) {
-    /* The final head (paused in on_headers_complete, or, for HEAD, at the message end). */
-    struct fwd_field fl[FWD_MAX_FIELDS + 1];
-    char via[96];
-    size_t n = collect(f, fl, 1);
-    n = add_via(f, fl, n, via, sizeof(via));
-    char clen[24];
-    if ((f->is_head || f->status == 304) && (f->parser.flags & F_CONTENT_LENGTH) && n < FWD_MAX_FIELDS + 1) {
-      /* HEAD and 304 keep the length the origin announced (RFC 9110 §8.6). */
-      int l = snprintf(clen, sizeof(clen), "%llu", (unsigned long long)f->parser.content_length);
-      fl[n++] = (struct fwd_field){"content-length", 14, clen, (size_t)l};
-    }
-    int body = !f->is_head && f->status != 204 && f->status != 304;
-    int64_t length = -1;
-    if (body && (f->parser.flags & F_CONTENT_LENGTH) && !(f->parser.flags & F_CHUNKED))
-      length = (int64_t)f->parser.content_length;
-    f->final_status = f->status;
-    f->head_sent = 1;
-    f->resp = FWD_RESP_BODY;
-    strbuf_dispose(&f->head); /* no retry from here on */
-    if (f->ops->head(f->fe, f->status, fl, n, body, length) != 0) {
-      f->error = "client_gone";
-      f->detail = "the client went away";
-      finish(f, 0);
-      return -1;
-    }
-    f->nfl = 0; /* what comes next are trailers */
-    f->fbuf.len = 0;
-    arm_timer(f);
-    if (llhttp_get_errno(&f->parser) == HPE_PAUSED && f->is_head) {
-      complete(f);
-      return -1;
-    }
-    return 0;
+  f->final_status = f->rp.status;
+  f->head_sent = 1;
+  f->resp = FWD_R_BODY;
+  strbuf_dispose(&f->head); /* no retry from here on */
+  if (f->ops->head(f->fe, f->rp.status, fl, n, f->rp.body, f->rp.length) != 0) {
+    f->error = "client_gone";
+    f->detail = "the client went away";
+    finish(f, 0);
+    return -1;
   }
-  complete(f);
-  return -1;
+  arm_timer(f);
+  return 0;
 }
 
-/* Feeds |len| bytes to llhttp. Returns 0, or -1 when |f| is gone. */
-static int feed(struct fwd *f, const char *data, size_t len) {
-  size_t off = 0;
+/* The origin's 101 to an upgrade request (FWD-14): the front end relays it and the exchange
+ * becomes a tunnel on the origin's connection; |rest| (taken, may be NULL) holds the origin's
+ * bytes after the 101. |f| is gone afterwards. */
+static void upgrade(struct fwd *f, struct buf_chunk *rest) {
+  struct worker *w = f->w;
+  struct fwd_field fl[FWD_RESP_MAX_FIELDS + 2];
+  char via[96];
+  size_t n = fwd_resp_fields(&f->rp, fl, FWD_RESP_UPGRADED);
+  n = add_via(f, fl, n, via, sizeof(via));
+  f->final_status = 101;
+  f->head_sent = 1;
+  f->resp = FWD_R_DONE;
+  struct bufq early;
+  bufq_init(&early);
+  struct tun_ep *a = f->ops->upgraded(f->fe, fl, n, &early);
+  if (!a) {
+    buf_put(&w->pool, rest);
+    f->error = "client_gone";
+    f->detail = "the client went away";
+    finish(f, 0);
+    return;
+  }
+  char proto[16];
+  size_t plen = 0;
+  for (size_t i = 0; i < n; i++)
+    if (fl[i].name_len == 7 && strncasecmp(fl[i].name, "upgrade", 7) == 0) plen = fl[i].value_len < 15 ? fl[i].value_len : 15;
+  for (size_t i = 0; i < n && plen; i++)
+    if (fl[i].name_len == 7 && strncasecmp(fl[i].name, "upgrade", 7) == 0) {
+      memcpy(proto, fl[i].value, plen);
+      break;
+    }
+  proto[plen] = '\0';
+  struct tun_info info = {.proto = strcasecmp(proto, "websocket") == 0 ? TUN_PROTO_WEBSOCKET : TUN_PROTO_CONNECT,
+                          .front = px_front_name(f->front),
+                          .front_id = (enum metrics_front)f->front,
+                          .status = 101,
+                          .start_ms = f->start_ms,
+                          .rule = f->rule,
+                          .ticket = f->ticket,
+                          .user = f->user[0] ? f->user : NULL};
+  f->ticket = NULL; /* the tunnel's now */
+  snprintf(info.client, sizeof(info.client), "%s", f->client);
+  snprintf(info.target, sizeof(info.target), "%s", f->target);
+  snprintf(info.resolved, sizeof(info.resolved), "%s", f->peer);
+  xport_set_timer(&f->up->x, 0);
+  struct tun_ep *b = fwd_up_tunnel(f->up);
+  f->up = NULL; /* the tunnel's now */
+  log_debug("forward %s: %s %s: upgraded to %s", f->client, f->method, f->target, proto);
+  struct tunnel *t = tunnel_new(w, a, b, &info);
+  /* Client bytes that came after the request head go first, then the origin's after the 101. */
+  struct buf_chunk *c;
+  while ((c = bufq_pop(&early)) != NULL) tunnel_on_read(a, c);
+  if (rest && rest->len > 0)
+    tunnel_on_read(b, rest);
+  else
+    buf_put(&w->pool, rest);
+  tunnel_start(t, NULL);
+  finish(f, 0);
+}
+
+/* Feeds |chunk| (taken) to the response parser and acts on each event. Returns 0, or -1 when
+ * |f| is gone. */
+static int feed(struct fwd *f, struct buf_chunk *chunk) {
+  struct worker *w = f->w;
+  const char *data = buf_rd(chunk);
+  size_t len = chunk->len, off = 0;
   for (;;) {
-    /* After a pause at the very end of |data| llhttp still runs with no bytes: a message
-     * without a body (204, 304) completes without another byte. */
-    llhttp_errno_t e = llhttp_execute(&f->parser, data + off, len - off);
-    if (e == HPE_OK) return 0;
-    if (e == HPE_PAUSED) {
-      const char *at = llhttp_get_error_pos(&f->parser);
-      off = at ? (size_t)(at - data) : len;
-      /* Bytes after a complete response belong to no request: the connection is not reused. */
-      if (off < len && f->resp == FWD_RESP_BODY) f->failed = 1;
-      if (on_pause(f) != 0) return -1;
-      llhttp_resume(&f->parser);
+    size_t used = 0;
+    enum fwd_resp_ev ev = fwd_resp_feed(&f->rp, data + off, len - off, &used);
+    off += used;
+    switch (ev) {
+    case FWD_RESP_MORE:
+      buf_put(&w->pool, chunk);
+      return 0;
+    case FWD_RESP_INTERIM: {
+      struct fwd_field fl[FWD_RESP_MAX_FIELDS];
+      size_t n = fwd_resp_fields(&f->rp, fl, FWD_RESP_END_TO_END);
+      f->ops->interim(f->fe, f->rp.status, fl, n);
       continue;
     }
-    f->failed = 1;
-    const char *why = f->too_big    ? "the origin's response head is too large"
-                      : f->obs_fold ? "obs-fold (line folding) in a field"
-                                    : llhttp_get_error_reason(&f->parser);
-    snprintf(f->detail_buf, sizeof(f->detail_buf), "invalid response from the origin: %s", why ? why : "?");
-    log_info("forward %s: %s %s: %s", f->client, f->method, f->target, f->detail_buf);
-    fail(f, PXERR_RESP_INVALID, f->detail_buf);
-    return -1;
+    case FWD_RESP_HEAD:
+      if (pass_head(f) != 0) {
+        buf_put(&w->pool, chunk);
+        return -1;
+      }
+      continue;
+    case FWD_RESP_UPGRADE:
+      chunk->off += (uint32_t)off;
+      chunk->len -= (uint32_t)off;
+      upgrade(f, chunk);
+      return -1;
+    case FWD_RESP_END:
+      buf_put(&w->pool, chunk);
+      /* Bytes after a complete response belong to no request: the connection is not reused. */
+      if (!f->rp.keep_alive) f->failed = 1;
+      complete(f);
+      return -1;
+    case FWD_RESP_ERROR:
+      buf_put(&w->pool, chunk);
+      f->failed = 1;
+      log_info("forward %s: %s %s: %s", f->client, f->method, f->target, f->rp.error);
+      fail(f, f->rp.err, f->rp.error);
+      return -1;
+    }
   }
 }
 
@@ -605,37 +538,12 @@ static void on_retry_up(void *arg, struct fwd_up *up, enum pxerr err, const char
 
 /* ---- upstream upcalls ---- */
 
-/* llhttp 8.1 takes obs-fold in a response head and hands the folded value on; a proxy must
- * not pass it on (RFC 9112 §5.2), so a line scanner looks at the head first: 1 when a line of
- * it starts with whitespace. */
-static int head_has_fold(struct fwd *f, const char *d, size_t n) {
-  for (size_t i = 0; i < n && f->scan_crlf < 4; i++) {
-    char ch = d[i];
-    if (f->scan_crlf == 2 && (ch == ' ' || ch == '\t')) return 1;
-    if (ch == '\r')
-      f->scan_crlf = f->scan_crlf == 2 ? 3 : 1;
-    else if (ch == '\n')
-      f->scan_crlf = f->scan_crlf == 3 ? 4 : 2;
-    else
-      f->scan_crlf = 0;
-  }
-  return 0;
-}
-
 static void up_on_read(void *owner, struct buf_chunk *chunk) {
   struct fwd *f = owner;
   struct worker *w = f->w;
   f->got_bytes = 1;
-  if (f->resp == FWD_RESP_HEAD && head_has_fold(f, buf_rd(chunk), chunk->len)) {
-    buf_put(&w->pool, chunk);
-    f->failed = 1;
-    fail(f, PXERR_RESP_INVALID, "invalid response from the origin: obs-fold (line folding) in a field");
-    return;
-  }
-  int r = feed(f, buf_rd(chunk), chunk->len);
-  buf_put(&w->pool, chunk);
-  if (r != 0) return;
-  if (f->resp == FWD_RESP_BODY) {
+  if (feed(f, chunk) != 0) return;
+  if (f->resp == FWD_R_BODY) {
     arm_timer(f);
     if (f->ops->queued(f->fe) > w->cfg->high_water) xport_read_stop(&f->up->x);
   }
@@ -644,21 +552,27 @@ static void up_on_read(void *owner, struct buf_chunk *chunk) {
 static void up_on_eof(void *owner) {
   struct fwd *f = owner;
   if (maybe_retry(f)) return;
-  /* A close-delimited body ends here (FWD-08); anything else is cut short. */
-  llhttp_errno_t e = llhttp_finish(&f->parser);
-  if (e == HPE_PAUSED) {
-    if (f->resp == FWD_RESP_BODY || f->resp == FWD_RESP_HEAD) {
+  for (;;) {
+    enum fwd_resp_ev ev = fwd_resp_finish(&f->rp);
+    switch (ev) {
+    case FWD_RESP_HEAD:
+      if (pass_head(f) != 0) return;
+      continue;
+    case FWD_RESP_END:
       f->failed = 1; /* the connection is closing: never reused */
-      on_pause(f);
+      complete(f);
+      return;
+    case FWD_RESP_INTERIM: /* a 1xx cut short: nothing final follows */
+    case FWD_RESP_UPGRADE:
+    case FWD_RESP_MORE:
+    case FWD_RESP_ERROR:
+      break;
     }
+    f->failed = 1;
+    fail(f, f->rp.state == FWD_RESP_S_FAILED ? f->rp.err : PXERR_RESP_INCOMPLETE,
+         f->rp.state == FWD_RESP_S_FAILED ? f->rp.error : "the origin closed the connection inside the response");
     return;
   }
-  if (e == HPE_OK && f->resp == FWD_RESP_HEAD && !f->got_bytes) {
-    fail(f, PXERR_RESP_INCOMPLETE, "the origin closed the connection without a response");
-    return;
-  }
-  fail(f, PXERR_RESP_INCOMPLETE, f->resp == FWD_RESP_HEAD ? "the origin closed the connection inside the response head"
-                                                          : "the origin closed the connection before the end of the body");
 }
 
 static void up_on_error(void *owner, int err) {
@@ -677,7 +591,7 @@ static void up_on_timeout(void *owner) {
   struct fwd *f = owner;
   if (f->bad_head)
     fail_before_head(f, PXERR_HEAD_TOO_LARGE, "request head too large for the origin");
-  else if (f->resp == FWD_RESP_HEAD)
+  else if (f->resp == FWD_R_HEAD)
     fail(f, PXERR_RESP_TIMEOUT, "no response head from the origin within --fwd-response-timeout");
   else
     fail_after_head(f, "no body byte within --fwd-body-timeout");
@@ -699,7 +613,7 @@ static void set_text(char *dst, size_t cap, const char *src, size_t len) {
   dst[n] = '\0';
 }
 
-struct fwd *fwd_start(struct fwd_up *up, const struct px_request *rq, const struct fwd_req *req,
+struct fwd *fwd_start(struct fwd_up *up, struct px_request *rq, const struct fwd_req *req,
                       const struct fwd_front_ops *ops, void *fe) {
   struct worker *w = rq->w;
   struct fwd *f = xcalloc(1, sizeof(*f));
@@ -708,12 +622,19 @@ struct fwd *fwd_start(struct fwd_up *up, const struct px_request *rq, const stru
   f->ops = ops;
   f->fe = fe;
   f->req = req->length != 0 ? FWD_REQ_BODY : FWD_REQ_DONE;
-  f->resp = FWD_RESP_HEAD;
+  f->resp = FWD_R_HEAD;
   f->is_head = strcmp(req->method, "HEAD") == 0;
   static const char *const idem[] = {"GET", "HEAD", "OPTIONS", "PUT", "DELETE", "TRACE"};
   for (size_t i = 0; i < ARRAY_SIZE(idem); i++)
     if (strcmp(req->method, idem[i]) == 0) f->retry_ok = req->length == 0;
   f->reused = up->reused > 0;
+  f->upgrade = req->upgrade;
+  if (f->upgrade) {
+    /* The tunnel it may become holds the request's limits, as any tunnel does. */
+    f->ticket = rq->ticket;
+    rq->ticket = NULL;
+  }
+  f->rule = rq->out.rule ? rq->out.rule->name : NULL;
   f->dest = rq->dest;
   f->tls = req->https;
   f->front = rq->front;
@@ -728,8 +649,7 @@ struct fwd *fwd_start(struct fwd_up *up, const struct px_request *rq, const stru
   if (rq->out.user) set_text(f->user, sizeof(f->user), rq->out.user, strlen(rq->out.user));
   set_text(f->peer, sizeof(f->peer), up->peer, strlen(up->peer));
   strbuf_init(&f->head, w->cfg->max_header_bytes + 4096);
-  strbuf_init(&f->fbuf, w->cfg->max_header_bytes);
-  llhttp_init(&f->parser, HTTP_RESPONSE, &resp_settings);
+  fwd_resp_init(&f->rp, w->cfg->max_header_bytes, f->is_head, f->upgrade, on_resp_body, f);
   fwd_up_own(up, &up_ops, f);
   if (build_head(f, rq, req) != 0) {
     /* Reported from the loop, like every other outcome: arm a zero-time timer. */

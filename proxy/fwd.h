@@ -31,19 +31,15 @@
 #include <stddef.h>
 #include <stdint.h>
 
+#include "proxy/fwd_resp.h"
+
 struct worker;
 struct fwd;
 struct fwd_up;
 struct px_request;
 struct px_outcome;
-
-/* A header field, not NUL-terminated. */
-struct fwd_field {
-  const char *name;
-  size_t name_len;
-  const char *value;
-  size_t value_len;
-};
+struct tun_ep;
+struct bufq;
 
 struct fwd_req {
   const char *method;               /* static or borrowed: "GET" */
@@ -54,6 +50,8 @@ struct fwd_req {
   const struct fwd_field *fields;   /* the client's fields, any case; borrowed during fwd_start */
   size_t nfields;
   int64_t length;                   /* the body's length when known (0: none), -1: unknown */
+  int upgrade;                      /* HTTP/1.1 Upgrade asked for (FWD-14): the client's Upgrade
+                                       goes with "Connection: upgrade"; no body */
 };
 
 /* The front end's side: every op non-NULL. Calls come from loop callbacks, never from inside
@@ -79,13 +77,19 @@ struct fwd_front_ops {
   size_t (*queued)(void *fe);
   /* The origin took queued request bytes: the front end may read its client again. */
   void (*req_drain)(void *fe);
+  /* An upgrade request's 101 (FWD-14), with the origin's fields (Upgrade kept, Via added): the
+   * front end writes it with "Connection: upgrade", moves the client bytes it holds beyond the
+   * request head into |early| (they go to the origin first), and returns its side of the tunnel
+   * the exchange becomes; or NULL when the client is gone. Last call. */
+  struct tun_ep *(*upgraded)(void *fe, const struct fwd_field *fields, size_t n, struct bufq *early);
 };
 
 /* Starts the exchange described by |req| on |up| (BUSY, taken), for the request |rq| decided by
  * the request path (its client, target, user and start time are copied for the access log).
  * When |req|->length != 0 the body follows through fwd_send_body. Never NULL; a request that
- * cannot be sent (a head too large) ends in ops->error from the loop. */
-struct fwd *fwd_start(struct fwd_up *up, const struct px_request *rq, const struct fwd_req *req,
+ * cannot be sent (a head too large) ends in ops->error from the loop. An upgrade request takes
+ * |rq|->ticket (its tunnel's limits). */
+struct fwd *fwd_start(struct fwd_up *up, struct px_request *rq, const struct fwd_req *req,
                       const struct fwd_front_ops *ops, void *fe);
 
 /* Request body bytes (copied). Returns the bytes queued towards the origin. */

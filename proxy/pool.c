@@ -8,6 +8,7 @@
 #include "src/log.h"
 #include "src/net.h"
 #include "src/worker.h"
+#include "tunnel/tunnel.h"
 
 /* Owned by its worker (w->fwd_pool), created on first use; freed once the worker stops and the
  * last connection has closed. */
@@ -122,6 +123,10 @@ void fwd_up_release(struct fwd_up *up) {
 
 static void x_on_read(struct xport *x, struct buf_chunk *chunk) {
   struct fwd_up *up = up_of(x);
+  if (up->state == FWD_UP_TUNNEL && up->ep.tun) {
+    tunnel_on_read(&up->ep, chunk);
+    return;
+  }
   if (up->state == FWD_UP_BUSY && up->ops) {
     up->ops->on_read(up->owner, chunk);
     return;
@@ -133,7 +138,9 @@ static void x_on_read(struct xport *x, struct buf_chunk *chunk) {
 
 static void x_on_eof(struct xport *x) {
   struct fwd_up *up = up_of(x);
-  if (up->state == FWD_UP_BUSY && up->ops)
+  if (up->state == FWD_UP_TUNNEL)
+    tunnel_on_eof(&up->ep);
+  else if (up->state == FWD_UP_BUSY && up->ops)
     up->ops->on_eof(up->owner);
   else if (up->state == FWD_UP_IDLE)
     fwd_up_close(up, 0);
@@ -143,6 +150,11 @@ static void finish_get(struct fwd_get *g, struct fwd_up *up, enum pxerr err, con
 
 static void x_on_error(struct xport *x, int err) {
   struct fwd_up *up = up_of(x);
+  if (up->state == FWD_UP_TUNNEL && up->ep.tun) {
+    up->ep.queued = 0;
+    tunnel_on_error(&up->ep, err == UV_ECONNRESET || err == UV_EPIPE ? TUN_CLOSE_UPSTREAM_RST : TUN_CLOSE_UPSTREAM_ERROR);
+    return;
+  }
   if (up->state == FWD_UP_BUSY && up->ops) {
     up->ops->on_error(up->owner, err);
     return;
@@ -152,6 +164,8 @@ static void x_on_error(struct xport *x, int err) {
 
 static void x_on_drain(struct xport *x) {
   struct fwd_up *up = up_of(x);
+  up->ep.queued = xport_queued(x);
+  if (up->state == FWD_UP_TUNNEL) tunnel_on_drain(&up->ep);
   if (up->state == FWD_UP_BUSY && up->ops) up->ops->on_drain(up->owner);
 }
 
@@ -207,6 +221,61 @@ static const struct xport_ops up_xops = {
     .on_timeout = x_on_timeout,
     .on_close = x_on_close,
 };
+
+/* ---- an upgraded connection as a tunnel side (FWD-14) ---- */
+
+static struct fwd_up *up_of_ep(struct tun_ep *ep) { return container_of(ep, struct fwd_up, ep); }
+
+static void ep_read_start(struct tun_ep *self) {
+  struct fwd_up *up = up_of_ep(self);
+  if (up->state == FWD_UP_TUNNEL) xport_read_start(&up->x);
+}
+
+static void ep_read_stop(struct tun_ep *self) { xport_read_stop(&up_of_ep(self)->x); }
+
+static void ep_write(struct tun_ep *self, struct buf_chunk *c) {
+  struct fwd_up *up = up_of_ep(self);
+  xport_write(&up->x, c); /* dropped once closed or failed */
+  self->queued = xport_queued(&up->x);
+}
+
+static void ep_shutdown(struct tun_ep *self) {
+  self->wr_shut = 1;
+  xport_shutdown(&up_of_ep(self)->x);
+}
+
+static void ep_abort(struct tun_ep *self) {
+  self->aborted = 1;
+  self->queued = 0;
+  fwd_up_close(up_of_ep(self), 1);
+}
+
+/* The tunnel detaches: what it wrote is flushed (then FIN), unless it aborted. The memory goes
+ * with the transport's on_close, as for any pooled connection. */
+static void ep_close(struct tun_ep *self) { fwd_up_close(up_of_ep(self), self->aborted); }
+
+static const struct tun_ep_ops up_ep_ops = {
+    .kind = "tcp",
+    .read_start = ep_read_start,
+    .read_stop = ep_read_stop,
+    .write = ep_write,
+    .shutdown = ep_shutdown,
+    .abort = ep_abort,
+    .close = ep_close,
+};
+
+struct tun_ep *fwd_up_tunnel(struct fwd_up *up) {
+  CHECK(up->state == FWD_UP_BUSY);
+  up->state = FWD_UP_TUNNEL;
+  up->ops = NULL;
+  up->owner = NULL;
+  memset(&up->ep, 0, sizeof(up->ep));
+  up->ep.ops = &up_ep_ops;
+  up->ep.queued = xport_queued(&up->x);
+  /* A tunnel's last bytes may take as long to flush as it may stay idle (as tunnel/tcp_ep.c). */
+  up->x.opts.close_timeout_ms = up->pool->w->cfg->idle_timeout_ms;
+  return &up->ep;
+}
 
 /* ---- getting one ---- */
 

@@ -15,7 +15,10 @@
  *   (dial or TLS done)  -> BUSY      owned by one exchange, whose ops get the upcalls
  *   BUSY  -> IDLE       fwd_up_release: in the pool's idle list; reads watch for EOF
  *   IDLE  -> BUSY       fwd_pool_get (a hit)
- *   any   -> CLOSING    fwd_up_close / abort, idle timeout, EOF or bytes while idle, stop
+ *   BUSY  -> TUNNEL     fwd_up_tunnel: an upgraded exchange (FWD-14) hands the connection to a
+ *                       tunnel as its upstream side; the tunnel's ops and upcalls from then on
+ *   any   -> CLOSING    fwd_up_close / abort, idle timeout, EOF or bytes while idle, stop,
+ *                       the tunnel's close or abort
  *   CLOSING -> (freed)  the transport's on_close
  *
  * Ownership: the pool (w->fwd_pool) owns every connection it made: it frees them when their
@@ -30,6 +33,7 @@
 #include "src/pxerr.h"
 #include "src/util.h"
 #include "src/xport.h"
+#include "tunnel/endpoint.h"
 
 struct worker;
 struct fwd_up;
@@ -44,7 +48,7 @@ struct fwd_up_ops {
   void (*on_timeout)(void *owner);
 };
 
-enum fwd_up_state { FWD_UP_CONNECTING, FWD_UP_BUSY, FWD_UP_IDLE, FWD_UP_CLOSING };
+enum fwd_up_state { FWD_UP_CONNECTING, FWD_UP_BUSY, FWD_UP_IDLE, FWD_UP_TUNNEL, FWD_UP_CLOSING };
 
 struct fwd_up {
   struct fwd_pool *pool;          /* back-pointer */
@@ -58,6 +62,7 @@ struct fwd_up {
   const struct fwd_up_ops *ops;   /* BUSY: the owner's */
   void *owner;
   struct fwd_get *pending;        /* CONNECTING (TLS): the get waiting for it */
+  struct tun_ep ep;               /* TUNNEL: this connection as the tunnel's upstream side */
 };
 
 /* The result of fwd_pool_get: |up| BUSY (the caller's until it releases or closes it) with
@@ -76,6 +81,9 @@ void fwd_up_own(struct fwd_up *up, const struct fwd_up_ops *ops, void *owner);
 /* The exchange on |up| ended cleanly and the connection may carry another: back to the pool
  * (or closed when the pool is full, stopping, or |up| has queued output). */
 void fwd_up_release(struct fwd_up *up);
+/* A BUSY connection becomes the upstream side of a tunnel (the owner lets go of it): the tunnel
+ * drives it through the returned endpoint and closes it at its end. */
+struct tun_ep *fwd_up_tunnel(struct fwd_up *up);
 /* Ends |up|: graceful close (|abort| 0) or RST. No upcall follows. */
 void fwd_up_close(struct fwd_up *up, int abort);
 

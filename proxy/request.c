@@ -157,6 +157,22 @@ static void relay_refusal(struct px_request *rq, int status, const char *detail)
 
 void px_request_fail(struct px_request *rq, enum pxerr err, const char *detail) { fail(rq, err, detail); }
 
+void px_request_answered(struct px_request *rq, int status, const char *method, const char *detail) {
+  char line[LOG_ACCESS_LINE_MAX + 1];
+  struct strbuf sb;
+  if (!rq->target[0]) set_text(rq->target, sizeof(rq->target), rq->authority ? rq->authority : "");
+  strbuf_init_fixed(&sb, line, sizeof(line));
+  log_access_head(&sb, px_front_name(rq->front), px_proto_name(rq->proto), rq->client, rq->target);
+  strbuf_puts(&sb, ",\"method\":");
+  log_json_str(&sb, method);
+  strbuf_printf(&sb, ",\"status\":%d,\"answered\":\"proxy\",\"detail\":", status);
+  log_json_str(&sb, detail);
+  strbuf_printf(&sb, ",\"duration_ms\":%llu}", (unsigned long long)(uv_now(&rq->w->loop) - rq->start_ms));
+  log_access_write(&sb);
+  if (rq->proto == PX_PROTO_FORWARD) METRIC_ADD(&rq->w->metrics, fwd_requests[status / 100], 1);
+  request_free(rq);
+}
+
 /* ---- success: the answer, then the tunnel ------------------------------------------------------ */
 
 /* The upstream |b| stands (|first_down|, taken, holds bytes it sent already): the front end

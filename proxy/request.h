@@ -138,8 +138,9 @@ struct px_front_ops {
   /* The front end's side of the tunnel about to start (after answer_ok). */
   struct tun_ep *(*client_ep)(void *fe);
   /* FORWARD success: |up| is a connection to the origin (taken); the front end runs the
-   * exchange on it (proxy/fwd.h fwd_start, with |rq| for the log fields). Last call. */
-  void (*answer_forward)(void *fe, const struct px_request *rq, struct fwd_up *up);
+   * exchange on it (proxy/fwd.h fwd_start, with |rq| for the log fields; an upgrade request's
+   * exchange takes |rq|->ticket for the tunnel it may become). Last call. */
+  void (*answer_forward)(void *fe, struct px_request *rq, struct fwd_up *up);
 };
 
 /* Where a request is (the file comment has the transitions). */
@@ -215,6 +216,10 @@ void px_request_start(struct px_request *rq);
 /* The front end refuses the request itself (it could not be parsed): |err| with |detail| (static)
  * is answered, logged and counted like any other refusal; |rq| is freed. */
 void px_request_fail(struct px_request *rq, enum pxerr err, const char *detail);
+/* The front end answered the request itself with |status| (FWD-05: OPTIONS or TRACE with
+ * Max-Forwards: 0): one access-log line (|method|, |detail|, "answered":"proxy") and the forward
+ * metrics, as for any request; |rq| is freed. */
+void px_request_answered(struct px_request *rq, int status, const char *method, const char *detail);
 /* The client is gone (connection closed, stream reset): stops whatever is being opened and frees
  * |rq| without calling the front end. Legal until answer_ok / answer_error. */
 void px_request_cancel(struct px_request *rq);

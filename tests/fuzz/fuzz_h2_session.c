@@ -238,10 +238,18 @@ void px_request_cancel(struct px_request *rq) {
   request_free(rq);
 }
 
+/* As proxy/request.c's: logged there; here the request, never parked, is freed. */
+void px_request_answered(struct px_request *rq, int status, const char *method, const char *detail) {
+  (void)status;
+  (void)method;
+  (void)detail;
+  request_free(rq);
+}
+
 /* Forwarding (proxy/fwd.c) stands outside this harness: the mock request path never answers a
  * forwarded request with an upstream, so no exchange starts; the header checks h2_stream makes
  * on a forwarded request see "no Via loop" and "no Max-Forwards: 0". */
-struct fwd *fwd_start(struct fwd_up *up, const struct px_request *rq, const struct fwd_req *req,
+struct fwd *fwd_start(struct fwd_up *up, struct px_request *rq, const struct fwd_req *req,
                       const struct fwd_front_ops *ops, void *fe) {
   (void)up, (void)rq, (void)req, (void)ops, (void)fe;
   abort(); /* unreachable: answer_forward is never called here */

@@ -327,7 +327,19 @@ class ForwardTest(unittest.TestCase):
                                               (":authority", self.origin.addr), (":path", "/info"),
                                               ("max-forwards", "0")], end_stream=True))
             self.assertEqual(st.status, 200)
+            st = cli.wait_closed(cli.request([(":method", "TRACE"), (":scheme", "http"),
+                                              (":authority", self.origin.addr), (":path", "/trace"),
+                                              ("max-forwards", "0")], end_stream=True))
+            self.assertEqual(st.status, 200)
         self.assertEqual(self.origin.requests, before + 1)
+        # Each answer of the proxy's own has its access-log line, as any forwarded request.
+        for front, method in (("h1", "OPTIONS"), ("h2", "OPTIONS"), ("h2", "TRACE")):
+            rec = self.proxy.wait_access_log(lambda x: x.get("front") == front and x.get("method") == method
+                                             and x.get("answered") == "proxy", timeout=10)
+            self.assertEqual(rec["proto"], "forward")
+            self.assertEqual(rec["status"], 200)
+            self.assertEqual(rec["target"], self.origin.addr)
+            self.assertEqual(rec["detail"], "Max-Forwards: 0")
 
     def test_fwd_pool_bounds(self):
         """The pool keeps at most --fwd-pool-per-origin idle connections, closes them after

@@ -124,6 +124,10 @@ static void check_rows(const struct row *rows, size_t n, const struct h1_req_lim
 /* ---- accepted ---- */
 
 static const struct row accept_rows[] = {
+    /* Upgrade through forward mode (FWD-14): absolute-form, ws:// too (what curl sends). */
+    {S("GET ws://h:1/chat HTTP/1.1\r\nHost: h:1\r\nConnection: upgrade\r\nUpgrade: websocket\r\n\r\n"), "ABS GET ws://h:1/chat ka=1 @82; END @82; closed"},
+    {S("GET http://h:1/chat HTTP/1.1\r\nHost: h:1\r\nConnection: upgrade\r\nUpgrade: websocket\r\n\r\n"),
+     "ABS GET http://h:1/chat ka=1 @84; END @84; closed"},
     /* CONNECT; the bytes after the head are not the parser's (H1C-08). */
     {S("CONNECT h.example:443 HTTP/1.1\r\nHost: h.example:443\r\n\r\n"), "CONNECT h.example:443 1.1 @55"},
     {S("CONNECT h.example:443 HTTP/1.1\r\nHost: h.example:443\r\n\r\nGET / HTTP/1.1\r\n\r\n"),
@@ -196,6 +200,10 @@ static void test_accept(void **state) {
 /* ---- refused ---- */
 
 static const struct row reject_rows[] = {
+    /* A WebSocket URI only with an upgrade; an upgrade has no body (llhttp stops at it). */
+    {S("GET ws://h:1/ HTTP/1.1\r\nHost: h:1\r\n\r\n"), "400 a ws:// or wss:// target without an Upgrade"},
+    {S("GET http://h:1/ HTTP/1.1\r\nHost: h:1\r\nConnection: upgrade\r\nUpgrade: websocket\r\nContent-Length: 1\r\n\r\nx"),
+     "400 a body with an Upgrade"},
     /* Two identities: which one counts would depend on the hop (h2 resets such a stream). */
     {S("CONNECT h:1 HTTP/1.1\r\nHost: h:1\r\nProxy-Authorization: Basic YTpi\r\n"
        "proxy-authorization: Basic Yzpk\r\n\r\n"), "400 more than one Proxy-Authorization field"},
