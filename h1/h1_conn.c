@@ -61,6 +61,8 @@ struct h1_conn {
   unsigned close_after : 1;    /* close the connection once the response is out */
   unsigned client_eof : 1;     /* the client half-closed during an exchange */
   unsigned resp_started : 1;   /* a response head of the exchange went to the client */
+  unsigned had_request : 1;    /* a request has begun on this connection (a stop may close it
+                                  between requests, never before its first) */
 };
 
 static const struct tun_ep_ops h1_ep_ops;
@@ -443,7 +445,10 @@ static void parse(struct h1_conn *h, struct buf_chunk *chunk) {
   size_t len = chunk->len;
   while (len > 0 && h->state == H1_HEAD) {
     size_t used = 0;
-    if (!h1_req_started(&h->req)) h->start_ms = uv_now(&c->w->loop); /* a new request begins */
+    if (!h1_req_started(&h->req)) { /* a new request begins */
+      h->start_ms = uv_now(&c->w->loop);
+      h->had_request = 1;
+    }
     enum h1_req_status st = h1_req_feed(&h->req, data, len, &used);
     if (st == H1_REQ_MORE) break;
     if (st == H1_REQ_ERROR) {
@@ -563,8 +568,10 @@ static void fe_on_timeout(struct conn *c) {
 
 static void fe_on_stop(struct conn *c) {
   struct h1_conn *h = c->fe_data;
-  /* Between requests: close now. Tunnels and dials finish on their own (or at the deadline). */
-  if (h->state == H1_HEAD) {
+  /* Between requests: close now. A request begun, or the first one not sent yet (the connection
+   * was accepted just before the stop), is served, with Connection: close; --header-timeout
+   * bounds the wait. Tunnels and dials finish on their own (or at the deadline). */
+  if (h->state == H1_HEAD && h->had_request && !h1_req_started(&h->req)) {
     h->state = H1_CLOSED;
     conn_close(c);
   }
