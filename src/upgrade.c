@@ -83,6 +83,7 @@ int upgrade_take(const char *path, struct upgrade_take *t) {
   int cap = 0;
   for (int last = 0; r == 0 && !last;) {
     struct upgrade_msg m;
+    memset(&m, 0, sizeof(m));
     union {
       char buf[CMSG_SPACE(UPGRADE_FDS_PER_MSG * sizeof(int))];
       struct cmsghdr align;
