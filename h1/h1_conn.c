@@ -62,6 +62,8 @@ struct h1_conn {
   unsigned close_after : 1;    /* close the connection once the response is out */
   unsigned client_eof : 1;     /* the client half-closed during an exchange */
   unsigned resp_started : 1;   /* a response head of the exchange went to the client */
+  uint64_t nrequests;          /* requests begun on this connection (a stop may close it
+                                  between requests, never before its first) */
 };
 
 static const struct tun_ep_ops h1_ep_ops;
@@ -133,6 +135,7 @@ static struct px_request *new_request(struct h1_conn *h, enum px_proto proto) {
   struct px_request *rq = px_request_new(h->c->w, PX_FRONT_H1, proto, &h1_px_ops, h);
   px_request_set_client(rq, h->c);
   rq->start_ms = h->start_ms;
+  rq->first_on_conn = h->nrequests == 1;
   rq->authority = h->req.target;
   rq->credentials = h1_req_take_credentials(&h->req);
   h->rq = rq;
@@ -464,7 +467,10 @@ static void parse(struct h1_conn *h, struct buf_chunk *chunk) {
   size_t len = chunk->len;
   while (len > 0 && h->state == H1_HEAD) {
     size_t used = 0;
-    if (!h1_req_started(&h->req)) h->start_ms = uv_now(&c->w->loop); /* a new request begins */
+    if (!h1_req_started(&h->req)) { /* a new request begins */
+      h->start_ms = uv_now(&c->w->loop);
+      h->nrequests++;
+    }
     enum h1_req_status st = h1_req_feed(&h->req, data, len, &used);
     if (st == H1_REQ_MORE) break;
     if (st == H1_REQ_ERROR) {
@@ -584,8 +590,10 @@ static void fe_on_timeout(struct conn *c) {
 
 static void fe_on_stop(struct conn *c) {
   struct h1_conn *h = c->fe_data;
-  /* Between requests: close now. Tunnels and dials finish on their own (or at the deadline). */
-  if (h->state == H1_HEAD) {
+  /* Between requests: close now. A request begun, or the first one not sent yet (the connection
+   * was accepted just before the stop), is served, with Connection: close; --header-timeout
+   * bounds the wait. Tunnels and dials finish on their own (or at the deadline). */
+  if (h->state == H1_HEAD && h->nrequests && !h1_req_started(&h->req)) {
     h->state = H1_CLOSED;
     conn_close(c);
   }

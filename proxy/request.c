@@ -472,7 +472,7 @@ static void on_auth(void *arg, enum px_auth_verdict v) {
   struct px_request *rq = arg;
   rq->phase = PX_NEW;
   if (auth_verdict(rq, v) != 0) return;
-  if (rq->w->stopping)
+  if (rq->w->stopping && !rq->first_on_conn)
     fail(rq, PXERR_SHUTTING_DOWN, "proxy is shutting down");
   else
     admitted(rq);
@@ -495,8 +495,8 @@ static void on_fwd_up(void *arg, struct fwd_up *up, enum pxerr err, const char *
 void px_request_start(struct px_request *rq) {
   struct worker *w = rq->w;
   if (interpret(rq) != 0) return;
-  /* Admission. */
-  if (w->stopping) {
+  /* Admission: while stopping, only a connection's first request (see |first_on_conn|). */
+  if (w->stopping && !rq->first_on_conn) {
     fail(rq, PXERR_SHUTTING_DOWN, "proxy is shutting down");
     return;
   }

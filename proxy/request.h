@@ -178,6 +178,10 @@ struct px_request {
   char *credentials;                      /* owned: Proxy-Authorization as presented, or NULL
                                              (proxy/auth.c checks it at admission) */
   struct buf_chunk *early;                /* owned: client bytes that followed the head, or NULL */
+  int first_on_conn;                      /* the connection's first request: admitted while the
+                                             worker stops too (the connection was accepted before
+                                             the listeners closed, or a binary upgrade's successor
+                                             holds them: the client did nothing late) */
   /* The strings above are borrowed until px_request_start (or _fail) returns. */
 
   /* The decision (read by the front end in its ops): */

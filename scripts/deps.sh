@@ -7,7 +7,7 @@ BUILD_PKGS="build-essential cmake pkg-config libuv1-dev libssl-dev libnghttp2-de
   node-llhttp libcmocka-dev libcrypt-dev libyaml-dev"
 TEST_PKGS="nghttp2-client python3 python3-h2 python3-websockets socat openssl nodejs procps
   apache2-utils whois haproxy git openssh-server openssh-client python3-requests chromium
-  dpkg-dev systemd logrotate proxytunnel libnss3-tools iproute2"
+  dpkg-dev systemd logrotate proxytunnel libnss3-tools iproute2 debootstrap systemd-container lintian"
 
 want="$BUILD_PKGS"
 [ "${1:-}" = "--test" ] && want="$want $TEST_PKGS"

@@ -18,6 +18,7 @@
 #include <string.h>
 #include <strings.h>
 #include <sys/resource.h>
+#include <sys/un.h>
 #include <uv.h>
 
 #include "src/access.h"
@@ -325,6 +326,14 @@ static const struct opt opts[] = {
      "on SIGTERM/SIGINT, first answer /healthz with 503 for T while serving\n"
      "everything as before, so that load balancers stop sending new\n"
      "connections; then stop as --drain-timeout says (default 0)",
+     NULL},
+    /* Binary upgrade (src/upgrade.h) */
+    {"upgrade-socket", T_PATH, S_LISTEN, FIELD(upgrade_socket), NULL, 0, 0, 0, "FILE",
+     "unix socket (mode 0600) on which this process hands its listening\n"
+     "sockets to a new process started with the same option, then stops\n"
+     "as on SIGTERM without --drain-delay: a binary upgrade that refuses no\n"
+     "connection (README \"Upgrading without downtime\"). At start, a\n"
+     "process found there is replaced. Default: none",
      NULL},
 
     /* Auth and limits tuning: config_check copies these into access->tune. */
@@ -769,6 +778,10 @@ int config_check(struct config *cfg, struct cfgfile_err *err) {
     if (cfg->listeners[i].proxy_protocol && cfg->pp_from.n == 0)
       return check_fail(cfg, err, "listen", "listener %s: ?proxy-protocol needs proxy-protocol-from (the load "
                         "balancers trusted to send the header)", cfg->listeners[i].text);
+  if (strlen(cfg->upgrade_socket) + 12 >= sizeof(((struct sockaddr_un *)0)->sun_path))
+    return check_fail(cfg, err, "upgrade-socket", "upgrade-socket: '%s': longer than a unix socket path may be "
+                      "(%zu bytes with room for a suffix)", cfg->upgrade_socket,
+                      sizeof(((struct sockaddr_un *)0)->sun_path) - 13);
   return 0;
 }
 

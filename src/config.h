@@ -132,6 +132,7 @@ struct config {
   struct access_nets *pp_trusted;    /* owned: built from |pp_from| by config_check; never NULL */
   uint64_t pp_timeout_ms;            /* the header must be complete within this */
   uint64_t drain_delay_ms;           /* on SIGTERM: /healthz says 503 this long before the stop */
+  char upgrade_socket[512];          /* binary upgrade (src/upgrade.h): unix socket path; empty: off */
 
   /* Status page and PAC (src/status.h). */
   uint64_t status_interval_ms;  /* each worker's snapshot refresh */

@@ -96,6 +96,7 @@ static void attach(struct conn *c, const struct frontend *fe) {
   fe->attach(c);
   CHECK(c->fe != NULL);
   xport_unread(&c->x, &c->held);
+  if (c->w->stopping) c->fe->on_stop(c); /* it missed conn_stop_all in its handshake */
 }
 
 /* Cleartext: the first bytes pick the front end (the h2 preface: prior knowledge). */
@@ -448,17 +449,17 @@ static void conn_accept(struct listener *lst, uv_os_sock_t fd) {
 }
 
 /* Graceful stop: each front end decides (idle h1 conns close now, h2 sessions send GOAWAY,
- * tunnels drain); a conn still in its handshake just closes. */
+ * tunnels drain). A conn still in its handshake goes on (--handshake-timeout bounds it) and hears
+ * the stop once a front end has it: it was accepted just before the stop -- under a steady stream
+ * always some are, and with a binary upgrade the listener lives on in the successor -- and
+ * closing it would reset a client that did nothing wrong. */
 static void conn_stop_all(struct worker *w) {
   struct list *n, *next;
   for (n = w->conns.next; n != &w->conns; n = next) {
     next = n->next;
     struct conn *c = container_of(n, struct conn, link);
     if (c->closing) continue;
-    if (c->fe)
-      c->fe->on_stop(c);
-    else
-      conn_abort(c);
+    if (c->fe) c->fe->on_stop(c);
   }
 }
 

@@ -24,6 +24,7 @@
 #include "src/log.h"
 #include "src/status.h"
 #include "src/tls.h"
+#include "src/upgrade.h"
 #include "src/worker.h"
 
 struct app {
@@ -39,12 +40,17 @@ struct app {
   uv_signal_t sigint, sigterm;
   uv_signal_t sigusr1;             /* reopen the access log (logrotate) */
   uv_timer_t drain_delay;          /* --drain-delay: from the first signal to the stop */
+  struct upgrade_server *upgrade;  /* owned: --upgrade-socket; NULL once stopping or when off */
+  int stopped;                     /* stop_workers ran (a signal, or a successor took over) */
 };
 
 static void worker_thread(void *arg) { worker_run(arg); }
 
 /* The stop proper: listeners close, front ends drain their tunnels until --drain-timeout. */
 static void stop_workers(struct app *app) {
+  if (app->stopped++) return; /* a successor's READY and the --drain-delay timer may both come */
+  upgrade_server_close(app->upgrade); /* first: no successor may take sockets that are closing */
+  app->upgrade = NULL;
   log_info("stopping (draining tunnels for up to %llu ms)", (unsigned long long)app->cfg->drain_timeout_ms);
   for (int i = 0; i < app->nworkers; i++) worker_request_stop(&app->workers[i]);
   uv_close((uv_handle_t *)&app->sigint, NULL);
@@ -70,6 +76,13 @@ static void on_signal(uv_signal_t *h, int signum) {
            (unsigned long long)app->cfg->drain_delay_ms);
   for (int i = 0; i < app->nworkers; i++) worker_request_drain(&app->workers[i]);
   uv_timer_start(&app->drain_delay, on_drain_delay, app->cfg->drain_delay_ms, 0);
+}
+
+/* A new process serves on our listening sockets (src/upgrade.h): stop at once, with no
+ * --drain-delay (the address keeps answering, so load balancers need not notice). */
+static void on_upgrade_ready(void *arg, pid_t pid) {
+  log_info("binary upgrade: pid %d took over", (int)pid);
+  stop_workers(arg);
 }
 
 /* SIGUSR1: logrotate has moved the access log; lines go to a new file at the configured path. */
@@ -226,10 +239,18 @@ int main(int argc, char **argv) {
   /* failed logins per client network, for every worker */
   struct auth_guard *guard = auth_guard_new(tune->ban_slots, tune->client_v4_prefix, tune->client_v6_prefix);
   struct limits *limits = limits_new(cfg->access); /* shared by every worker */
+  /* A binary upgrade: take the listening sockets of the process running on --upgrade-socket. */
+  struct upgrade_take take = {.conn = -1};
+  struct worker_adopt *adopt = NULL;
   int failed = 0;
+  if (cfg->upgrade_socket[0]) {
+    adopt = xcalloc((size_t)app.nworkers * (size_t)cfg->nlisteners, sizeof(*adopt));
+    if (upgrade_take(cfg->upgrade_socket, &take) != 0 || upgrade_assign(&take, cfg, app.nworkers, adopt) != 0)
+      failed = 1;
+  }
   int ninit = 0;
   for (int i = 0; i < app.nworkers && !failed; i++) {
-    if (worker_init(&app.workers[i], i, cfg, ctx) != 0) failed = 1;
+    if (worker_init_adopt(&app.workers[i], i, cfg, ctx, adopt ? &adopt[i * cfg->nlisteners] : NULL) != 0) failed = 1;
     app.workers[i].client_ssl_ctx = client_ctx;
     app.workers[i].limits = limits;
     app.workers[i].frontends = &app.frontends;
@@ -245,7 +266,15 @@ int main(int argc, char **argv) {
     app.workers[i].all_status = app.status;
     app.workers[i].nworkers = (size_t)app.nworkers;
   }
+  app.loop = uv_default_loop();
+  if (!failed && cfg->upgrade_socket[0]) {
+    app.upgrade = upgrade_server_start(app.loop, cfg->upgrade_socket, app.workers, app.nworkers, on_upgrade_ready, &app);
+    if (!app.upgrade) failed = 1;
+  }
   if (failed) {
+    if (adopt) upgrade_adopt_close(adopt, ninit, app.nworkers, cfg->nlisteners);
+    free(adopt);
+    upgrade_release(&take); /* without READY: the old process keeps serving */
     for (int i = 0; i < ninit; i++) worker_dispose(&app.workers[i]);
     for (int i = 0; i < ninit; i++) status_worker_free(app.status[i]);
     free(app.status);
@@ -259,10 +288,10 @@ int main(int argc, char **argv) {
     dns_global_cleanup();
     config_unref(app.cfg);
     if (access) fclose(access);
+    uv_loop_close(app.loop);
     return 1;
   }
-
-  app.loop = uv_default_loop();
+  free(adopt);
   uv_signal_init(app.loop, &app.sigint);
   uv_signal_init(app.loop, &app.sigterm);
   app.sigint.data = app.sigterm.data = &app;
@@ -278,6 +307,8 @@ int main(int argc, char **argv) {
   for (int i = 0; i < app.nworkers; i++)
     CHECK(uv_thread_create(&app.workers[i].thread, worker_thread, &app.workers[i]) == 0);
   print_banner(&app, devcert);
+  upgrade_ready(&take); /* the old process (if any) stops now: our workers hold its sockets */
+  upgrade_release(&take);
   uv_run(app.loop, UV_RUN_DEFAULT);
   for (int i = 0; i < app.nworkers; i++) uv_thread_join(&app.workers[i].thread);
   for (int i = 0; i < app.nworkers; i++) worker_dispose(&app.workers[i]);

@@ -141,24 +141,30 @@ static void listener_close(struct listener *lst) {
   lst->fd = -1;
 }
 
-static int listener_open(struct worker *w, struct listener *lst, const struct config_listener *lc) {
+/* |adopted| >= 0: a listening socket handed over by the process this one replaces (already bound
+ * and listening, non-blocking), taken as it is; -1: bind a new one. */
+static int listener_open(struct worker *w, struct listener *lst, const struct config_listener *lc, int adopted) {
   lst->w = w;
   lst->cfg = lc;
-  lst->fd = socket(lc->addr.ss_family, SOCK_STREAM | SOCK_NONBLOCK | SOCK_CLOEXEC, 0);
-  if (lst->fd < 0) {
-    int r = -errno;
-    log_error("listen %s: %s", lc->text, uv_strerror(r));
-    return r;
-  }
-  int one = 1;
-  /* libuv 1.44 has no UV_TCP_REUSEPORT: every worker binds its own socket to the same port and
-   * the kernel spreads connections across them. */
-  setsockopt(lst->fd, SOL_SOCKET, SO_REUSEADDR, &one, sizeof(one));
-  setsockopt(lst->fd, SOL_SOCKET, SO_REUSEPORT, &one, sizeof(one));
-  if (lc->addr.ss_family == AF_INET6) setsockopt(lst->fd, IPPROTO_IPV6, IPV6_V6ONLY, &one, sizeof(one));
-  socklen_t len = lc->addr.ss_family == AF_INET6 ? sizeof(struct sockaddr_in6) : sizeof(struct sockaddr_in);
   int r = 0;
-  if (bind(lst->fd, (const struct sockaddr *)&lc->addr, len) != 0 || listen(lst->fd, 1024) != 0) r = -errno;
+  if (adopted >= 0) {
+    lst->fd = adopted;
+  } else {
+    lst->fd = socket(lc->addr.ss_family, SOCK_STREAM | SOCK_NONBLOCK | SOCK_CLOEXEC, 0);
+    if (lst->fd < 0) {
+      r = -errno;
+      log_error("listen %s: %s", lc->text, uv_strerror(r));
+      return r;
+    }
+    int one = 1;
+    /* libuv 1.44 has no UV_TCP_REUSEPORT: every worker binds its own socket to the same port and
+     * the kernel spreads connections across them. */
+    setsockopt(lst->fd, SOL_SOCKET, SO_REUSEADDR, &one, sizeof(one));
+    setsockopt(lst->fd, SOL_SOCKET, SO_REUSEPORT, &one, sizeof(one));
+    if (lc->addr.ss_family == AF_INET6) setsockopt(lst->fd, IPPROTO_IPV6, IPV6_V6ONLY, &one, sizeof(one));
+    socklen_t len = lc->addr.ss_family == AF_INET6 ? sizeof(struct sockaddr_in6) : sizeof(struct sockaddr_in);
+    if (bind(lst->fd, (const struct sockaddr *)&lc->addr, len) != 0 || listen(lst->fd, 1024) != 0) r = -errno;
+  }
   if (r == 0) r = uv_poll_init_socket(&w->loop, &lst->poll, lst->fd);
   if (r == 0) {
     lst->poll.data = lst;
@@ -179,18 +185,37 @@ static void on_trim_timer(uv_timer_t *t) { malloc_trim(64 * 1024); }
 static void on_stop_async(uv_async_t *h);
 static void on_drain_timer(uv_timer_t *t);
 
+static void close_adopted(const struct config *cfg, const struct worker_adopt *adopt, int from, int k) {
+  for (int i = from; adopt && i < cfg->nlisteners; i++)
+    for (int j = i == from ? k : 0; j < adopt[i].n; j++) close(adopt[i].fds[j]);
+}
+
 int worker_init(struct worker *w, int id, const struct config *cfg, SSL_CTX *ctx) {
+  return worker_init_adopt(w, id, cfg, ctx, NULL);
+}
+
+int worker_init_adopt(struct worker *w, int id, const struct config *cfg, SSL_CTX *ctx,
+                      const struct worker_adopt *adopt) {
   memset(w, 0, sizeof(*w));
   w->id = id;
   w->cfg = cfg;
   w->ssl_ctx = ctx;
   int r = uv_loop_init(&w->loop);
-  if (r) return r;
+  if (r) {
+    close_adopted(cfg, adopt, 0, 0);
+    return r;
+  }
   w->loop.data = w;
   buf_pool_init(&w->pool, 32); /* 2 MiB of chunks kept for bursts; more go back to malloc */
   list_init(&w->conns);
   list_init(&w->handshakes);
-  for (int i = 0; i < CONFIG_MAX_LISTENERS; i++) w->listeners[i].fd = -1;
+  for (int i = 0; i < WORKER_MAX_LISTENERS; i++) w->listeners[i].fd = -1;
+  int slots = 0;
+  for (int i = 0; i < cfg->nlisteners; i++) slots += adopt && adopt[i].n ? adopt[i].n : 1;
+  if (slots > WORKER_MAX_LISTENERS) {
+    close_adopted(cfg, adopt, 0, 0);
+    return -ENOSPC;
+  }
   list_init(&w->tunnels);
   list_init(&w->deferred);
   list_init(&w->stop_hooks);
@@ -215,6 +240,7 @@ int worker_init(struct worker *w, int id, const struct config *cfg, SSL_CTX *ctx
   r = dns_new(&w->loop, &dopts, &w->dns);
   if (r) {
     log_error("worker %d: resolver: %s", id, strerror(-r));
+    close_adopted(cfg, adopt, 0, 0);
     return r;
   }
   const struct access_auth *au = &cfg->access->auth;
@@ -225,9 +251,15 @@ int worker_init(struct worker *w, int id, const struct config *cfg, SSL_CTX *ctx
     w->auth_cache->hash_idle = cfg->access->tune.hash_idle;
   }
   for (int i = 0; i < cfg->nlisteners; i++) {
-    r = listener_open(w, &w->listeners[i], &cfg->listeners[i]);
-    w->nlisteners = i + 1;
-    if (r) return r;
+    int n = adopt && adopt[i].n ? adopt[i].n : 1;
+    for (int k = 0; k < n; k++) {
+      r = listener_open(w, &w->listeners[w->nlisteners], &cfg->listeners[i], adopt && adopt[i].n ? adopt[i].fds[k] : -1);
+      w->nlisteners++;
+      if (r) {
+        close_adopted(cfg, adopt, i, k + 1);
+        return r;
+      }
+    }
   }
   return 0;
 }

@@ -87,6 +87,17 @@ struct worker_hook {
   void (*on_stop)(struct worker_hook *h);
 };
 
+/* Listening sockets a worker holds: one per configured listener, more when a binary upgrade hands
+ * over more sockets of one address than this process has workers (src/upgrade.c). */
+#define WORKER_MAX_LISTENERS (4 * CONFIG_MAX_LISTENERS)
+
+/* Listening sockets of one configured listener handed over by the process this one replaces
+ * (src/upgrade.c): the worker listens on these instead of binding a socket of its own. */
+struct worker_adopt {
+  int n;
+  int fds[WORKER_MAX_LISTENERS];
+};
+
 struct worker {
   int id;
   uv_loop_t loop;
@@ -106,7 +117,8 @@ struct worker {
   struct metrics metrics;             /* written by this worker only */
   const struct metrics *const *all_metrics; /* borrowed: every worker's, for /metrics */
   size_t nworkers;
-  struct listener listeners[CONFIG_MAX_LISTENERS];
+  struct listener listeners[WORKER_MAX_LISTENERS]; /* one per configured listener, or several when
+                                         sockets were handed over (worker_init_adopt) */
   int nlisteners;
   struct list conns;                  /* struct conn.link: every client connection */
   size_t nconns;                      /* entries in conns (closing ones until they are freed) */
@@ -140,6 +152,11 @@ struct worker {
 
 /* Sets up |w| (loop, pool, resolver, listeners bound with SO_REUSEPORT). Returns 0 or -errno. */
 int worker_init(struct worker *w, int id, const struct config *cfg, SSL_CTX *ctx);
+/* worker_init, but config listener i listens on the |adopt|[i] sockets (taken: closed by the
+ * worker, also on failure) when there are any; NULL adopts nothing. The caller keeps the total
+ * within WORKER_MAX_LISTENERS (else -ENOSPC, every socket closed). */
+int worker_init_adopt(struct worker *w, int id, const struct config *cfg, SSL_CTX *ctx,
+                      const struct worker_adopt *adopt);
 /* Runs the loop on the calling thread until the worker has stopped and every handle closed. */
 void worker_run(struct worker *w);
 /* Thread-safe: asks the worker to stop gracefully (stop accepting, GOAWAY, drain tunnels until the

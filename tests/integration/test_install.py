@@ -6,9 +6,9 @@ logrotate snippet where systemd and logrotate look; the unit passes `systemd-ana
 libraries declared that dpkg unpacks into an empty root; SIGUSR1 reopens the access log, through
 a real logrotate run as well.
 
-What this sandbox cannot show: systemd is not PID 1 here, so the unit is not started, and the
-.deb's postinst (which creates the user and starts the service) is not run (it would change this
-machine). Every wait is on an event with a generous bound.
+systemd is not PID 1 here, so the unit is not started here, nor the .deb's postinst run (it
+would change this machine): test_deb_systemd.py does both in a Debian 12 container booted with
+systemd. Every wait is on an event with a generous bound.
 """
 import json
 import os

@@ -7,10 +7,12 @@ Proxy-Status `proxy_internal_response` on HTTP/2, whatever its protocol, and not
 The head is begun before SIGTERM (HEADERS without END_HEADERS: the stream exists, so the GOAWAY
 does not refuse it) and completed after the GOAWAY with a CONTINUATION.
 
-HTTP/1.1 needs no such test from outside: on stop a connection that is between requests or in
-the middle of a head is closed at once (h1_conn fe_on_stop), so no h1 request can be decided
-while stopping; the unit test (tests/unit/test_request.c) covers admission for every protocol
-with an h1 and an h2 front end alike."""
+HTTP/1.1: on stop a connection between requests is closed at once (h1_conn fe_on_stop); its
+first request, or one whose head has begun, is read, and only a connection's first request is
+admitted while stopping (accepted before the listeners closed: test_upgrade.py shows none is
+refused across a binary upgrade), a later one gets 503; the unit test
+(tests/unit/test_request.c) covers admission for every protocol with an h1 and an h2 front end
+alike."""
 import os
 import signal
 import sys

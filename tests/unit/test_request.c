@@ -535,6 +535,25 @@ static void test_stopping(void **state) {
   assert_int_equal(f->accepted, 0);
 }
 
+/* A connection's first request is admitted while the worker stops: the connection was accepted
+ * before the listeners closed (or a binary upgrade's successor holds them), so a 503 would fail
+ * a client that did nothing late. */
+static void test_stopping_first_request(void **state) {
+  struct fx *f = *state;
+  struct mock_fe m;
+  char auth[64];
+  f->w->stopping = 1;
+  struct px_request *rq = request(f, &m, PX_FRONT_H1, PX_PROTO_CONNECT, authority_of(f, "ok.test", auth, sizeof(auth)), NULL);
+  rq->first_on_conn = 1;
+  px_request_start(rq);
+  run_until_answered(f, &m);
+  assert_int_equal(m.oks, 1);
+  assert_int_equal(m.out.status, 200);
+  assert_int_equal(f->w->metrics.errors[PXERR_SHUTTING_DOWN], 0);
+  f->w->stopping = 0; /* else the tunnel's end finishes the stop: the fixture closes the loop itself */
+  kill_tunnel(&m);
+}
+
 /* The backend answers, but not 101: its status goes to the client without Proxy-Status (XC-07);
  * logged as backend_refused, not counted as a proxy error. */
 static void test_websocket_backend_refuses(void **state) {
@@ -981,6 +1000,7 @@ int main(void) {
       T(test_websocket_route_trusted),
       T(test_refusals),
       T(test_stopping),
+      T(test_stopping_first_request),
       T(test_websocket_backend_refuses),
       T(test_answer_ok_fails),
       T(test_cancel_new),
