@@ -2,6 +2,7 @@
 #include "proxy/request.h"
 
 #include <stdio.h>
+#include <stdlib.h>
 #include <string.h>
 #include <strings.h>
 
@@ -13,6 +14,7 @@
 #include "proxy/rules.h"
 #include "src/access.h"
 #include "src/buf.h"
+#include "src/config.h"
 #include "src/conn.h"
 #include "src/limits.h"
 #include "src/log.h"
@@ -57,7 +59,7 @@ struct px_request *px_request_new(struct worker *w, enum px_front front, enum px
                                   const struct px_front_ops *ops, void *fe) {
   struct px_request *rq = xcalloc(1, sizeof(*rq));
   rq->w = w;
-  rq->cfg = w->cfg;
+  rq->cfg = config_ref(w->cfg); /* a reload during the request does not free what it reads */
   rq->front = front;
   rq->proto = proto;
   rq->ops = ops;
@@ -80,6 +82,7 @@ static void request_free(struct px_request *rq) {
   buf_put(&rq->w->pool, rq->early);
   if (rq->credentials) OPENSSL_cleanse(rq->credentials, strlen(rq->credentials));
   free(rq->credentials);
+  config_unref(rq->cfg);
   free(rq);
 }
 
@@ -103,7 +106,8 @@ static void log_rejected(const struct px_request *rq, const char *error) {
     strbuf_puts(&sb, ",\"rule\":");
     log_json_str(&sb, rq->out.rule->name);
   }
-  strbuf_printf(&sb, ",\"duration_ms\":%llu}", (unsigned long long)(uv_now(&rq->w->loop) - rq->start_ms));
+  strbuf_printf(&sb, ",\"config_version\":%llu,\"duration_ms\":%llu}", (unsigned long long)rq->cfg->version,
+                (unsigned long long)(uv_now(&rq->w->loop) - rq->start_ms));
   log_access_write(&sb);
 }
 
@@ -159,6 +163,29 @@ void px_request_fail(struct px_request *rq, enum pxerr err, const char *detail) 
 
 /* ---- success: the answer, then the tunnel ------------------------------------------------------ */
 
+/* "1.2.3.4:80" or "[::1]:80" (tcp_ep_peer, net_format_addr) back into an address; AF_UNSPEC when
+ * it is not one. */
+static void peer_addr_of(const char *text, struct sockaddr_storage *out) {
+  char host[64];
+  memset(out, 0, sizeof(*out));
+  out->ss_family = AF_UNSPEC;
+  const char *colon = strrchr(text, ':');
+  if (!colon) return;
+  int port = atoi(colon + 1);
+  size_t n = (size_t)(colon - text);
+  if (text[0] == '[' && n >= 2 && text[n - 1] == ']') {
+    if (n - 2 >= sizeof(host)) return;
+    memcpy(host, text + 1, n - 2);
+    host[n - 2] = '\0';
+    if (uv_ip6_addr(host, port, (struct sockaddr_in6 *)out) != 0) out->ss_family = AF_UNSPEC;
+  } else {
+    if (n >= sizeof(host)) return;
+    memcpy(host, text, n);
+    host[n] = '\0';
+    if (uv_ip4_addr(host, port, (struct sockaddr_in *)out) != 0) out->ss_family = AF_UNSPEC;
+  }
+}
+
 /* The upstream |b| stands (|first_down|, taken, holds bytes it sent already): the front end
  * answers, and the tunnel starts between its side and |b| with the client's early bytes. The
  * tunnel keeps a copy of the access-log fields; |rq| is freed before the first byte moves. */
@@ -189,6 +216,16 @@ static void succeed(struct px_request *rq, struct tun_ep *b, struct buf_chunk *f
   set_text(info.target, sizeof(info.target), rq->target);
   set_text(info.resolved, sizeof(info.resolved), o->peer);
   info.user = o->user; /* copied by tunnel_new */
+  /* What a reload re-checks (proxy/recheck.h), under the snapshot that decided it. */
+  info.cfg = rq->cfg;
+  info.client_addr = rq->client_addr;
+  peer_addr_of(o->peer, &info.peer_addr);
+  info.asked = rq->dest;
+  if (rq->trusted && authority_parse(rq->authority, strlen(rq->authority), &info.asked, NULL) != 0)
+    info.asked = rq->dest;
+  info.trusted = rq->trusted;
+  info.keep_on_reload = o->rule && o->rule->keep_on_reload;
+  info.cert_user = o->user && rq->auth.cert_user[0] && strcmp(o->user, rq->auth.cert_user) == 0;
   struct tunnel *t = tunnel_new(w, rq->ops->client_ep(rq->fe), b, &info);
   struct buf_chunk *early = rq->early;
   rq->early = NULL;

@@ -155,7 +155,9 @@ enum px_phase {
 struct px_request {
   /* Set by px_request_new: */
   struct worker *w;                       /* borrowed */
-  const struct config *cfg;               /* w->cfg: the snapshot this request is decided under */
+  struct config *cfg;                     /* a reference to w->cfg when the request began: the
+                                             snapshot it is decided under (a reload does not
+                                             change it); dropped when |rq| is freed */
   enum px_front front;
   enum px_proto proto;
   /* Front end, before px_request_start (px_request_set_client fills the client fields): */
