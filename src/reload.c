@@ -56,7 +56,7 @@ static void on_async(uv_async_t *h) {
   if (!w->stopping) {
     worker_set_config(w, cfg, ctx);
     size_t closed = s->r->ops.recheck ? s->r->ops.recheck(w) : 0;
-    log_debug("worker %d: configuration version %llu in use (%zu tunnel(s) closed by the re-check)", w->id,
+    log_info("worker %d: configuration version %llu in use (%zu tunnel(s) closed by the re-check)", w->id,
               (unsigned long long)cfg->version, closed);
   }
   config_unref(cfg);
