@@ -132,7 +132,7 @@ static void fail(struct px_request *rq, enum pxerr err, const char *detail) {
   char proxy_status[PXERR_PROXY_STATUS_MAX], body[PXERR_BODY_MAX];
   if (err == PXERR_DEST_PROHIBITED && rq->addr_denied) { /* a rule refused the addresses */
     o->rule = rq->addr_denied;
-    limits_count_denial(rq->w->limits, (size_t)(o->rule - rq->cfg->access->rules));
+    limits_count_denial(rq->w->limits, rq->cfg->access, (size_t)(o->rule - rq->cfg->access->rules));
   }
   o->err = err;
   o->detail = detail;
@@ -448,7 +448,7 @@ static int rules_and_limits(struct px_request *rq) {
     switch (d.verdict) {
     case RULES_DENY:
       rq->out.rule = d.rule;
-      limits_count_denial(rq->w->limits, d.index);
+      limits_count_denial(rq->w->limits, a, d.index);
       fail(rq, PXERR_RULE_DENIED, rule_detail(rq, d.rule));
       return -1;
     case RULES_ALLOW:
