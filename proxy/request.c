@@ -10,6 +10,7 @@
 
 #include "proxy/dialer.h"
 #include "proxy/pool.h"
+#include "proxy/recheck.h"
 #include "proxy/resolve.h"
 #include "proxy/rules.h"
 #include "src/access.h"
@@ -192,26 +193,11 @@ static void peer_addr_of(const char *text, struct sockaddr_storage *out) {
 static void succeed(struct px_request *rq, struct tun_ep *b, struct buf_chunk *first_down) {
   struct px_outcome *o = &rq->out;
   struct worker *w = rq->w;
-  o->status = 200;
-  int status = rq->ops->answer_ok(rq->fe, o);
-  if (status == 0) {
-    buf_put(&w->pool, first_down);
-    b->aborted = 1;
-    b->ops->abort(b);
-    b->ops->close(b);
-    request_free(rq);
-    return;
-  }
-  metrics_observe(&w->metrics, HIST_SETUP, (enum metrics_front)rq->front, (enum tun_proto)rq->proto,
-                  uv_now(&w->loop) - rq->start_ms);
   struct tun_info info = {.proto = (enum tun_proto)rq->proto,
                           .front = px_front_name(rq->front),
                           .front_id = (enum metrics_front)rq->front,
-                          .status = status,
                           .start_ms = rq->start_ms,
-                          .rule = o->rule ? o->rule->name : NULL,
-                          .ticket = rq->ticket};
-  rq->ticket = NULL; /* the tunnel's now */
+                          .rule = o->rule ? o->rule->name : NULL};
   set_text(info.client, sizeof(info.client), rq->client);
   set_text(info.target, sizeof(info.target), rq->target);
   set_text(info.resolved, sizeof(info.resolved), o->peer);
@@ -226,6 +212,37 @@ static void succeed(struct px_request *rq, struct tun_ep *b, struct buf_chunk *f
   info.trusted = rq->trusted;
   info.keep_on_reload = o->rule && o->rule->keep_on_reload;
   info.cert_user = o->user && rq->auth.cert_user[0] && strcmp(o->user, rq->auth.cert_user) == 0;
+  const char *why;
+  if (rq->cfg != w->cfg && px_recheck_decide(w->cfg, &info, &why) == PX_RECHECK_CLOSE) {
+    /* A reload came while the request was decided (a password check, DNS, the dial) and its
+     * re-check of the live tunnels could not see this one: judged now, before any 200. */
+    buf_put(&w->pool, first_down);
+    b->aborted = 1;
+    b->ops->abort(b);
+    b->ops->close(b);
+    snprintf(o->detail_buf, sizeof(o->detail_buf), "refused since the reload: %s", why);
+    o->rule = NULL; /* it pointed into the old snapshot, which may go now */
+    struct config *old = rq->cfg;
+    rq->cfg = config_ref(w->cfg);
+    config_unref(old);
+    fail(rq, PXERR_CLIENT_DENIED, o->detail_buf);
+    return;
+  }
+  o->status = 200;
+  int status = rq->ops->answer_ok(rq->fe, o);
+  if (status == 0) {
+    buf_put(&w->pool, first_down);
+    b->aborted = 1;
+    b->ops->abort(b);
+    b->ops->close(b);
+    request_free(rq);
+    return;
+  }
+  metrics_observe(&w->metrics, HIST_SETUP, (enum metrics_front)rq->front, (enum tun_proto)rq->proto,
+                  uv_now(&w->loop) - rq->start_ms);
+  info.status = status;
+  info.ticket = rq->ticket;
+  rq->ticket = NULL; /* the tunnel's now */
   struct tunnel *t = tunnel_new(w, rq->ops->client_ep(rq->fe), b, &info);
   struct buf_chunk *early = rq->early;
   rq->early = NULL;

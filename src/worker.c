@@ -300,6 +300,7 @@ int worker_set_config(struct worker *w, struct config *cfg, SSL_CTX *ctx) {
     w->ssl_ctx = ctx;
   }
   const struct access_auth *au = &cfg->access->auth;
+  auth_cache_reset(w->auth_cache); /* verified under the old users file: checked again */
   if (au->users && !w->auth_cache) { /* authentication turned on: a cache as worker_init makes */
     w->auth_cache = auth_cache_new((size_t)au->cache_size, au->cache_ttl_ms);
     w->auth_cache->metrics = &w->metrics;
