@@ -296,7 +296,7 @@ int main(int argc, char **argv) {
   for (int i = 0; i < app.nworkers; i++) status_worker_free(app.status[i]);
   free(app.status);
   uv_close((uv_handle_t *)&app.sigusr1, NULL);
-  reload_stop(app.reload);
+  reload_close(app.reload);
   uv_run(app.loop, UV_RUN_DEFAULT); /* the close callbacks */
   reload_free(app.reload);
   uv_loop_close(app.loop);

@@ -75,7 +75,8 @@ static void warn_not_reread(const struct config *a, const struct config *b) {
   if (a->workers != b->workers) changed[n++] = "workers";
   if (strcmp(a->dns_servers, b->dns_servers) != 0) changed[n++] = "dns-server";
   if (a->dns_timeout_ms != b->dns_timeout_ms) changed[n++] = "dns-timeout";
-  if (strcmp(a->access_log, b->access_log) != 0) changed[n++] = "access-log";
+  if (strcmp(a->access_log, b->access_log) != 0)
+    log_warn("reload: 'access-log' changed: lines go to the old file until SIGUSR1 opens the new path");
   if (strcmp(a->state_dir, b->state_dir) != 0) changed[n++] = "state-dir";
   if (a->access->auth.cache_size != b->access->auth.cache_size || a->access->auth.cache_ttl_ms != b->access->auth.cache_ttl_ms)
     changed[n++] = "auth cache-size/cache-ttl";
@@ -108,7 +109,10 @@ static void count(struct reload *r, int ok, uint64_t version) {
 
 int reload_now(struct reload *r) {
   struct config *cur = *r->current;
-  if (r->stopped) return -EINVAL;
+  if (r->stopped) {
+    log_info("reload: ignored, the proxy is stopping");
+    return -EINVAL;
+  }
   log_info("reload: reading the configuration again (version %llu in use)", (unsigned long long)cur->version);
   struct config *next = NULL;
   if (config_reload(cur, r->argc, r->argv, &next) != 0) { /* config_parse printed FILE:LINE:COL */
@@ -178,9 +182,11 @@ struct reload *reload_new(uv_loop_t *main_loop, struct worker *workers, int nwor
 }
 
 void reload_stop(struct reload *r) {
-  if (!r || r->stopped) return;
-  r->stopped = 1;
-  uv_close((uv_handle_t *)&r->sighup, NULL);
+  if (r) r->stopped = 1; /* SIGHUP stays caught (ignored): its default action would kill a drain */
+}
+
+void reload_close(struct reload *r) {
+  if (r && !uv_is_closing((uv_handle_t *)&r->sighup)) uv_close((uv_handle_t *)&r->sighup, NULL);
 }
 
 void reload_free(struct reload *r) {

@@ -14,7 +14,7 @@
  * or tunnel holds its own snapshot (or copy) until it ends, so the last of them frees an old one.
  *
  * Not re-read (a warning names any that changed; restart to apply): workers, dns-server,
- * dns-timeout, access-log (SIGUSR1 reopens the same path), state-dir, auth cache-size and
+ * dns-timeout, access-log (a new path is opened by the next SIGUSR1), state-dir, auth cache-size and
  * cache-ttl, and the `limits` section (the counts of open tunnels carry over; the values stay
  * those of the start).
  *
@@ -46,9 +46,12 @@ struct reload *reload_new(uv_loop_t *main_loop, struct worker *workers, int nwor
                           int argc, char **argv, const struct reload_ops *ops);
 /* Reloads now, as SIGHUP does (main thread). Returns 0, or -EINVAL when refused. */
 int reload_now(struct reload *r);
-/* The stop began (main thread): SIGHUP is no longer handled. */
+/* The stop began (main thread): SIGHUP is still caught but ignored from now on. */
 void reload_stop(struct reload *r);
-/* After the workers' loops ended. NULL is fine. */
+/* Closes the SIGHUP handle (main thread, once the workers have ended; run the main loop after it
+ * for the close callback). */
+void reload_close(struct reload *r);
+/* After reload_close and the workers' loops ended. NULL is fine. */
 void reload_free(struct reload *r);
 
 #endif

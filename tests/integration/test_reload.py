@@ -22,6 +22,7 @@ came back.
 """
 import base64
 import hashlib
+import json
 import os
 import re
 import select
@@ -38,6 +39,7 @@ import unittest
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 import harness as H  # noqa: E402
+import h2util  # noqa: E402
 
 HTPASSWD = shutil.which("htpasswd")
 CURL = shutil.which("curl")
@@ -220,7 +222,8 @@ class ReloadUsers(unittest.TestCase):
         users = os.path.join(tmp, "users.htpasswd")
         write(users, htpasswd_lines(["alice", "bob"]))
         conf = os.path.join(tmp, "h2tunnel.yaml")
-        write(conf, "auth:\n  htpasswd: users.htpasswd\n")
+        # The limits are not re-read, but their counts carry over: 3 tunnels per client.
+        write(conf, "auth:\n  htpasswd: users.htpasswd\nlimits:\n  per-client: {tunnels: 3}\n")
         admin = H.free_port()
         with H.EchoOrigin() as origin, H.Proxy(["--config", conf, "--listen", "tcp://127.0.0.1:%d?admin" % admin],
                                                tls=False, workers=2) as p:
@@ -236,6 +239,13 @@ class ReloadUsers(unittest.TestCase):
                                     timeout=30)
             self.assertEqual(rec["config_version"], 1)  # the version that admitted it
             sa.stop()
+            # alice's tunnel gave its count back, bob's is still counted: 1 + 2 = 3, the 4th is 429.
+            more = [p.tunnel(origin.addr, extra=basic("bob", "bob-pw")) for _ in range(2)]
+            with self.assertRaises(H.TunnelRefused) as cm:
+                p.tunnel(origin.addr, extra=basic("bob", "bob-pw"))
+            self.assertEqual(cm.exception.resp.status, 429)
+            for m in more:
+                m.close()
             # bob's tunnel keeps going after the reload, byte-exact.
             sb.wait_received(before + 2 * H.MiB)
             sent, h_sent, received, h_recv = sb.stop()
@@ -304,8 +314,37 @@ class ReloadRules(unittest.TestCase):
                 m = p.metrics()
                 self.assertEqual(m['h2tunnel_reload_tunnels_total{action="closed"}'], 1)
                 self.assertEqual(m['h2tunnel_reload_tunnels_total{action="kept"}'], 1)
-                st = H.http_get(p.tcp_port, "/status.json")
-                self.assertIn(b'"config_version":2', st.body)
+                st = json.loads(H.http_get(p.tcp_port, "/status.json").body)
+                self.assertEqual(st["config_version"], 2)
+                self.assertEqual(st["reloads"], {"ok": 1, "failed": 0, "tunnels_closed": 1})
+
+    def test_h2_stream_reset_others_go_on(self):
+        """On HTTP/2 the refused tunnel's stream is reset (CONNECT_ERROR, H2C-11), the other
+        CONNECT stream of the same connection goes on byte-exact (python3-h2)."""
+        tmp = tempfile.mkdtemp(prefix="h2t-reload-")
+        self.addCleanup(shutil.rmtree, tmp, True)
+        conf = os.path.join(tmp, "h2tunnel.yaml")
+        with H.EchoOrigin() as oa, H.EchoOrigin() as ob:
+            self.rules_conf(conf, oa.port, ob.port, 3)
+            with H.Proxy(["--config", conf], tls=False, workers=1) as p:
+                h2 = h2util.H2Client(p.tcp_port)
+                try:
+                    sa, sb = h2.open_tunnel(oa.addr), h2.open_tunnel(ob.addr)
+                    one, two = os.urandom(256 * H.KiB), os.urandom(256 * H.KiB)
+                    h2.send_all(sb, one)
+                    h2.wait(lambda: h2.streams[sb].received >= len(one), 30, "the first echo")
+                    self.rules_conf(conf, oa.port, ob.port, 3, deny_a=True)
+                    p.proc.send_signal(signal.SIGHUP)
+                    h2.wait(lambda: h2.streams[sa].reset is not None, 30, "stream A reset")
+                    self.assertEqual(h2.streams[sa].reset, 0xa)  # CONNECT_ERROR
+                    h2.send_all(sb, two, end_stream=True)
+                    h2.wait(lambda: h2.streams[sb].ended, 30, "the second echo and END_STREAM")
+                    self.assertEqual(bytes(h2.streams[sb].data), one + two)
+                    self.assertTrue(h2.ping_ok())
+                finally:
+                    h2.close()
+                rec = p.wait_access_log(lambda r: r.get("target") == oa.addr and "close" in r, timeout=30)
+                self.assertEqual((rec["front"], rec["close"]), ("h2", "policy_changed"))
 
     def test_reload_keep_tunnels(self):
         tmp = tempfile.mkdtemp(prefix="h2t-reload-")
@@ -352,6 +391,26 @@ class ReloadBadConfig(unittest.TestCase):
             write(conf, "connect-timeout: 5s\nidle-timeout: 90s\n")
             reload(p, 2, 2)
             self.assertEqual(p.metrics()['h2tunnel_config_reloads_total{result="ok"}'], 1)
+
+
+class ReloadWhileStopping(unittest.TestCase):
+    def test_sighup_during_drain_is_ignored(self):
+        """SIGHUP while tunnels drain after SIGTERM neither reloads nor kills the process."""
+        with H.EchoOrigin() as origin:
+            p = H.Proxy(["--drain-timeout", "60s"], tls=False)
+            p.start()
+            try:
+                t = p.tunnel(origin.addr)
+                p.proc.send_signal(signal.SIGTERM)
+                wait_for(lambda: "stopping" in p.stderr(), "the stop")
+                p.proc.send_signal(signal.SIGHUP)  # still caught: its default action would kill
+                t.sendall(b"still here")  # the tunnel drains on
+                self.assertEqual(H.recv_exact(t, 10), b"still here")
+                t.close()
+                self.assertEqual(p.proc.wait(timeout=60), 0)
+                self.assertNotIn("configuration version 2", p.stderr())
+            finally:
+                p.stop()
 
 
 @unittest.skipUnless(OPENSSL, "openssl missing")
