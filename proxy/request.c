@@ -2,7 +2,6 @@
 #include "proxy/request.h"
 
 #include <stdio.h>
-#include <stdlib.h>
 #include <string.h>
 #include <strings.h>
 
@@ -19,6 +18,7 @@
 #include "src/conn.h"
 #include "src/limits.h"
 #include "src/log.h"
+#include "src/net.h"
 #include "src/policy.h"
 #include "src/status.h"
 #include "src/udp_tmpl.h"
@@ -66,6 +66,7 @@ struct px_request *px_request_new(struct worker *w, enum px_front front, enum px
   rq->ops = ops;
   rq->fe = fe;
   rq->client_addr.ss_family = AF_UNSPEC;
+  rq->peer_addr.ss_family = AF_UNSPEC;
   rq->start_ms = uv_now(&w->loop);
   rq->phase = PX_NEW;
   return rq;
@@ -164,29 +165,6 @@ void px_request_fail(struct px_request *rq, enum pxerr err, const char *detail) 
 
 /* ---- success: the answer, then the tunnel ------------------------------------------------------ */
 
-/* "1.2.3.4:80" or "[::1]:80" (tcp_ep_peer, net_format_addr) back into an address; AF_UNSPEC when
- * it is not one. */
-static void peer_addr_of(const char *text, struct sockaddr_storage *out) {
-  char host[64];
-  memset(out, 0, sizeof(*out));
-  out->ss_family = AF_UNSPEC;
-  const char *colon = strrchr(text, ':');
-  if (!colon) return;
-  int port = atoi(colon + 1);
-  size_t n = (size_t)(colon - text);
-  if (text[0] == '[' && n >= 2 && text[n - 1] == ']') {
-    if (n - 2 >= sizeof(host)) return;
-    memcpy(host, text + 1, n - 2);
-    host[n - 2] = '\0';
-    if (uv_ip6_addr(host, port, (struct sockaddr_in6 *)out) != 0) out->ss_family = AF_UNSPEC;
-  } else {
-    if (n >= sizeof(host)) return;
-    memcpy(host, text, n);
-    host[n] = '\0';
-    if (uv_ip4_addr(host, port, (struct sockaddr_in *)out) != 0) out->ss_family = AF_UNSPEC;
-  }
-}
-
 /* The upstream |b| stands (|first_down|, taken, holds bytes it sent already): the front end
  * answers, and the tunnel starts between its side and |b| with the client's early bytes. The
  * tunnel keeps a copy of the access-log fields; |rq| is freed before the first byte moves. */
@@ -205,7 +183,7 @@ static void succeed(struct px_request *rq, struct tun_ep *b, struct buf_chunk *f
   /* What a reload re-checks (proxy/recheck.h), under the snapshot that decided it. */
   info.cfg = rq->cfg;
   info.client_addr = rq->client_addr;
-  peer_addr_of(o->peer, &info.peer_addr);
+  info.peer_addr = rq->peer_addr;
   info.asked = rq->dest;
   if (rq->trusted && authority_parse(rq->authority, strlen(rq->authority), &info.asked, NULL) != 0)
     info.asked = rq->dest;
@@ -314,6 +292,7 @@ static void on_dialed(void *arg, uv_tcp_t *tcp, const struct sockaddr *peer, enu
   }
   struct tcp_ep *ep = tcp_ep_new(rq->w, tcp, peer);
   set_text(rq->out.peer, sizeof(rq->out.peer), tcp_ep_peer(ep));
+  memcpy(&rq->peer_addr, tcp_ep_peer_addr(ep), sizeof(rq->peer_addr));
   succeed(rq, tcp_ep_tun(ep), NULL);
 }
 
@@ -339,6 +318,7 @@ static void on_resolved(void *arg, enum pxerr err, const char *detail, const str
   }
   struct udp_ep *u = udp_ep_new(rq->w, udp, sa);
   set_text(rq->out.peer, sizeof(rq->out.peer), udp_ep_peer(u));
+  memcpy(&rq->peer_addr, sa, net_addr_len(sa));
   rq->out.extra[rq->out.nextra++] = (struct px_header){"capsule-protocol", "?1"};
   succeed(rq, udp_ep_tun(u), NULL);
 }
@@ -360,6 +340,7 @@ static void on_ws(void *arg, struct tcp_ep *ep, const struct ws_upgrade_result *
   if (res->protocol[0]) o->extra[o->nextra++] = (struct px_header){"sec-websocket-protocol", res->protocol};
   if (res->extensions[0]) o->extra[o->nextra++] = (struct px_header){"sec-websocket-extensions", res->extensions};
   set_text(o->peer, sizeof(o->peer), tcp_ep_peer(ep));
+  memcpy(&rq->peer_addr, tcp_ep_peer_addr(ep), sizeof(rq->peer_addr));
   succeed(rq, tcp_ep_tun(ep), leftover);
 }
 

@@ -205,6 +205,8 @@ struct px_request {
                                              handed to the tunnel on success */
   char retry_after[24];                   /* 429: the Retry-After value */
   struct fwd_get *get;                    /* FORWARDING */
+  struct sockaddr_storage peer_addr;      /* the upstream connected (|out.peer| as an address),
+                                             AF_UNSPEC until then: kept for a reload's re-check */
 };
 
 /* A request of |proto| arriving on |front|, answered through |ops| on |fe|. */
