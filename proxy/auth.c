@@ -96,7 +96,9 @@ static void on_verified(void *arg, int result, const struct users_entry *user) {
   a->verify = NULL;
   enum px_auth_verdict v;
   if (result == 0 && user) {
-    auth_cache_put(w->auth_cache, a->cfg->access->auth.users, a->digest, user, uv_now(&w->loop));
+    /* Checked against a users file a reload has replaced since: not worth keeping. */
+    if (a->cfg->access->auth.users == w->cfg->access->auth.users)
+      auth_cache_put(w->auth_cache, a->cfg->access->auth.users, a->digest, user, uv_now(&w->loop));
     v = pass(a, user->name, AUTH_OK_PASSWORD);
   } else if (result == -EACCES || result == -EINVAL) {
     count_failure(a);

@@ -9,13 +9,16 @@
 
 #include "proxy/dialer.h"
 #include "proxy/pool.h"
+#include "proxy/recheck.h"
 #include "proxy/resolve.h"
 #include "proxy/rules.h"
 #include "src/access.h"
 #include "src/buf.h"
+#include "src/config.h"
 #include "src/conn.h"
 #include "src/limits.h"
 #include "src/log.h"
+#include "src/net.h"
 #include "src/policy.h"
 #include "src/status.h"
 #include "src/udp_tmpl.h"
@@ -57,12 +60,13 @@ struct px_request *px_request_new(struct worker *w, enum px_front front, enum px
                                   const struct px_front_ops *ops, void *fe) {
   struct px_request *rq = xcalloc(1, sizeof(*rq));
   rq->w = w;
-  rq->cfg = w->cfg;
+  rq->cfg = config_ref(w->cfg); /* a reload during the request does not free what it reads */
   rq->front = front;
   rq->proto = proto;
   rq->ops = ops;
   rq->fe = fe;
   rq->client_addr.ss_family = AF_UNSPEC;
+  rq->peer_addr.ss_family = AF_UNSPEC;
   rq->start_ms = uv_now(&w->loop);
   rq->phase = PX_NEW;
   return rq;
@@ -80,6 +84,7 @@ static void request_free(struct px_request *rq) {
   buf_put(&rq->w->pool, rq->early);
   if (rq->credentials) OPENSSL_cleanse(rq->credentials, strlen(rq->credentials));
   free(rq->credentials);
+  config_unref(rq->cfg);
   free(rq);
 }
 
@@ -103,7 +108,8 @@ static void log_rejected(const struct px_request *rq, const char *error) {
     strbuf_puts(&sb, ",\"rule\":");
     log_json_str(&sb, rq->out.rule->name);
   }
-  strbuf_printf(&sb, ",\"duration_ms\":%llu}", (unsigned long long)(uv_now(&rq->w->loop) - rq->start_ms));
+  strbuf_printf(&sb, ",\"config_version\":%llu,\"duration_ms\":%llu}", (unsigned long long)rq->cfg->version,
+                (unsigned long long)(uv_now(&rq->w->loop) - rq->start_ms));
   log_access_write(&sb);
 }
 
@@ -128,7 +134,7 @@ static void fail(struct px_request *rq, enum pxerr err, const char *detail) {
   char proxy_status[PXERR_PROXY_STATUS_MAX], body[PXERR_BODY_MAX];
   if (err == PXERR_DEST_PROHIBITED && rq->addr_denied) { /* a rule refused the addresses */
     o->rule = rq->addr_denied;
-    limits_count_denial(rq->w->limits, (size_t)(o->rule - rq->cfg->access->rules));
+    limits_count_denial(rq->w->limits, rq->cfg->access, (size_t)(o->rule - rq->cfg->access->rules));
   }
   o->err = err;
   o->detail = detail;
@@ -181,6 +187,41 @@ void px_request_answered(struct px_request *rq, int status, const char *method, 
 static void succeed(struct px_request *rq, struct tun_ep *b, struct buf_chunk *first_down) {
   struct px_outcome *o = &rq->out;
   struct worker *w = rq->w;
+  struct tun_info info = {.proto = (enum tun_proto)rq->proto,
+                          .front = px_front_name(rq->front),
+                          .front_id = (enum metrics_front)rq->front,
+                          .start_ms = rq->start_ms,
+                          .rule = o->rule ? o->rule->name : NULL};
+  set_text(info.client, sizeof(info.client), rq->client);
+  set_text(info.target, sizeof(info.target), rq->target);
+  set_text(info.resolved, sizeof(info.resolved), o->peer);
+  info.user = o->user; /* copied by tunnel_new */
+  /* What a reload re-checks (proxy/recheck.h), under the snapshot that decided it. */
+  info.cfg = rq->cfg;
+  info.client_addr = rq->client_addr;
+  info.peer_addr = rq->peer_addr;
+  info.asked = rq->dest;
+  if (rq->trusted && authority_parse(rq->authority, strlen(rq->authority), &info.asked, NULL) != 0)
+    info.asked = rq->dest;
+  info.trusted = rq->trusted;
+  info.keep_on_reload = o->rule && o->rule->keep_on_reload;
+  info.cert_user = o->user && rq->auth.cert_user[0] && strcmp(o->user, rq->auth.cert_user) == 0;
+  const char *why;
+  if (rq->cfg != w->cfg && px_recheck_decide(w->cfg, &info, &why) == PX_RECHECK_CLOSE) {
+    /* A reload came while the request was decided (a password check, DNS, the dial) and its
+     * re-check of the live tunnels could not see this one: judged now, before any 200. */
+    buf_put(&w->pool, first_down);
+    b->aborted = 1;
+    b->ops->abort(b);
+    b->ops->close(b);
+    snprintf(o->detail_buf, sizeof(o->detail_buf), "refused since the reload: %s", why);
+    o->rule = NULL; /* it pointed into the old snapshot, which may go now */
+    struct config *old = rq->cfg;
+    rq->cfg = config_ref(w->cfg);
+    config_unref(old);
+    fail(rq, PXERR_CLIENT_DENIED, o->detail_buf);
+    return;
+  }
   o->status = 200;
   int status = rq->ops->answer_ok(rq->fe, o);
   if (status == 0) {
@@ -193,18 +234,9 @@ static void succeed(struct px_request *rq, struct tun_ep *b, struct buf_chunk *f
   }
   metrics_observe(&w->metrics, HIST_SETUP, (enum metrics_front)rq->front, (enum tun_proto)rq->proto,
                   uv_now(&w->loop) - rq->start_ms);
-  struct tun_info info = {.proto = (enum tun_proto)rq->proto,
-                          .front = px_front_name(rq->front),
-                          .front_id = (enum metrics_front)rq->front,
-                          .status = status,
-                          .start_ms = rq->start_ms,
-                          .rule = o->rule ? o->rule->name : NULL,
-                          .ticket = rq->ticket};
+  info.status = status;
+  info.ticket = rq->ticket;
   rq->ticket = NULL; /* the tunnel's now */
-  set_text(info.client, sizeof(info.client), rq->client);
-  set_text(info.target, sizeof(info.target), rq->target);
-  set_text(info.resolved, sizeof(info.resolved), o->peer);
-  info.user = o->user; /* copied by tunnel_new */
   struct tunnel *t = tunnel_new(w, rq->ops->client_ep(rq->fe), b, &info);
   struct buf_chunk *early = rq->early;
   rq->early = NULL;
@@ -276,6 +308,7 @@ static void on_dialed(void *arg, uv_tcp_t *tcp, const struct sockaddr *peer, enu
   }
   struct tcp_ep *ep = tcp_ep_new(rq->w, tcp, peer);
   set_text(rq->out.peer, sizeof(rq->out.peer), tcp_ep_peer(ep));
+  memcpy(&rq->peer_addr, tcp_ep_peer_addr(ep), sizeof(rq->peer_addr));
   succeed(rq, tcp_ep_tun(ep), NULL);
 }
 
@@ -301,6 +334,7 @@ static void on_resolved(void *arg, enum pxerr err, const char *detail, const str
   }
   struct udp_ep *u = udp_ep_new(rq->w, udp, sa);
   set_text(rq->out.peer, sizeof(rq->out.peer), udp_ep_peer(u));
+  memcpy(&rq->peer_addr, sa, net_addr_len(sa));
   rq->out.extra[rq->out.nextra++] = (struct px_header){"capsule-protocol", "?1"};
   succeed(rq, udp_ep_tun(u), NULL);
 }
@@ -322,6 +356,7 @@ static void on_ws(void *arg, struct tcp_ep *ep, const struct ws_upgrade_result *
   if (res->protocol[0]) o->extra[o->nextra++] = (struct px_header){"sec-websocket-protocol", res->protocol};
   if (res->extensions[0]) o->extra[o->nextra++] = (struct px_header){"sec-websocket-extensions", res->extensions};
   set_text(o->peer, sizeof(o->peer), tcp_ep_peer(ep));
+  memcpy(&rq->peer_addr, tcp_ep_peer_addr(ep), sizeof(rq->peer_addr));
   succeed(rq, tcp_ep_tun(ep), leftover);
 }
 
@@ -427,7 +462,7 @@ static int rules_and_limits(struct px_request *rq) {
     switch (d.verdict) {
     case RULES_DENY:
       rq->out.rule = d.rule;
-      limits_count_denial(rq->w->limits, d.index);
+      limits_count_denial(rq->w->limits, a, d.index);
       fail(rq, PXERR_RULE_DENIED, rule_detail(rq, d.rule));
       return -1;
     case RULES_ALLOW:

@@ -156,7 +156,9 @@ enum px_phase {
 struct px_request {
   /* Set by px_request_new: */
   struct worker *w;                       /* borrowed */
-  const struct config *cfg;               /* w->cfg: the snapshot this request is decided under */
+  struct config *cfg;                     /* a reference to w->cfg when the request began: the
+                                             snapshot it is decided under (a reload does not
+                                             change it); dropped when |rq| is freed */
   enum px_front front;
   enum px_proto proto;
   /* Front end, before px_request_start (px_request_set_client fills the client fields): */
@@ -208,6 +210,8 @@ struct px_request {
                                              handed to the tunnel on success */
   char retry_after[24];                   /* 429: the Retry-After value */
   struct fwd_get *get;                    /* FORWARDING */
+  struct sockaddr_storage peer_addr;      /* the upstream connected (|out.peer| as an address),
+                                             AF_UNSPEC until then: kept for a reload's re-check */
 };
 
 /* A request of |proto| arriving on |front|, answered through |ops| on |fe|. */

@@ -636,6 +636,18 @@ static int parse_rule(struct pctx *c, struct access *a, struct access_rule *r, c
         }
       }
       r->name = xstrndup(s, v->len);
+    } else if (strcmp(k->str, "keep-on-reload") == 0) {
+      /* Tunnels this rule admitted survive a reload that would now refuse them (src/reload.h). */
+      char sub[LABEL_MAX + 20];
+      snprintf(sub, sizeof(sub), "%s.keep-on-reload", label);
+      const char *s = scalar(c, v, sub, "true or false");
+      if (!s) return -EINVAL;
+      if (strcmp(s, "true") == 0)
+        r->keep_on_reload = 1;
+      else if (strcmp(s, "false") == 0)
+        r->keep_on_reload = 0;
+      else
+        return fail_at(c, v, sub, "true or false", s);
     } else if (strcmp(k->str, "allow") == 0 || strcmp(k->str, "deny") == 0) {
       if (body) {
         cfgfile_errf(c->err, c->file, k, "%s: give allow: or deny:, not both", label);
@@ -644,7 +656,7 @@ static int parse_rule(struct pctx *c, struct access *a, struct access_rule *r, c
       body = v;
       r->action = k->str[0] == 'a' ? ACCESS_ALLOW : ACCESS_DENY;
     } else {
-      return unknown_key(c, k, label, "name, allow, deny");
+      return unknown_key(c, k, label, "name, keep-on-reload, allow, deny");
     }
   }
   if (!body) {
@@ -1003,11 +1015,14 @@ static void print_limits(FILE *out, const struct access_limits *l) {
 
 static void print_rule(FILE *out, const struct access_rule *r) {
   const char *sep = "";
-  if (r->name[0] == '#')
+  if (r->name[0] == '#' && !r->keep_on_reload)
     fprintf(out, "  - %s: {", r->action == ACCESS_ALLOW ? "allow" : "deny");
-  else {
+  else if (r->name[0] == '#') {
+    fprintf(out, "  - keep-on-reload: true\n    %s: {", r->action == ACCESS_ALLOW ? "allow" : "deny");
+  } else {
     fputs("  - name: ", out);
     cfgfile_print_str(out, r->name);
+    if (r->keep_on_reload) fputs("\n    keep-on-reload: true", out);
     fprintf(out, "\n    %s: {", r->action == ACCESS_ALLOW ? "allow" : "deny");
   }
   if (r->any_user) fputs("users: \"*\"", out), sep = ", ";

@@ -122,6 +122,8 @@ struct access_rule {
   struct access_port_range *ports; /* owned, sorted and merged; none: any port */
   size_t nports;
   unsigned protocols;         /* ACCESS_PROTO_* bits; 0: any */
+  int keep_on_reload;         /* `keep-on-reload: true`: tunnels this rule allowed are not
+                                 closed by a reload's re-check (src/reload.h) */
 };
 
 /* Which fields of a limit block were written (the others inherit, then mean "no limit"). */

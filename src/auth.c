@@ -76,6 +76,12 @@ static void bind_users(struct auth_cache *c, const struct users *users) {
   c->users = users;
 }
 
+void auth_cache_reset(struct auth_cache *c) {
+  if (!c) return;
+  memset(c->v, 0, c->nbuckets * AUTH_CACHE_WAYS * sizeof(*c->v));
+  c->users = NULL;
+}
+
 const struct users_entry *auth_cache_get(struct auth_cache *c, const struct users *users,
                                          const uint8_t digest[AUTH_DIGEST_LEN], uint64_t now_ms) {
   bind_users(c, users);

@@ -70,6 +70,9 @@ struct auth_flight;
  * hash at a time (set |max_running| for more). */
 struct auth_cache *auth_cache_new(size_t size, uint64_t ttl_ms);
 void auth_cache_free(struct auth_cache *c);
+/* Forgets every entry and the users file it was bound to (a reload: the next users file may be
+ * allocated where a freed one was, so pointer identity alone cannot tell them apart). */
+void auth_cache_reset(struct auth_cache *c);
 /* The keyed digest of a header value. */
 void auth_cache_digest(const struct auth_cache *c, const char *value, size_t len, uint8_t out[AUTH_DIGEST_LEN]);
 /* The user whose credentials hash to |digest| under |users|, still fresh at |now_ms|; or NULL. */

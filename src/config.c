@@ -189,6 +189,12 @@ static const struct opt opts[] = {
      "where each value came from (default, file, flag); exit 0, or 2 with\n"
      "FILE:LINE:COL: what is wrong",
      NULL},
+    /* Reloading (src/reload.h) */
+    {"reload-keep-tunnels", T_FLAG, S_FILE, FIELD(reload_keep_tunnels), "false", 0, 0, 0, NULL,
+     "on SIGHUP (reload), keep the live tunnels the new configuration\n"
+     "would refuse (default: close them, close reason policy_changed;\n"
+     "a rule's keep-on-reload: true keeps the tunnels it allowed)",
+     NULL},
 
     {"listen", T_LISTENERS, S_LISTEN, NOFIELD, NULL, 0, 0, F_REPEAT, "URL",
      "tls://ADDR:PORT or tcp://ADDR:PORT; IPv6 as [ADDR]. Repeatable.\n"
@@ -930,18 +936,28 @@ int config_load(int argc, char **argv, struct config **out) {
   }
   config_finish(cfg);
   cfg->version = 1;
+  cfg->counted = 1;
   atomic_init(&cfg->refs, 1);
   *out = cfg;
   return 0;
 }
 
+int config_reload(const struct config *old, int argc, char **argv, struct config **out) {
+  struct config *cfg;
+  int r = config_load(argc, argv, &cfg);
+  if (r != 0) return r < 0 ? r : -EINVAL; /* --help cannot come back, but a 1 is no snapshot */
+  cfg->version = old->version + 1;
+  *out = cfg;
+  return 0;
+}
+
 struct config *config_ref(struct config *cfg) {
-  atomic_fetch_add_explicit(&cfg->refs, 1, memory_order_relaxed);
+  if (cfg && cfg->counted) atomic_fetch_add_explicit(&cfg->refs, 1, memory_order_relaxed);
   return cfg;
 }
 
 void config_unref(struct config *cfg) {
-  if (!cfg || atomic_fetch_sub_explicit(&cfg->refs, 1, memory_order_acq_rel) != 1) return;
+  if (!cfg || !cfg->counted || atomic_fetch_sub_explicit(&cfg->refs, 1, memory_order_acq_rel) != 1) return;
   config_dispose(cfg);
   free(cfg);
 }

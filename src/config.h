@@ -150,10 +150,13 @@ struct config {
   uint64_t fwd_response_timeout_ms; /* request sent -> response head complete */
   uint64_t fwd_body_timeout_ms;     /* no body byte either way for this long */
 
+  int reload_keep_tunnels;   /* a reload keeps live tunnels its rules would refuse */
   char config_file[512];     /* --config / --check-config FILE; empty: none */
   int check_only;            /* --check-config: validate, print, exit */
   uint64_t version;          /* snapshot number: 1 for the first load, +1 per reload */
   atomic_uint refs;          /* config_load's snapshots only */
+  int counted;               /* 1: a config_load snapshot (refcounted); 0: one a caller owns
+                                (a unit test's): config_ref and config_unref leave it alone */
   struct config_origin origin[CONFIG_MAX_OPTS]; /* per option-table entry */
 };
 
@@ -172,8 +175,13 @@ void config_finish(struct config *cfg);
 /* config_init + config_parse + config_finish into a new heap snapshot with one reference and
  * version 1. Returns as config_parse; *|out| is set only on 0. */
 int config_load(int argc, char **argv, struct config **out);
+/* SIGHUP: the same command line (|argc|, |argv|: flags still override the file) read again into
+ * a new snapshot with |old|'s version + 1. Returns 0, or -EINVAL after printing what is wrong
+ * ("FILE:LINE:COL: ...") to stderr; |old| is untouched either way. */
+int config_reload(const struct config *old, int argc, char **argv, struct config **out);
 struct config *config_ref(struct config *cfg);
-/* Drops a reference; the last one disposes and frees the snapshot. Thread-safe. */
+/* Drops a reference; the last one disposes and frees the snapshot. Thread-safe. Both accept
+ * NULL and leave a snapshot not made by config_load alone. */
 void config_unref(struct config *cfg);
 
 /* Applies the YAML text |text| (|len| bytes) named |file| over |cfg|. Pure: reads no file

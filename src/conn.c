@@ -416,7 +416,8 @@ static void conn_accept(struct listener *lst, uv_os_sock_t fd) {
   bufq_init(&c->held);
   c->phase = CONN_PEEK;
   c->tls_listener = lst->cfg->tls ? 1 : 0;
-  c->listener = lst->cfg;
+  c->listener_copy = *lst->cfg;
+  c->listener = &c->listener_copy;
   c->accepted_ms = uv_now(&w->loop);
   list_insert_tail(&w->conns, &c->link);
   w->nconns++;

@@ -63,7 +63,9 @@ struct conn {
                                      plaintext sniffed so far (SNIFF); chunks owned */
   const struct conn_fe_ops *fe;   /* NULL until chosen */
   void *fe_data;                  /* owned through fe->on_close */
-  const struct config_listener *listener; /* borrowed: the listener it was accepted on */
+  const struct config_listener *listener; /* &|listener_copy| */
+  struct config_listener listener_copy; /* the listener it was accepted on, as configured then: a
+                                           copy, so that a reload may free that snapshot */
   struct sockaddr_storage peer_addr; /* the client: the socket's peer, or the address a trusted
                                      PROXY protocol header carried */
   char peer[64];                  /* "addr:port" of |peer_addr| */

@@ -336,8 +336,14 @@ uint64_t lim_ticket_charge(struct lim_ticket *t, enum lim_dir d, size_t n, uint6
 
 /* ---- counters ----------------------------------------------------------------------------------- */
 
-void limits_count_denial(struct limits *l, size_t rule) {
-  if (l && rule < l->a->nrules) atomic_fetch_add_explicit(&l->denials[rule], 1, memory_order_relaxed);
+void limits_count_denial(struct limits *l, const struct access *a, size_t rule) {
+  if (!l || rule >= a->nrules) return;
+  if (a != l->a) { /* a reloaded snapshot: the counter of the rule of that name, if any */
+    size_t i = 0;
+    while (i < l->a->nrules && strcmp(l->a->rules[i].name, a->rules[rule].name) != 0) i++;
+    rule = i;
+  }
+  if (rule < l->a->nrules) atomic_fetch_add_explicit(&l->denials[rule], 1, memory_order_relaxed);
 }
 
 void limits_count_refusal(struct limits *l, enum lim_kind k) {

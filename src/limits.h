@@ -81,8 +81,10 @@ void lim_ticket_release(struct lim_ticket *t);
  * nanoseconds the reader must pause before reading more in |d| (0: go on). */
 uint64_t lim_ticket_charge(struct lim_ticket *t, enum lim_dir d, size_t n, uint64_t now_ns);
 
-/* Counters: a rule's denials (|rule| is its index in the access model), a refusal by limit. */
-void limits_count_denial(struct limits *l, size_t rule);
+/* Counters: a rule's denials (|rule| is its index in |a|; when |a| is a reloaded snapshot's
+ * model, the rule of the same name in the one limits_new was given is counted, a rule new since
+ * then is not), a refusal by limit. */
+void limits_count_denial(struct limits *l, const struct access *a, size_t rule);
 void limits_count_refusal(struct limits *l, enum lim_kind k);
 /* Appends the Prometheus text for denials by rule, refusals by kind, and active tunnels and bytes
  * of each user the configuration names. */

@@ -13,6 +13,7 @@
 #include "certs/devca.h"
 #include "h1/h1_conn.h"
 #include "h2/h2_session.h"
+#include "proxy/recheck.h"
 #include "tunnel/tunnel.h"
 #include "src/access.h"
 #include "src/auth.h"
@@ -22,6 +23,7 @@
 #include "src/frontend.h"
 #include "src/limits.h"
 #include "src/log.h"
+#include "src/reload.h"
 #include "src/status.h"
 #include "src/tls.h"
 #include "src/upgrade.h"
@@ -42,9 +44,38 @@ struct app {
   uv_timer_t drain_delay;          /* --drain-delay: from the first signal to the stop */
   struct upgrade_server *upgrade;  /* owned: --upgrade-socket; NULL once stopping or when off */
   int stopped;                     /* stop_workers ran (a signal, or a successor took over) */
+  struct reload *reload;           /* owned: SIGHUP (src/reload.h) */
 };
 
 static void worker_thread(void *arg) { worker_run(arg); }
+
+/* The server SSL_CTX for |cfg|: --cert/--key, or the dev certificate (made on first use), and the
+ * client CA. At start and on every reload (src/reload.h), so a renewed certificate is read. */
+static SSL_CTX *make_tls(void *arg, const struct config *cfg) {
+  struct app *app = arg;
+  char cert[600], key[600];
+  if (cfg->cert_file[0]) {
+    snprintf(cert, sizeof(cert), "%s", cfg->cert_file);
+    snprintf(key, sizeof(key), "%s", cfg->key_file);
+  } else {
+    int created = 0;
+    if (devca_ensure(cfg->state_dir, &created) != 0) {
+      log_error("no --cert/--key given and the dev certificate could not be prepared in %s", cfg->state_dir);
+      return NULL;
+    }
+    snprintf(cert, sizeof(cert), "%s/" DEVCA_LEAF_CERT, cfg->state_dir);
+    snprintf(key, sizeof(key), "%s/" DEVCA_LEAF_KEY, cfg->state_dir);
+    if (created) log_info("created a development CA in %s (trust %s/" DEVCA_CA_CERT ")", cfg->state_dir, cfg->state_dir);
+  }
+  SSL_CTX *ctx = tls_ctx_new(cert, key, &app->alpn);
+  if (!ctx) return NULL;
+  const struct access_auth *au = &cfg->access->auth;
+  if (au->client_ca && tls_ctx_client_ca(ctx, au->client_ca, au->client_cert == ACCESS_CERT_REQUIRED) != 0) {
+    SSL_CTX_free(ctx);
+    return NULL;
+  }
+  return ctx;
+}
 
 /* The stop proper: listeners close, front ends drain their tunnels until --drain-timeout. */
 static void stop_workers(struct app *app) {
@@ -53,6 +84,7 @@ static void stop_workers(struct app *app) {
   app->upgrade = NULL;
   log_info("stopping (draining tunnels for up to %llu ms)", (unsigned long long)app->cfg->drain_timeout_ms);
   for (int i = 0; i < app->nworkers; i++) worker_request_stop(&app->workers[i]);
+  reload_stop(app->reload);
   uv_close((uv_handle_t *)&app->sigint, NULL);
   uv_close((uv_handle_t *)&app->sigterm, NULL);
   uv_close((uv_handle_t *)&app->drain_delay, NULL);
@@ -197,31 +229,8 @@ int main(int argc, char **argv) {
   int need_tls = 0;
   for (int i = 0; i < cfg->nlisteners; i++) need_tls |= cfg->listeners[i].tls;
   SSL_CTX *ctx = NULL;
-  int devcert = 0;
-  if (need_tls) {
-    char cert[600], key[600];
-    if (cfg->cert_file[0]) {
-      snprintf(cert, sizeof(cert), "%s", cfg->cert_file);
-      snprintf(key, sizeof(key), "%s", cfg->key_file);
-    } else {
-      int created = 0;
-      if (devca_ensure(cfg->state_dir, &created) != 0) {
-        log_error("no --cert/--key given and the dev certificate could not be prepared in %s", cfg->state_dir);
-        return 1;
-      }
-      devcert = 1;
-      snprintf(cert, sizeof(cert), "%s/" DEVCA_LEAF_CERT, cfg->state_dir);
-      snprintf(key, sizeof(key), "%s/" DEVCA_LEAF_KEY, cfg->state_dir);
-      if (created) log_info("created a development CA in %s (trust %s/" DEVCA_CA_CERT ")", cfg->state_dir, cfg->state_dir);
-    }
-    ctx = tls_ctx_new(cert, key, &app.alpn);
-    if (!ctx) return 1;
-    const struct access_auth *au = &cfg->access->auth;
-    if (au->client_ca && tls_ctx_client_ca(ctx, au->client_ca, au->client_cert == ACCESS_CERT_REQUIRED) != 0) {
-      SSL_CTX_free(ctx);
-      return 1;
-    }
-  }
+  int devcert = !cfg->cert_file[0];
+  if (need_tls && !(ctx = make_tls(&app, cfg))) return 1;
 
   /* TLS to upstreams (wss:// backends); verification is always on. */
   SSL_CTX *client_ctx = tls_client_ctx_new(cfg->upstream_ca);
@@ -239,6 +248,7 @@ int main(int argc, char **argv) {
   /* failed logins per client network, for every worker */
   struct auth_guard *guard = auth_guard_new(tune->ban_slots, tune->client_v4_prefix, tune->client_v6_prefix);
   struct limits *limits = limits_new(cfg->access); /* shared by every worker */
+  struct config *limits_cfg = config_ref(cfg); /* limits borrow its access model; reloads keep it */
   /* A binary upgrade: take the listening sockets of the process running on --upgrade-socket. */
   struct upgrade_take take = {.conn = -1};
   struct worker_adopt *adopt = NULL;
@@ -280,6 +290,7 @@ int main(int argc, char **argv) {
     free(app.status);
     auth_guard_free(guard);
     limits_free(limits);
+    config_unref(limits_cfg);
     /* Everything else too: a start that fails (a port in use) must not look like a leak. */
     free(app.workers);
     free(app.metrics);
@@ -304,6 +315,9 @@ int main(int argc, char **argv) {
   uv_signal_start(&app.sigusr1, on_sigusr1, SIGUSR1);
   uv_unref((uv_handle_t *)&app.sigusr1); /* caught while draining too, but keeps nothing running */
 
+  const struct reload_ops rops = {.make_tls = make_tls, .recheck = px_recheck_worker, .arg = &app};
+  app.reload = reload_new(app.loop, app.workers, app.nworkers, &app.cfg, argc, argv, &rops);
+
   for (int i = 0; i < app.nworkers; i++)
     CHECK(uv_thread_create(&app.workers[i].thread, worker_thread, &app.workers[i]) == 0);
   print_banner(&app, devcert);
@@ -315,12 +329,15 @@ int main(int argc, char **argv) {
   for (int i = 0; i < app.nworkers; i++) status_worker_free(app.status[i]);
   free(app.status);
   uv_close((uv_handle_t *)&app.sigusr1, NULL);
-  uv_run(app.loop, UV_RUN_DEFAULT); /* the close callback */
+  reload_close(app.reload);
+  uv_run(app.loop, UV_RUN_DEFAULT); /* the close callbacks */
+  reload_free(app.reload);
   uv_loop_close(app.loop);
   free(app.workers);
   free(app.metrics);
   auth_guard_free(guard);
   limits_free(limits);
+  config_unref(limits_cfg);
   SSL_CTX_free(ctx);
   SSL_CTX_free(client_ctx);
   dns_global_cleanup();

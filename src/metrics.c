@@ -137,6 +137,11 @@ size_t metrics_render(const struct metrics *const *all, size_t nw, char *buf, si
     ACC(fwd_pool_misses);
     ACC(fwd_retries);
     ACC(fwd_upstreams_open);
+    ACC(tunnels_policy_closed);
+    ACC(tunnels_policy_kept);
+    ACC(config_version);
+    ACC(reloads_ok);
+    ACC(reloads_failed);
   }
 #undef ACC
   head(&o, "h2tunnel_connections_accepted_total", "counter", "Client connections accepted.");
@@ -183,6 +188,15 @@ size_t metrics_render(const struct metrics *const *all, size_t nw, char *buf, si
   put(&o, "h2tunnel_h2_streams_total", NULL, LOAD(sum.h2_streams));
   head(&o, "h2tunnel_h2_goaway_sent_total", "counter", "GOAWAY frames sent.");
   put(&o, "h2tunnel_h2_goaway_sent_total", NULL, LOAD(sum.h2_goaway_sent));
+  head(&o, "h2tunnel_config_version", "gauge", "The configuration version in use (1 at start, +1 per reload).");
+  put(&o, "h2tunnel_config_version", NULL, LOAD(sum.config_version));
+  head(&o, "h2tunnel_config_reloads_total", "counter", "SIGHUP reloads, applied or refused (the old one kept).");
+  put(&o, "h2tunnel_config_reloads_total", "{result=\"ok\"}", LOAD(sum.reloads_ok));
+  put(&o, "h2tunnel_config_reloads_total", "{result=\"failed\"}", LOAD(sum.reloads_failed));
+  head(&o, "h2tunnel_reload_tunnels_total", "counter",
+       "Live tunnels a reload's rules refused: closed (close reason policy_changed) or kept as configured.");
+  put(&o, "h2tunnel_reload_tunnels_total", "{action=\"closed\"}", LOAD(sum.tunnels_policy_closed));
+  put(&o, "h2tunnel_reload_tunnels_total", "{action=\"kept\"}", LOAD(sum.tunnels_policy_kept));
   head(&o, "h2tunnel_errors_total", "counter", "Proxy-generated error responses by type.");
   for (int e = 1; e < PXERR_COUNT; e++) {
     snprintf(lab, sizeof(lab), "{type=\"%s\",status=\"%d\"}", pxerr_token((enum pxerr)e),

@@ -95,6 +95,12 @@ struct metrics {
   _Atomic uint64_t fwd_pool_misses;     /* a new upstream connection was dialed */
   _Atomic uint64_t fwd_retries;         /* re-sent on a new connection after a reused one failed */
   _Atomic uint64_t fwd_upstreams_open;  /* upstream connections open (idle or busy) */
+  /* Reloading (src/reload.h). The tunnels a reload's re-check closed or kept on this worker: */
+  _Atomic uint64_t tunnels_policy_closed;
+  _Atomic uint64_t tunnels_policy_kept;
+  /* Written by the main thread (the only writer), in worker 0's block only; 0 elsewhere: */
+  _Atomic uint64_t config_version;      /* the snapshot in use (gauge) */
+  _Atomic uint64_t reloads_ok, reloads_failed;
 };
 
 #define METRICS_PP_MAP(XX) XX(UNTRUSTED, "untrusted") XX(INVALID, "invalid") XX(TIMEOUT, "timeout")

@@ -345,8 +345,12 @@ int status_render_json(struct worker *w, struct strbuf *sb) {
   uint64_t now = unix_ms();
   /* Live counters, the same /metrics sums. */
   uint64_t conns = 0, tun_active = 0, opened = 0, up = 0, down = 0;
+  uint64_t reloads_ok = 0, reloads_failed = 0, reload_closed = 0;
   for (size_t i = 0; i < w->nworkers && w->all_metrics; i++) {
     const struct metrics *m = w->all_metrics[i];
+    reloads_ok += LOAD(m->reloads_ok);
+    reloads_failed += LOAD(m->reloads_failed);
+    reload_closed += LOAD(m->tunnels_policy_closed);
     conns += LOAD(m->conns_active);
     up += LOAD(m->bytes_up);
     down += LOAD(m->bytes_down);
@@ -358,6 +362,9 @@ int status_render_json(struct worker *w, struct strbuf *sb) {
   strbuf_printf(sb, "{\"config_version\":%llu,\"time_ms\":%llu,\"interval_ms\":%llu,",
                 (unsigned long long)w->cfg->version, (unsigned long long)now,
                 (unsigned long long)w->cfg->status_interval_ms);
+  strbuf_printf(sb, "\"reloads\":{\"ok\":%llu,\"failed\":%llu,\"tunnels_closed\":%llu},",
+                (unsigned long long)reloads_ok, (unsigned long long)reloads_failed,
+                (unsigned long long)reload_closed);
   strbuf_printf(sb,
                 "\"totals\":{\"connections_active\":%llu,\"tunnels_active\":%llu,\"tunnels_opened\":%llu,"
                 "\"bytes_up\":%llu,\"bytes_down\":%llu},",
@@ -618,7 +625,8 @@ const char status_page_html[] =
     "td.n{text-align:right;font-variant-numeric:tabular-nums}#err{color:#b00}\n"
     "</style></head><body>\n"
     "<h1>h2tunnel status</h1>\n"
-    "<p>Configuration version <b id=\"cfgver\">?</b>; updated <span id=\"updated\">never</span>\n"
+    "<p>Configuration version <b id=\"cfgver\">?</b> (reloads: <span id=\"reloads\">?</span>);"
+    " updated <span id=\"updated\">never</span>\n"
     " <span id=\"err\"></span></p>\n"
     "<h2>Totals</h2><table id=\"totals\"></table>\n"
     "<h2>Workers</h2><table id=\"workers\"></table>\n"
@@ -641,6 +649,8 @@ const char status_page_html[] =
     "function tunRow(t){return [t.user,t.target,t.client,t.front+' '+t.protocol,t.bytes_up,t.bytes_down,fmtAge(t.age_ms)];}\n"
     "function render(s){\n"
     " document.getElementById('cfgver').textContent=String(s.config_version);\n"
+    " document.getElementById('reloads').textContent=s.reloads.ok+' applied, '+s.reloads.failed+' refused, '"
+    "+s.reloads.tunnels_closed+' tunnel(s) closed';\n"
     " document.getElementById('updated').textContent=new Date(s.time_ms).toISOString();\n"
     " var T=s.totals;fill('totals',['connections','tunnels active','tunnels opened','bytes up','bytes down'],"
     "[[T.connections_active,T.tunnels_active,T.tunnels_opened,T.bytes_up,T.bytes_down]]);\n"

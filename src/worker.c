@@ -133,9 +133,21 @@ static void close_if_open(uv_handle_t *h) {
   if (h->loop && !uv_is_closing(h)) uv_close(h, NULL);
 }
 
+static void on_listener_handle_closed(uv_handle_t *h) {
+  struct listener *lst = h->data;
+  lst->closing--;
+}
+
+static void listener_close_handle(struct listener *lst, uv_handle_t *h) {
+  if (!h->loop || uv_is_closing(h)) return;
+  h->data = lst;
+  lst->closing++;
+  uv_close(h, on_listener_handle_closed);
+}
+
 static void listener_close(struct listener *lst) {
-  close_if_open((uv_handle_t *)&lst->poll);
-  close_if_open((uv_handle_t *)&lst->pause_timer);
+  listener_close_handle(lst, (uv_handle_t *)&lst->poll);
+  listener_close_handle(lst, (uv_handle_t *)&lst->pause_timer);
   /* uv_close stopped the poll, so the descriptor may go now. */
   if (lst->fd >= 0) close(lst->fd);
   lst->fd = -1;
@@ -144,6 +156,7 @@ static void listener_close(struct listener *lst) {
 /* |adopted| >= 0: a listening socket handed over by the process this one replaces (already bound
  * and listening, non-blocking), taken as it is; -1: bind a new one. */
 static int listener_open(struct worker *w, struct listener *lst, const struct config_listener *lc, int adopted) {
+  memset(lst, 0, sizeof(*lst)); /* a slot a reload closed is used again: its handles are closed */
   lst->w = w;
   lst->cfg = lc;
   int r = 0;
@@ -185,20 +198,30 @@ static void on_trim_timer(uv_timer_t *t) { malloc_trim(64 * 1024); }
 static void on_stop_async(uv_async_t *h);
 static void on_drain_timer(uv_timer_t *t);
 
+/* The worker's cache of verified credentials and its hashing queue (src/auth.h). */
+static void make_auth_cache(struct worker *w, const struct config *cfg) {
+  const struct access_auth *au = &cfg->access->auth;
+  w->auth_cache = auth_cache_new((size_t)au->cache_size, au->cache_ttl_ms);
+  w->auth_cache->metrics = &w->metrics;
+  w->auth_cache->max_running = cfg->access->tune.hash_concurrency;
+  w->auth_cache->hash_idle = cfg->access->tune.hash_idle;
+}
+
 static void close_adopted(const struct config *cfg, const struct worker_adopt *adopt, int from, int k) {
   for (int i = from; adopt && i < cfg->nlisteners; i++)
     for (int j = i == from ? k : 0; j < adopt[i].n; j++) close(adopt[i].fds[j]);
 }
 
-int worker_init(struct worker *w, int id, const struct config *cfg, SSL_CTX *ctx) {
+int worker_init(struct worker *w, int id, struct config *cfg, SSL_CTX *ctx) {
   return worker_init_adopt(w, id, cfg, ctx, NULL);
 }
 
-int worker_init_adopt(struct worker *w, int id, const struct config *cfg, SSL_CTX *ctx,
+int worker_init_adopt(struct worker *w, int id, struct config *cfg, SSL_CTX *ctx,
                       const struct worker_adopt *adopt) {
   memset(w, 0, sizeof(*w));
   w->id = id;
-  w->cfg = cfg;
+  w->cfg = config_ref(cfg);
+  if (ctx) SSL_CTX_up_ref(ctx);
   w->ssl_ctx = ctx;
   int r = uv_loop_init(&w->loop);
   if (r) {
@@ -245,10 +268,7 @@ int worker_init_adopt(struct worker *w, int id, const struct config *cfg, SSL_CT
   }
   const struct access_auth *au = &cfg->access->auth;
   if (au->users) {
-    w->auth_cache = auth_cache_new((size_t)au->cache_size, au->cache_ttl_ms);
-    w->auth_cache->metrics = &w->metrics;
-    w->auth_cache->max_running = cfg->access->tune.hash_concurrency;
-    w->auth_cache->hash_idle = cfg->access->tune.hash_idle;
+    make_auth_cache(w, cfg);
   }
   for (int i = 0; i < cfg->nlisteners; i++) {
     int n = adopt && adopt[i].n ? adopt[i].n : 1;
@@ -265,6 +285,70 @@ int worker_init_adopt(struct worker *w, int id, const struct config *cfg, SSL_CT
 }
 
 void worker_run(struct worker *w) { uv_run(&w->loop, UV_RUN_DEFAULT); }
+
+static int same_listener(const struct config_listener *a, const struct config_listener *b) {
+  return strcmp(a->text, b->text) == 0;
+}
+
+int worker_set_config(struct worker *w, struct config *cfg, SSL_CTX *ctx) {
+  int failed = 0;
+  if (!w->stopping) {
+    /* Removed listeners close; kept ones move to the new snapshot's entry (same socket). */
+    for (int i = 0; i < w->nlisteners; i++) {
+      struct listener *lst = &w->listeners[i];
+      if (lst->fd < 0) continue;
+      int kept = 0;
+      for (int j = 0; j < cfg->nlisteners && !kept; j++) {
+        if (same_listener(lst->cfg, &cfg->listeners[j])) {
+          lst->cfg = &cfg->listeners[j];
+          kept = 1;
+        }
+      }
+      if (!kept) {
+        log_info("worker %d: reload: closing listener %s", w->id, lst->cfg->text);
+        listener_close(lst);
+        lst->cfg = NULL;
+      }
+    }
+    for (int j = 0; j < cfg->nlisteners; j++) {
+      int have = 0;
+      for (int i = 0; i < w->nlisteners && !have; i++)
+        have = w->listeners[i].fd >= 0 && w->listeners[i].cfg == &cfg->listeners[j];
+      if (have) continue;
+      int slot = -1; /* a free slot: never used, or closed with its handles gone */
+      for (int i = 0; i < WORKER_MAX_LISTENERS && slot < 0; i++)
+        if (i >= w->nlisteners || (w->listeners[i].fd < 0 && w->listeners[i].closing == 0)) slot = i;
+      if (slot < 0) {
+        log_error("worker %d: reload: no free listener slot for %s (old ones still closing); not listening on it",
+                  w->id, cfg->listeners[j].text);
+        failed++;
+        continue;
+      }
+      if (slot >= w->nlisteners) w->nlisteners = slot + 1;
+      if (listener_open(w, &w->listeners[slot], &cfg->listeners[j], -1) != 0) {
+        listener_close(&w->listeners[slot]); /* listener_open logged why */
+        w->listeners[slot].cfg = NULL;
+        failed++;
+      } else {
+        log_info("worker %d: reload: listening on %s", w->id, cfg->listeners[j].text);
+      }
+    }
+  }
+  if (ctx && ctx != w->ssl_ctx) {
+    SSL_CTX_up_ref(ctx);
+    SSL_CTX_free(w->ssl_ctx); /* connections in progress hold their own reference (SSL_new) */
+    w->ssl_ctx = ctx;
+  }
+  const struct access_auth *au = &cfg->access->auth;
+  auth_cache_reset(w->auth_cache); /* verified under the old users file: checked again */
+  if (au->users && !w->auth_cache) { /* authentication turned on: a cache as worker_init makes */
+    make_auth_cache(w, cfg);
+  }
+  struct config *old = w->cfg;
+  w->cfg = config_ref(cfg);
+  config_unref(old); /* freed here unless a connection, request or tunnel still holds it */
+  return failed;
+}
 
 void worker_request_stop(struct worker *w) { uv_async_send(&w->stop_async); }
 
@@ -335,4 +419,8 @@ void worker_dispose(struct worker *w) {
   buf_pool_dispose(&w->pool);
   auth_cache_free(w->auth_cache); /* after the loop: no verification is left running */
   w->auth_cache = NULL;
+  SSL_CTX_free(w->ssl_ctx);
+  w->ssl_ctx = NULL;
+  config_unref(w->cfg);
+  w->cfg = NULL;
 }

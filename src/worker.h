@@ -43,7 +43,10 @@ struct listener {
   uv_os_sock_t fd;                   /* owned: the listening socket; -1 when closed */
   uint64_t failures;                 /* accept errors since the last connection accepted */
   struct log_limit errlog;           /* accept errors: one line per 10 s with the count */
-  const struct config_listener *cfg; /* borrowed from config */
+  const struct config_listener *cfg; /* borrowed from w->cfg (moved to the new snapshot's entry
+                                        by a reload that keeps the listener) */
+  int closing;                       /* handles whose close callback is pending: the slot is
+                                        free again once fd < 0 and this is 0 */
 };
 
 /* Log lines about single clients that a flood could repeat once per connection: each kind is
@@ -101,8 +104,11 @@ struct worker_adopt {
 struct worker {
   int id;
   uv_loop_t loop;
-  const struct config *cfg;           /* borrowed, read-only */
-  SSL_CTX *ssl_ctx;                   /* borrowed, shared read-only by all workers */
+  struct config *cfg;                 /* a reference of its own, read-only: the snapshot new
+                                         connections and requests are decided under; a reload
+                                         swaps it on this loop (worker_set_config) */
+  SSL_CTX *ssl_ctx;                   /* a reference of its own (SSL_CTX_up_ref), shared read-only
+                                         by all workers; new TLS handshakes use it */
   SSL_CTX *client_ssl_ctx;            /* borrowed: TLS to upstreams (wss backends), shared */
   const struct frontend_table *frontends; /* borrowed, read-only: set by main before the loop runs */
   const struct worker_conn_ops *conn_ops; /* borrowed (static): set by main before the loop runs;
@@ -119,7 +125,7 @@ struct worker {
   size_t nworkers;
   struct listener listeners[WORKER_MAX_LISTENERS]; /* one per configured listener, or several when
                                          sockets were handed over (worker_init_adopt) */
-  int nlisteners;
+  int nlisteners;                     /* slots used so far (some may be closed after a reload) */
   struct list conns;                  /* struct conn.link: every client connection */
   size_t nconns;                      /* entries in conns (closing ones until they are freed) */
   struct list handshakes;             /* struct conn.hs_link: conns with no front end yet, oldest
@@ -150,13 +156,20 @@ struct worker {
   int start_error;                    /* set by the thread if listeners failed */
 };
 
-/* Sets up |w| (loop, pool, resolver, listeners bound with SO_REUSEPORT). Returns 0 or -errno. */
-int worker_init(struct worker *w, int id, const struct config *cfg, SSL_CTX *ctx);
+/* Sets up |w| (loop, pool, resolver, listeners bound with SO_REUSEPORT); |w| takes a reference
+ * to |cfg| and to |ctx| (may be NULL). Returns 0 or -errno. */
+int worker_init(struct worker *w, int id, struct config *cfg, SSL_CTX *ctx);
 /* worker_init, but config listener i listens on the |adopt|[i] sockets (taken: closed by the
  * worker, also on failure) when there are any; NULL adopts nothing. The caller keeps the total
  * within WORKER_MAX_LISTENERS (else -ENOSPC, every socket closed). */
-int worker_init_adopt(struct worker *w, int id, const struct config *cfg, SSL_CTX *ctx,
+int worker_init_adopt(struct worker *w, int id, struct config *cfg, SSL_CTX *ctx,
                       const struct worker_adopt *adopt);
+/* On |w|'s loop: |cfg| (a reference is taken) and |ctx| (up-ref'd; NULL keeps the old one) replace
+ * the worker's. Listeners whose text is in both stay open with their sockets, removed ones are
+ * closed, new ones bound (a failure is logged, the others are not touched). Connections keep the
+ * SSL_CTX they were accepted with; tunnels and requests keep their own snapshot. Returns how many
+ * new listeners failed to bind. */
+int worker_set_config(struct worker *w, struct config *cfg, SSL_CTX *ctx);
 /* Runs the loop on the calling thread until the worker has stopped and every handle closed. */
 void worker_run(struct worker *w);
 /* Thread-safe: asks the worker to stop gracefully (stop accepting, GOAWAY, drain tunnels until the

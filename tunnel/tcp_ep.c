@@ -55,6 +55,7 @@ struct tcp_ep {
   tcp_pre_read_cb pre_cb;        /* reads before a tunnel attaches, or NULL */
   void *pre_arg;
   char peer[64];
+  struct sockaddr_storage peer_addr; /* the same, as an address (a reload's re-check) */
   unsigned owner_gone : 1;       /* close, cancel or a failed handshake: the owner holds no pointer */
   unsigned x_closed : 1;         /* the xport's on_close ran */
 };
@@ -63,6 +64,8 @@ static const struct tun_ep_ops tcp_ep_ops;
 static const struct xport_ops tcp_xport_ops;
 
 struct tun_ep *tcp_ep_tun(struct tcp_ep *t) { return &t->ep; }
+const struct sockaddr *tcp_ep_peer_addr(const struct tcp_ep *ep) { return (const struct sockaddr *)&ep->peer_addr; }
+
 const char *tcp_ep_peer(const struct tcp_ep *t) { return t->peer; }
 static struct tcp_ep *ep_of(struct xport *x) { return container_of(x, struct tcp_ep, x); }
 
@@ -201,6 +204,7 @@ struct tcp_ep *tcp_ep_new(struct worker *w, uv_tcp_t *connected, const struct so
                                   .linger_ms = 0};
   xport_init(&t->x, w, connected, &tcp_xport_ops, &opts);
   net_format_addr(peer, t->peer, sizeof(t->peer));
+  memcpy(&t->peer_addr, peer, net_addr_len(peer));
   uv_tcp_nodelay(connected, 1);
   return t;
 }

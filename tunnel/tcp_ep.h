@@ -48,5 +48,7 @@ void tcp_ep_cancel(struct tcp_ep *ep);
 struct tun_ep *tcp_ep_tun(struct tcp_ep *ep);
 /* "addr:port" connected to. */
 const char *tcp_ep_peer(const struct tcp_ep *ep);
+/* The same address. */
+const struct sockaddr *tcp_ep_peer_addr(const struct tcp_ep *ep);
 
 #endif

@@ -13,6 +13,7 @@
 #include "tunnel/tunnel.h"
 
 #include "src/buf.h"
+#include "src/config.h"
 #include "src/limits.h"
 #include "src/log.h"
 #include "src/status.h"
@@ -46,6 +47,8 @@ const char *tun_close_reason_name(enum tun_close_reason r) { return reason_names
 
 void tun_ep_noop(struct tun_ep *self) { (void)self; }
 
+const struct tun_info *tunnel_info(const struct tunnel *t) { return &t->info; }
+
 struct tunnel *tunnel_from_link(struct list *link) { return container_of(link, struct tunnel, link); }
 
 static struct tun_ep *other(struct tunnel *t, struct tun_ep *ep) { return ep == t->a ? t->b : t->a; }
@@ -64,6 +67,7 @@ static int is_paused(struct tunnel *t, struct tun_ep *reader) {
 static void on_timer_closed(uv_handle_t *h) {
   struct tunnel *t = h->data;
   free(t->user);
+  config_unref(t->info.cfg); /* the last tunnel of an old snapshot frees it */
   free(t);
 }
 
@@ -154,6 +158,8 @@ static void log_access(struct tunnel *t) {
   strbuf_printf(&sb, ",\"status\":%d,\"bytes_up\":%llu,\"bytes_down\":%llu,\"duration_ms\":%llu,\"close\":\"%s\"",
                 t->info.status, (unsigned long long)t->a->bytes_read, (unsigned long long)t->b->bytes_read,
                 (unsigned long long)(uv_now(&t->w->loop) - t->info.start_ms), tun_close_reason_name(t->reason));
+  /* The snapshot that decided the tunnel (a reload may have come since). */
+  if (t->info.cfg) strbuf_printf(&sb, ",\"config_version\":%llu", (unsigned long long)t->info.cfg->version);
   const struct tun_dgram_stats *d = t->b->dgram;
   if (d) {
     strbuf_printf(&sb,
@@ -219,6 +225,7 @@ struct tunnel *tunnel_new(struct worker *w, struct tun_ep *a, struct tun_ep *b,
   t->info = *info;
   t->user = info->user ? xstrndup(info->user, strlen(info->user)) : NULL;
   t->info.user = t->user;
+  if (t->info.cfg) config_ref(t->info.cfg);
   a->tun = t;
   b->tun = t;
   uv_timer_init(&w->loop, &t->timer);

@@ -12,6 +12,7 @@
 #include <stdint.h>
 #include <sys/socket.h>
 
+#include "src/authority.h"
 #include "src/metrics.h"
 #include "tunnel/endpoint.h"
 
@@ -19,6 +20,7 @@ struct worker;
 struct list;
 struct buf_chunk;
 struct lim_ticket;
+struct config;
 
 /* Why a tunnel ended; names shared by the access log and Proxy-Status details. */
 #define TUN_CLOSE_REASON_MAP(XX)                                                                 \
@@ -33,7 +35,8 @@ struct lim_ticket;
   XX(IDLE_TIMEOUT, "idle_timeout")                                                               \
   XX(MAX_DURATION, "max_duration")                                                               \
   XX(SHUTDOWN, "proxy_shutdown")                                                                 \
-  XX(PROTOCOL_ERROR, "protocol_error")
+  XX(PROTOCOL_ERROR, "protocol_error")                                                           \
+  XX(POLICY_CHANGED, "policy_changed") /* a reload's rules refuse it now (src/reload.h) */
 
 enum tun_close_reason {
 #define XX(n, s) TUN_CLOSE_##n,
@@ -60,6 +63,16 @@ struct tun_info {
                                         snapshot, as w->cfg is), or NULL */
   struct lim_ticket *ticket;         /* owned by the tunnel from tunnel_new: its limits (bandwidth
                                         charged per read, counts given back at the end), or NULL */
+  /* What a reload re-checks (proxy/recheck.h) and the snapshot that decided the tunnel: */
+  struct config *cfg;                /* tunnel_new takes a reference, dropped when the tunnel is
+                                        freed (|rule| points into it); NULL in unit tests */
+  struct sockaddr_storage client_addr; /* AF_UNSPEC when unknown */
+  struct sockaddr_storage peer_addr; /* the upstream connected; AF_UNSPEC when unknown */
+  struct authority asked;            /* the name and port the rules judged (a routed WebSocket:
+                                        the authority the client asked for) */
+  int trusted;                       /* a configured WebSocket backend: no target policy */
+  int keep_on_reload;                /* the allowing rule says keep-on-reload: true */
+  int cert_user;                     /* |user| came from a client certificate, not htpasswd */
 };
 
 /* Creates a tunnel between |a| (client side) and |b| (upstream side) owned by worker |w|. The
@@ -71,6 +84,8 @@ struct tunnel *tunnel_new(struct worker *w, struct tun_ep *a, struct tun_ep *b,
 void tunnel_start(struct tunnel *t, struct buf_chunk *first);
 /* Ends the tunnel now with |reason| (aborting both sides). Used for proxy shutdown. */
 void tunnel_kill(struct tunnel *t, enum tun_close_reason reason);
+/* The access-log fields and what a reload re-checks. */
+const struct tun_info *tunnel_info(const struct tunnel *t);
 /* The close reason recorded so far (TUN_CLOSE_NONE while the tunnel runs normally). */
 enum tun_close_reason tunnel_reason(const struct tunnel *t);
 /* The tunnel linked into a worker's list by |link|. */

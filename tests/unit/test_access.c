@@ -238,7 +238,7 @@ static const struct bad_case bad_cases[] = {
     {"rules: {a: b}\n", 0, "a.yaml:1:8: rules: expected a list of rules, not a mapping"},
     {"rules:\n  - name: x\n", 0, "a.yaml:2:5: rules[0]: needs allow: or deny:"},
     {"rules:\n  - allow: {}\n    deny: {}\n", 0, "a.yaml:3:5: rules[0]: give allow: or deny:, not both"},
-    {"rules:\n  - allow: {}\n    because: x\n", 0, "a.yaml:3:5: rules[0]: unknown key 'because' (known: name, allow, deny)"},
+    {"rules:\n  - allow: {}\n    because: x\n", 0, "a.yaml:3:5: rules[0]: unknown key 'because' (known: name, keep-on-reload, allow, deny)"},
     {"rules:\n  - {name: a, allow: {}}\n  - {name: a, deny: {}}\n", 0,
      "a.yaml:3:12: rules[1].name: the name 'a' is already used by rule 1"},
     {"rules:\n  - {name: \"#1\", allow: {}}\n", 0, "a.yaml:2:12: rules[0].name: '#1' is not a rule name"},
