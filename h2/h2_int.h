@@ -137,6 +137,7 @@ struct h2_stream {
   unsigned peer_reset : 1;     /* the client sent RST_STREAM */
   unsigned has_tunnel : 1;     /* ep attached to a tunnel at some point */
   unsigned drain_pending : 1;  /* outq fell to low water inside mem_send: tell the tunnel */
+  unsigned keeping_up : 1;     /* inside on_data: the tunnel is taking the bytes as they come */
 };
 
 /* h2_stream.c */

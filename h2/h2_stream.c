@@ -18,6 +18,7 @@
 #include "src/conn.h"
 #include "src/local.h"
 #include "src/log.h"
+#include "src/membudget.h"
 #include "src/pxerr.h"
 
 static const struct tun_ep_ops h2_ep_ops;
@@ -65,6 +66,20 @@ static void maybe_free(struct h2_stream *st) {
   if (st->closed && !st->ep.tun && !st->rq && !st->fx) stream_free(st);
 }
 
+/* The stream's receive window follows the memory budget (src/membudget.h): doubled while the
+ * client is held back by it and the tunnel keeps up, shrunk as the budget fills. Called before
+ * the bytes are credited, while the window still shows how much of it the client had used. */
+static void tune_window(struct h2_stream *st) {
+  if (st->state != H2S_TUNNEL) return;
+  nghttp2_session *ng = st->s->ng;
+  int32_t win = nghttp2_session_get_stream_effective_local_window_size(ng, st->id);
+  int32_t left = nghttp2_session_get_stream_local_window_size(ng, st->id);
+  if (win <= 0 || left < 0) return;
+  size_t next = membudget_window(st->s->w->membudget, (size_t)win, (size_t)left, st->keeping_up,
+                                 st->s->w->cfg->h2_stream_window_max);
+  if (next != (size_t)win) nghttp2_session_set_local_window_size(ng, NGHTTP2_FLAG_NONE, st->id, (int32_t)next);
+}
+
 /* Credits |n| received bytes back to the client (stream and connection windows). Only bytes still
  * owed are credited: h2_stream_on_close already gave the connection window back for all of them,
  * and the tunnel's ep_close (run from inside on_stream_close, before |closed| is set) must not
@@ -73,7 +88,10 @@ static void credit(struct h2_stream *st, size_t n) {
   n = MIN(n, st->uncredited);
   if (n == 0) return;
   st->uncredited -= n;
-  if (!st->closed && !h2_session_ended(st->s)) nghttp2_session_consume(st->s->ng, st->id, n);
+  if (!st->closed && !h2_session_ended(st->s)) {
+    tune_window(st);
+    nghttp2_session_consume(st->s->ng, st->id, n);
+  }
   h2_session_schedule(st->s);
 }
 
@@ -325,8 +343,11 @@ void h2_stream_on_data(struct h2_stream *st, const uint8_t *data, size_t len) {
     credit(st, len);
     return;
   }
+  /* Nothing waiting before: the tunnel takes bytes as they come (window auto-tuning). */
+  st->keeping_up = st->inq.bytes == 0;
   bufq_append(&st->inq, &st->s->w->pool, data, len);
   deliver(st);
+  st->keeping_up = 0;
 }
 
 void h2_stream_on_end(struct h2_stream *st) {

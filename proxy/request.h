@@ -202,6 +202,8 @@ struct px_request {
   struct lim_ticket *ticket;              /* owned: the tunnel's hold on its limits, or NULL;
                                              handed to the tunnel on success */
   char retry_after[24];                   /* 429: the Retry-After value */
+  int mb_held;                            /* counted by the memory budget (src/membudget.h): given
+                                             back on failure, handed to the tunnel on success */
   struct fwd_get *get;                    /* FORWARDING */
 };
 

@@ -21,6 +21,7 @@
 #include "src/dns.h"
 #include "src/frontend.h"
 #include "src/limits.h"
+#include "src/membudget.h"
 #include "src/log.h"
 #include "src/status.h"
 #include "src/tls.h"
@@ -224,12 +225,15 @@ int main(int argc, char **argv) {
   app.metrics = xcalloc((size_t)app.nworkers, sizeof(*app.metrics));
   struct auth_guard *guard = auth_guard_new(); /* failed logins per address, for every worker */
   struct limits *limits = limits_new(cfg->access); /* shared by every worker */
+  struct membudget *mb = membudget_new(cfg->memory_limit, cfg->memory_per_tunnel); /* likewise */
   int failed = 0;
   int ninit = 0;
   for (int i = 0; i < app.nworkers && !failed; i++) {
     if (worker_init(&app.workers[i], i, cfg, ctx) != 0) failed = 1;
     app.workers[i].client_ssl_ctx = client_ctx;
     app.workers[i].limits = limits;
+    app.workers[i].membudget = mb;
+    app.workers[i].pool.mb = mb;
     app.workers[i].frontends = &app.frontends;
     app.workers[i].conn_ops = &conn_worker_ops;
     app.workers[i].auth_guard = guard;
@@ -249,6 +253,7 @@ int main(int argc, char **argv) {
     free(app.status);
     auth_guard_free(guard);
     limits_free(limits);
+    membudget_free(mb);
     /* Everything else too: a start that fails (a port in use) must not look like a leak. */
     free(app.workers);
     free(app.metrics);
@@ -288,6 +293,7 @@ int main(int argc, char **argv) {
   free(app.metrics);
   auth_guard_free(guard);
   limits_free(limits);
+  membudget_free(mb);
   SSL_CTX_free(ctx);
   SSL_CTX_free(client_ctx);
   dns_global_cleanup();

@@ -15,6 +15,7 @@
 #include "src/buf.h"
 #include "src/limits.h"
 #include "src/log.h"
+#include "src/membudget.h"
 #include "src/status.h"
 #include "src/worker.h"
 
@@ -59,6 +60,17 @@ static void set_paused(struct tunnel *t, struct tun_ep *reader, int on) {
 
 static int is_paused(struct tunnel *t, struct tun_ep *reader) {
   return reader == t->a ? t->a_paused : t->b_paused;
+}
+
+/* The water marks: the configured ones while the memory budget is roomy, smaller as it fills
+ * (src/membudget.h); re-read on every decision, so a filling budget holds back every tunnel. */
+static size_t high_water(const struct tunnel *t) { return membudget_size(t->w->membudget, t->w->cfg->high_water, 0); }
+
+/* Shrunk in the same proportion as the high one. */
+static size_t low_water(const struct tunnel *t) {
+  const struct config *cfg = t->w->cfg;
+  size_t hw = high_water(t);
+  return hw >= cfg->high_water ? cfg->low_water : (size_t)((uint64_t)cfg->low_water * hw / cfg->high_water);
 }
 
 static void on_timer_closed(uv_handle_t *h) {
@@ -182,6 +194,8 @@ static void finish(struct tunnel *t) {
                   uv_now(&t->w->loop) - t->info.start_ms);
   throttle_dispose(t);
   lim_ticket_release(t->info.ticket); /* the counts go back now */
+  if (t->info.mb_held) membudget_release(t->w->membudget);
+  t->info.mb_held = 0;
   t->info.ticket = NULL;
   t->timer.data = t;
   uv_close((uv_handle_t *)&t->timer, on_timer_closed);
@@ -297,7 +311,8 @@ void tunnel_on_read(struct tun_ep *src, struct buf_chunk *c) {
   }
   dst->ops->write(dst, c);
   if (t->finished) return;
-  if (dst->queued >= t->w->cfg->high_water && !is_paused(t, src)) {
+  /* queued > 0: a side paused with nothing queued would never hear a drain. */
+  if (dst->queued > 0 && dst->queued >= high_water(t) && !is_paused(t, src)) {
     set_paused(t, src, 1);
     if (!is_throttled(t, src)) src->ops->read_stop(src);
   }
@@ -311,7 +326,7 @@ void tunnel_on_drain(struct tun_ep *dst) {
   struct tunnel *t = dst->tun;
   if (!t || t->finished) return;
   struct tun_ep *src = other(t, dst);
-  if (is_paused(t, src) && dst->queued <= t->w->cfg->low_water) {
+  if (is_paused(t, src) && dst->queued <= low_water(t)) {
     set_paused(t, src, 0);
     maybe_read(t, src);
   }

@@ -60,6 +60,7 @@ struct tun_info {
                                         snapshot, as w->cfg is), or NULL */
   struct lim_ticket *ticket;         /* owned by the tunnel from tunnel_new: its limits (bandwidth
                                         charged per read, counts given back at the end), or NULL */
+  int mb_held;                       /* counted by the worker's memory budget: given back at the end */
 };
 
 /* Creates a tunnel between |a| (client side) and |b| (upstream side) owned by worker |w|. The
