@@ -76,6 +76,17 @@ size_t membudget_size(struct membudget *mb, size_t cap, size_t floor) {
   return mb_size(mb->limit, committed(mb, atomic_load_explicit(&mb->tunnels, memory_order_relaxed)), cap, floor);
 }
 
+size_t mb_grow(uint64_t limit, uint64_t committed, size_t cur, size_t cap) {
+  if (cur >= cap) return cap;
+  size_t want = MIN(2 * cur, cap);
+  return mb_size(limit, committed, cap, 0) >= want ? want : cur;
+}
+
+size_t membudget_grow(struct membudget *mb, size_t cur, size_t cap) {
+  if (!mb) return cap;
+  return mb_grow(mb->limit, committed(mb, atomic_load_explicit(&mb->tunnels, memory_order_relaxed)), cur, cap);
+}
+
 size_t mb_window(uint64_t limit, uint64_t committed, size_t win, size_t left, int keeping_up, size_t max) {
   size_t allowed = mb_size(limit, committed, max, MB_H2_WINDOW_FLOOR);
   if (win > allowed) return allowed;

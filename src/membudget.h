@@ -53,6 +53,15 @@ void membudget_release(struct membudget *mb);
 /* What one side may buffer now: |cap| when roomy, shrinking to |floor| as the budget fills. */
 size_t membudget_size(struct membudget *mb, size_t cap, size_t floor);
 
+/* A tunnel direction's high water mark under a budget starts at one read chunk and doubles each
+ * time its writer drains it (mb_grow), up to --high-water: a stalled tunnel never holds more than
+ * about a chunk, a moving one soon gets the configured buffer. */
+#define MB_WATER_START 65536
+
+/* |cur| doubled, up to |cap|, when the budget allows that much (mb_size); else |cur|. */
+size_t membudget_grow(struct membudget *mb, size_t cur, size_t cap);
+size_t mb_grow(uint64_t limit, uint64_t committed, size_t cur, size_t cap);
+
 /* HTTP/2 stream windows never shrink below one full DATA frame. */
 #define MB_H2_WINDOW_FLOOR 16384
 

@@ -2,7 +2,7 @@
  * of what is free as the budget fills, the floor), admission (refused within the last eighth, the
  * refusal holds nothing, released tunnels make room again), window auto-tuning (doubles only while
  * the sender is window-bound and the reader keeps up, never past the max or the budget, shrinks as
- * the budget fills), the buffer pool charging what it mallocs and frees, and concurrent charges
+ * the budget fills), water marks doubling on each drain within the cap and the budget, the buffer pool charging what it mallocs and frees, and concurrent charges
  * from two threads adding up. */
 #include <stdarg.h>
 #include <stddef.h>
@@ -118,6 +118,25 @@ static void test_window_tuning(void **state) {
   membudget_free(mb);
 }
 
+static void test_water_growth(void **state) {
+  (void)state;
+  /* Doubles to the cap while roomy: 64 KiB to 512 KiB in three drains. */
+  size_t hw = MB_WATER_START;
+  int drains = 0;
+  while (hw < 512 * KiB) {
+    hw = mb_grow(64 * MiB, 0, hw, 512 * KiB);
+    drains++;
+  }
+  assert_int_equal(drains, 3);
+  assert_int_equal(mb_grow(64 * MiB, 0, 512 * KiB, 512 * KiB), 512 * KiB);
+  assert_int_equal(mb_grow(64 * MiB, 0, 384 * KiB, 512 * KiB), 512 * KiB);
+  /* Not when the budget cannot give that much (free 1 MiB: an eighth is 128 KiB). */
+  assert_int_equal(mb_grow(64 * MiB, 63 * MiB, 64 * KiB, 512 * KiB), 128 * KiB);
+  assert_int_equal(mb_grow(64 * MiB, 63 * MiB, 128 * KiB, 512 * KiB), 128 * KiB);
+  /* NULL budget: the cap at once. */
+  assert_int_equal(membudget_grow(NULL, 64 * KiB, 512 * KiB), 512 * KiB);
+}
+
 static void test_pool_charges(void **state) {
   (void)state;
   struct membudget *mb = membudget_new(64 * MiB, 64 * KiB);
@@ -173,6 +192,7 @@ int main(void) {
       cmocka_unit_test(test_size_rule),
       cmocka_unit_test(test_admission),
       cmocka_unit_test(test_window_tuning),
+      cmocka_unit_test(test_water_growth),
       cmocka_unit_test(test_pool_charges),
       cmocka_unit_test(test_two_threads),
   };
