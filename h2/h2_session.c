@@ -348,6 +348,10 @@ static int on_frame_send(nghttp2_session *ng, const nghttp2_frame *f, void *ud) 
   }
   if (f->hd.type == NGHTTP2_WINDOW_UPDATE && f->hd.stream_id == 0)
     s->conn_credited += f->window_update.window_size_increment;
+  if (f->hd.type == NGHTTP2_WINDOW_UPDATE && f->hd.stream_id != 0) {
+    struct h2_stream *st = stream_of(s, f->hd.stream_id);
+    if (st) h2_stream_on_window_sent(st);
+  }
   if (f->hd.type == NGHTTP2_GOAWAY) {
     uint32_t code = f->goaway.error_code;
     s->goaway_sent = 1;

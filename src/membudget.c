@@ -87,20 +87,24 @@ size_t membudget_grow(struct membudget *mb, size_t cur, size_t cap) {
   return mb_grow(mb->limit, committed(mb, atomic_load_explicit(&mb->tunnels, memory_order_relaxed)), cur, cap);
 }
 
-size_t mb_window(uint64_t limit, uint64_t committed, size_t win, size_t left, int keeping_up, size_t max) {
+int mb_window_bound(uint64_t since_ns, uint64_t rtt_ns, int held_back) {
+  return !held_back && rtt_ns > 0 && since_ns < 2 * rtt_ns;
+}
+
+size_t mb_window(uint64_t limit, uint64_t committed, size_t win, int bound, size_t max) {
   size_t allowed = mb_size(limit, committed, max, MB_H2_WINDOW_FLOOR);
   if (win > allowed) return allowed;
-  if (keeping_up && left < win / 4 && win < max) {
+  if (bound && win < max) {
     size_t want = MIN(2 * win, max);
     if (want <= allowed) return want;
   }
   return win;
 }
 
-size_t membudget_window(struct membudget *mb, size_t win, size_t left, int keeping_up, size_t max) {
+size_t membudget_window(struct membudget *mb, size_t win, int bound, size_t max) {
   uint64_t limit = mb ? mb->limit : UINT64_MAX;
   uint64_t used = mb ? committed(mb, atomic_load_explicit(&mb->tunnels, memory_order_relaxed)) : 0;
-  size_t next = mb_window(limit, used, win, left, keeping_up, max);
+  size_t next = mb_window(limit, used, win, bound, max);
   if (next > win && mb) atomic_fetch_add_explicit(&mb->grown, 1, memory_order_relaxed);
   return next;
 }

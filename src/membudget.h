@@ -66,15 +66,17 @@ size_t mb_grow(uint64_t limit, uint64_t committed, size_t cur, size_t cap);
 #define MB_H2_WINDOW_FLOOR 16384
 
 /* Auto-tuning of a receive window of |win| bytes (an HTTP/2 stream's), called as its bytes are
- * taken. |left|: what the sender may still send before it needs more credit; |keeping_up|: the
- * bytes were taken as they came (nothing was waiting). The window doubles (up to |max|, and only
- * as far as the budget allows) when the sender had used more than three quarters of it while the
- * reader kept up: the window, not the reader, is what holds the sender back, so it is smaller than
- * the path's bandwidth-delay product (the rule of TCP's receive-buffer auto-tuning and Chromium's
- * QUIC flow controller). It shrinks to what the budget allows when that is less. Returns the new
- * window (|win| when unchanged). */
-size_t membudget_window(struct membudget *mb, size_t win, size_t left, int keeping_up, size_t max);
-size_t mb_window(uint64_t limit, uint64_t committed, size_t win, size_t left, int keeping_up, size_t max);
+ * credited. |bound|: the sender is held back by the window -- the last two window updates went
+ * out less than two round trips apart while the reader kept up, so the window is consumed faster
+ * than credit can come back, i.e. it is below the path's bandwidth-delay product (the rule of
+ * Chromium's QUIC flow controller; TCP's receive-buffer auto-tuning is alike). Then the window
+ * doubles, up to |max| and only as far as the budget allows. It shrinks to what the budget allows
+ * when that is less. Returns the new window (|win| when unchanged). */
+size_t membudget_window(struct membudget *mb, size_t win, int bound, size_t max);
+/* |since_ns|: time between the last two window updates; |rtt_ns|: the connection's round trip
+ * (0: unknown, never bound); |held_back|: the reader stopped taking bytes in between. */
+int mb_window_bound(uint64_t since_ns, uint64_t rtt_ns, int held_back);
+size_t mb_window(uint64_t limit, uint64_t committed, size_t win, int bound, size_t max);
 
 /* The pure rules, for unit tests. */
 size_t mb_size(uint64_t limit, uint64_t committed, size_t cap, size_t floor);

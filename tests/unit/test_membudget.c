@@ -1,8 +1,9 @@
 /* Unit tests for src/membudget.c (issue 12 item 4): the sizing rule (caps while roomy, an eighth
  * of what is free as the budget fills, the floor), admission (refused within the last eighth, the
  * refusal holds nothing, released tunnels make room again), window auto-tuning (doubles only while
- * the sender is window-bound and the reader keeps up, never past the max or the budget, shrinks as
- * the budget fills), water marks doubling on each drain within the cap and the budget, the buffer pool charging what it mallocs and frees, and concurrent charges
+ * window updates go out less than two round trips apart and the reader kept up, never past the
+ * max or the budget; shrinks as the budget fills), water marks doubling on each drain within the
+ * cap and the budget, the buffer pool charging what it mallocs and frees, and concurrent charges
  * from two threads adding up. */
 #include <stdarg.h>
 #include <stddef.h>
@@ -87,34 +88,39 @@ static void test_admission(void **state) {
 static void test_window_tuning(void **state) {
   (void)state;
   const size_t max = 16 * MiB;
-  /* Sender used 7/8 of a 1 MiB window, reader kept up, budget roomy: doubled. */
-  assert_int_equal(mb_window(1024 * MiB, 0, 1 * MiB, 128 * KiB, 1, max), 2 * MiB);
-  /* The reader did not keep up (bytes waited): the reader is the bottleneck, not the window. */
-  assert_int_equal(mb_window(1024 * MiB, 0, 1 * MiB, 128 * KiB, 0, max), 1 * MiB);
-  /* The sender had room left: the window is not what holds it back. */
-  assert_int_equal(mb_window(1024 * MiB, 0, 1 * MiB, 512 * KiB, 1, max), 1 * MiB);
+  const uint64_t ms = 1000000;
+  /* Bound: two updates less than two round trips apart, the reader never held back. */
+  assert_true(mb_window_bound(30 * ms, 20 * ms, 0));
+  assert_false(mb_window_bound(50 * ms, 20 * ms, 0)); /* credit comes back in time */
+  assert_false(mb_window_bound(30 * ms, 20 * ms, 1)); /* the upstream was the bottleneck */
+  assert_false(mb_window_bound(1, 0, 0));             /* RTT unknown */
+  /* Loopback: updates every 0.5 ms against a 50 us round trip are not bound. */
+  assert_false(mb_window_bound(ms / 2, 50000, 0));
+  /* Bound and roomy: doubled. */
+  assert_int_equal(mb_window(1024 * MiB, 0, 1 * MiB, 1, max), 2 * MiB);
+  assert_int_equal(mb_window(1024 * MiB, 0, 1 * MiB, 0, max), 1 * MiB);
   /* Never past the max. */
-  assert_int_equal(mb_window(1024 * MiB, 0, 12 * MiB, 0, 1, max), max);
-  assert_int_equal(mb_window(1024 * MiB, 0, max, 0, 1, max), max);
+  assert_int_equal(mb_window(1024 * MiB, 0, 12 * MiB, 1, max), max);
+  assert_int_equal(mb_window(1024 * MiB, 0, max, 1, max), max);
   /* Repeated: a window-bound stream reaches the max in a few steps. */
   size_t win = 64 * KiB;
   int steps = 0;
   while (win < max) {
-    win = mb_window(1024 * MiB, 0, win, 0, 1, max);
+    win = mb_window(1024 * MiB, 0, win, 1, max);
     steps++;
   }
   assert_int_equal(steps, 8);
   /* A tight budget refuses the doubling (64 MiB with 50 committed: an eighth of 14 is 1.75 MiB). */
-  assert_int_equal(mb_window(64 * MiB, 50 * MiB, 1 * MiB, 0, 1, max), 1 * MiB);
+  assert_int_equal(mb_window(64 * MiB, 50 * MiB, 1 * MiB, 1, max), 1 * MiB);
   /* ... and shrinks a window above what it allows, down to the floor at worst. */
-  assert_int_equal(mb_window(64 * MiB, 60 * MiB, 1 * MiB, 0, 0, max), 512 * KiB);
-  assert_int_equal(mb_window(64 * MiB, 64 * MiB, 1 * MiB, 0, 0, max), MB_H2_WINDOW_FLOOR);
+  assert_int_equal(mb_window(64 * MiB, 60 * MiB, 1 * MiB, 0, max), 512 * KiB);
+  assert_int_equal(mb_window(64 * MiB, 64 * MiB, 1 * MiB, 0, max), MB_H2_WINDOW_FLOOR);
   /* The counted form counts growths. */
   struct membudget *mb = membudget_new(1024 * MiB, 64 * KiB);
-  assert_int_equal(membudget_window(mb, 1 * MiB, 0, 1, max), 2 * MiB);
-  assert_int_equal(membudget_window(mb, 1 * MiB, 0, 0, max), 1 * MiB);
+  assert_int_equal(membudget_window(mb, 1 * MiB, 1, max), 2 * MiB);
+  assert_int_equal(membudget_window(mb, 1 * MiB, 0, max), 1 * MiB);
   assert_int_equal(atomic_load(&mb->grown), 1);
-  assert_int_equal(membudget_window(NULL, 1 * MiB, 0, 1, max), 2 * MiB);
+  assert_int_equal(membudget_window(NULL, 1 * MiB, 1, max), 2 * MiB);
   membudget_free(mb);
 }
 
