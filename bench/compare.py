@@ -294,7 +294,9 @@ def write_htpasswd(path, users):
 class H2tunnel(System):
     name = "h2tunnel"
     # h1auth/h2auth: the same listeners, the load tool sending Proxy-Authorization: Basic.
-    protos = ("h1", "h1tls", "h2", "h1auth", "h2auth")
+    # h1stall: the stalled-tunnels memory run (h2tunnel and h2tunnel-64m only).
+    protos = ("h1", "h1tls", "h2", "h1auth", "h2auth", "h1stall")
+    extra_args = ()
 
     def available(self):
         if not os.access(self.env.h2tunnel, os.X_OK):
@@ -302,7 +304,7 @@ class H2tunnel(System):
         return None
 
     def launch(self):
-        port, tport = free_port(), free_port()
+        port, tport, aport = free_port(), free_port(), free_port()
         state = os.path.join(self.dir, "state")
         # Authentication is configured; loopback clients without credentials are admitted
         # anonymously (no-auth-nets), so the other rows measure what they always did, and the
@@ -314,8 +316,9 @@ class H2tunnel(System):
             f.write(f"auth: {{htpasswd: {users}, no-auth-nets: [loopback], max-failures: unlimited}}\n")
         p = PROCS.start([self.env.h2tunnel, "--config", conf, "--workers", "1", "--allow-net", "loopback",
                          "--allow-ports", "*", "--listen", f"tcp://127.0.0.1:{port}",
-                         "--listen", f"tls://127.0.0.1:{tport}", "--state-dir", state,
-                         "--access-log", "/dev/null", "--log-level", "warn"]
+                         "--listen", f"tls://127.0.0.1:{tport}",
+                         "--listen", f"tcp://127.0.0.1:{aport}?admin", "--state-dir", state,
+                         "--access-log", "/dev/null", "--log-level", "warn"] + list(self.extra_args)
                         + shlex.split(os.environ.get("H2TUNNEL_ARGS", "")),  # e.g. "--auth-hash-concurrency 4"
                         self.log("h2tunnel"), cpu=PROXY_CPU)
         self.procs.append(p)
@@ -325,9 +328,19 @@ class H2tunnel(System):
         self.cacert = os.path.join(state, "ca.pem")
         self.urls = {"h1": f"http://127.0.0.1:{port}", "h1tls": f"https://127.0.0.1:{tport}",
                      "h2": f"h2://127.0.0.1:{tport}", "h1auth": f"http://127.0.0.1:{port}",
-                     "h2auth": f"h2://127.0.0.1:{tport}"}
+                     "h2auth": f"h2://127.0.0.1:{tport}", "h1stall": f"http://127.0.0.1:{port}",
+                     "h2mem": f"h2://127.0.0.1:{tport}", "admin": f"http://127.0.0.1:{aport}"}
         self.healthz = f"https://127.0.0.1:{tport}/healthz"
         return None
+
+
+class H2tunnelMem(H2tunnel):
+    """The same h2tunnel under a small memory budget (issue 12 item 4): one fast tunnel must keep
+    its speed, stalled tunnels must stay within the budget."""
+    name = "h2tunnel-64m"
+    protos = ("h2mem", "h1stall")
+    extra_args = ("--memory-limit", "64m")
+    note = "Release build, --workers 1, --memory-limit 64m"
 
 
 class Squid(System):
@@ -521,7 +534,7 @@ class Trafficserver(System):
         return None
 
 
-SYSTEMS = [H2tunnel, Squid, Tinyproxy, Haproxy, Nghttpx, Apache, Trafficserver]
+SYSTEMS = [H2tunnel, H2tunnelMem, Squid, Tinyproxy, Haproxy, Nghttpx, Apache, Trafficserver]
 
 # ------------------------------------------------------------------------------------------------
 # workloads
@@ -531,10 +544,10 @@ def prof(quick):
     if quick:
         return dict(rate_d="1s", bulk=128 * MiB, bulk16=8 * MiB, rr_d="1s", idle=[1000],
                     idle_hold=0.5, h2load_n=200000, reps=1, idle_tls=False, storm_d="6s",
-                    fwd_n=20000)
+                    fwd_n=20000, stalled=500)
     return dict(rate_d="3s", bulk=512 * MiB, bulk16=32 * MiB, rr_d="2s", idle=[1000, 5000],
                 idle_hold=1.0, h2load_n=500000, reps=3, idle_tls=True, storm_d="8s",
-                fwd_n=30000)
+                fwd_n=30000, stalled=2000)
 
 
 class Row:
@@ -612,6 +625,11 @@ def make_rows(P):
     # http and :authority the origin on streams to the proxy (what curl --proxy-http2 sends).
     runs["fwd_h1"] = dict(proto="h1", mode="fwd_ab", target="http", args=[])
     runs["fwd_h2"] = dict(proto="h2", mode="fwd_h2load", target="http", args=[])
+    # The memory budget (issue 12 item 4): one fast tunnel alone under --memory-limit 64m, and
+    # many stalled tunnels (origin pushing, client never reading) with and without the budget.
+    runs["bulk_h2_down_mem"] = dict(runs["bulk_h2_down"], proto="h2mem")
+    runs["bulk_h2_up_mem"] = dict(runs["bulk_h2_up"], proto="h2mem")
+    runs["stalled_h1"] = dict(proto="h1stall", mode="stalled", count=P["stalled"], target=None, args=[])
 
     L, H = "lower", "higher"
     rows = [
@@ -688,6 +706,19 @@ def make_rows(P):
         Row("rr_h1_auth_storm.auth", f"… {STORM_USERS} users admitted: seconds to the last",
             "h1auth", "rr_h1_auth_storm", "storm_s", "s", L, None, None, "{:.2f}"),
     ]
+    rows += [
+        Row("bulk_h2_down_mem.mbs", "h2 bulk, 1 tunnel down, --memory-limit 64m: MB/s", "h2mem",
+            "bulk_h2_down_mem", "mb_per_s", "MB/s", H),
+        Row("bulk_h2_up_mem.mbs", "h2 bulk, 1 tunnel up, --memory-limit 64m: MB/s", "h2mem",
+            "bulk_h2_up_mem", "mb_per_s", "MB/s", H),
+        Row("stalled_h1.pss", f"h1 stalled, {P['stalled']:,} tunnels (origin pushing, client not "
+            "reading): PSS growth", "h1stall", "stalled_h1", "pss_growth_mib", "MiB", L, None, None,
+            "{:.1f}"),
+        Row("stalled_h1.ok", "… the same: tunnels admitted (the rest 429)", "h1stall", "stalled_h1",
+            "admitted", "", H),
+        Row("stalled_h1.peak", "… the same: buffers held at the peak (/metrics)", "h1stall",
+            "stalled_h1", "buffered_peak_mib", "MiB", L, None, None, "{:.1f}"),
+    ]
     rows.append(Row("h2load.rps", "h2load GET /healthz over h2: req/s", "h2", "h2load", "req_per_s",
                     "/s", H))
     rows.append(Row("h2load.cpu", "h2load GET /healthz: proxy CPU per request", "h2", "h2load",
@@ -740,7 +771,7 @@ def load_cmd(env, sysm, run, extra=()):
            "--timeout", "10s"]
     if run.get("target"):
         cmd += ["--target", f"127.0.0.1:{env.origins[run['target']]}"]
-    if proto in ("h1tls", "h2", "h2auth"):
+    if proto in ("h1tls", "h2", "h2auth", "h2mem"):
         cmd += ["--cacert", sysm.cacert]
     if proto.endswith("auth"):
         cmd += ["--proxy-user", f"{BENCH_USER}:{BENCH_PASS}"]
@@ -782,6 +813,8 @@ def measure(env, sysm, key, run):
         return {"error": "n/a (tool)"}
     if run["mode"] == "idle":
         return measure_idle(env, sysm, run, log)
+    if run["mode"] == "stalled":
+        return measure_stalled(env, sysm, run, log)
     if run.get("storm"):
         return measure_storm(env, sysm, run, log)
     dur = 0.0
@@ -963,6 +996,131 @@ def measure_idle(env, sysm, run, log):
     during = max(samples)
     return {"pss_before_kib": before, "pss_during_kib": during,
             "kib_per_tunnel": (during - before) / n}
+
+
+class PushOrigin:
+    """Accepts any number of connections and writes to each as fast as it drains, never reading:
+    an origin pushing a download. One thread, one selector."""
+
+    def __init__(self):
+        import selectors
+        import threading
+        self.sel_mod = selectors
+        self.lsock = socket.socket()
+        self.lsock.bind(("127.0.0.1", 0))
+        self.lsock.listen(4096)
+        self.lsock.setblocking(False)
+        self.port = self.lsock.getsockname()[1]
+        self.sel = selectors.DefaultSelector()
+        self.sel.register(self.lsock, selectors.EVENT_READ)
+        self.stopping = False
+        self.thread = threading.Thread(target=self._run, daemon=True)
+        self.thread.start()
+
+    def _run(self):
+        S = self.sel_mod
+        block = b"\x5a" * 65536
+        while not self.stopping:
+            for key, ev in self.sel.select(0.2):
+                s = key.fileobj
+                if s is self.lsock:
+                    try:
+                        c, _ = self.lsock.accept()
+                    except OSError:
+                        continue
+                    c.setblocking(False)
+                    c.setsockopt(socket.SOL_SOCKET, socket.SO_SNDBUF, 65536)
+                    self.sel.register(c, S.EVENT_READ | S.EVENT_WRITE)
+                    continue
+                try:
+                    if ev & S.EVENT_READ and not s.recv(65536):
+                        raise OSError("closed")
+                    if ev & S.EVENT_WRITE:
+                        s.send(block)
+                except BlockingIOError:
+                    pass
+                except OSError:
+                    self.sel.unregister(s)
+                    s.close()
+
+    def close(self):
+        self.stopping = True
+        self.thread.join()
+        for key in list(self.sel.get_map().values()):
+            key.fileobj.close()
+        self.sel.close()
+
+
+def budget_metrics(url):
+    """The memory budget's gauges from h2tunnel's /metrics (its admin listener), in bytes."""
+    host, port = url.split("//")[1].rsplit(":", 1)
+    with socket.create_connection((host, int(port)), timeout=10) as s:
+        s.sendall(b"GET /metrics HTTP/1.1\r\nHost: localhost\r\nConnection: close\r\n\r\n")
+        data = b""
+        while True:
+            b = s.recv(65536)
+            if not b:
+                break
+            data += b
+    out = {}
+    for ln in data.decode(errors="replace").splitlines():
+        if ln.startswith("h2tunnel_memory_"):
+            k, _, v = ln.rpartition(" ")
+            out[k[len("h2tunnel_memory_"):]] = float(v)
+    return out
+
+
+def measure_stalled(env, sysm, run, log):
+    """Fresh proxy; |count| h1 tunnels to an origin pushing as fast as it can, whose clients never
+    read (a 4 KiB receive buffer): the proxy buffers what it allows each one. PSS growth once it
+    settles, how many were admitted (the rest get 429), and the budget's buffered peak."""
+    n = run["count"]
+    if not sysm.restart():
+        return {"error": f"restart failed: {sysm.error}"}
+    url = sysm.urls["h1stall"]
+    host, port = url.split("//")[1].rsplit(":", 1)
+    origin = PushOrigin()
+    socks = []
+    ok = refused = 0
+    try:
+        time.sleep(0.3)
+        before = pss_kib(sysm.pids())
+        head = f"CONNECT 127.0.0.1:{origin.port} HTTP/1.1\r\nHost: 127.0.0.1:{origin.port}\r\n\r\n".encode()
+        for _ in range(n):
+            s = socket.socket()
+            s.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, 4096)
+            s.settimeout(20)
+            s.connect((host, int(port)))
+            s.sendall(head)
+            resp = b""
+            while b"\r\n\r\n" not in resp:
+                b = s.recv(4096)
+                if not b:
+                    break
+                resp += b
+            if resp.startswith(b"HTTP/1.1 200"):
+                ok += 1
+                socks.append(s)
+            else:
+                refused += 1
+                s.close()
+        # Settled: PSS stops moving (every admitted tunnel stalled at what it may hold).
+        last, stable, end = 0, 0, time.monotonic() + 60
+        while stable < 3 and time.monotonic() < end:
+            time.sleep(0.5)
+            cur = pss_kib(sysm.pids())
+            stable = stable + 1 if abs(cur - last) < max(1024, cur // 100) else 0
+            last = cur
+        during = pss_kib(sysm.pids())
+        m = budget_metrics(sysm.urls["admin"])
+    finally:
+        for s in socks:
+            s.close()
+        origin.close()
+    with open(log, "a") as f:
+        f.write(f"stalled {n}: admitted {ok}, refused {refused}, PSS {before} -> {during} KiB, {m}\n")
+    return {"pss_growth_mib": (during - before) / 1024.0, "admitted": float(ok), "refused": float(refused),
+            "buffered_peak_mib": m.get("buffered_peak_bytes", 0.0) / MiB, "client_busy": 0.0}
 
 
 def measure_h2load(env, sysm, log):
@@ -1363,7 +1521,7 @@ def run_all(env, a, out_md, started, t_start):
     classes = [c for c in SYSTEMS if c is not Apache or not a.no_apache]
     if a.only:
         want = set(a.only.split(","))
-        classes = [c for c in classes if c.name in want or c.name == "h2tunnel"]
+        classes = [c for c in classes if c.name in want or c.name.startswith("h2tunnel")]
     systems = [c(env) for c in classes]
     for s in systems:
         ok = s.start()

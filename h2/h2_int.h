@@ -123,6 +123,7 @@ struct h2_stream {
   struct bufq inq;             /* client DATA not yet given to the tunnel (not yet credited) */
   struct bufq outq;            /* bytes for DATA frames to the client */
   size_t uncredited;           /* bytes received and not yet consumed (window credit owed) */
+  uint64_t wu_ns;              /* uv_hrtime of the last stream WINDOW_UPDATE sent (auto-tuning) */
   /* Local response body. */
   char *body;                  /* owned */
   size_t body_len, body_off;
@@ -137,6 +138,9 @@ struct h2_stream {
   unsigned peer_reset : 1;     /* the client sent RST_STREAM */
   unsigned has_tunnel : 1;     /* ep attached to a tunnel at some point */
   unsigned drain_pending : 1;  /* outq fell to low water inside mem_send: tell the tunnel */
+  unsigned win_bound : 1;      /* auto-tuning: the window held the client back (grow it at the
+                                  next credit) */
+  unsigned held_back : 1;      /* the tunnel stopped reading since the last WINDOW_UPDATE */
 };
 
 /* h2_stream.c */
@@ -164,6 +168,9 @@ int h2_stream_on_header(struct h2_stream *st, const uint8_t *name, size_t namele
 /* A trailer field of the request (kept for a forwarded request, FWD-10; else ignored). */
 int h2_stream_on_trailer(struct h2_stream *st, const uint8_t *name, size_t namelen, const uint8_t *value,
                          size_t valuelen);
+
+/* A WINDOW_UPDATE for |st| went out: window auto-tuning (src/membudget.h) times them. */
+void h2_stream_on_window_sent(struct h2_stream *st);
 
 /* The frame carrying our END_STREAM on |st| was sent. */
 void h2_stream_on_end_sent(struct h2_stream *st);

@@ -35,6 +35,7 @@
 #include "src/conn.h"
 #include "src/frontend.h"
 #include "src/log.h"
+#include "src/membudget.h"
 
 static const struct conn_fe_ops h2_fe_ops;
 
@@ -347,6 +348,10 @@ static int on_frame_send(nghttp2_session *ng, const nghttp2_frame *f, void *ud) 
   }
   if (f->hd.type == NGHTTP2_WINDOW_UPDATE && f->hd.stream_id == 0)
     s->conn_credited += f->window_update.window_size_increment;
+  if (f->hd.type == NGHTTP2_WINDOW_UPDATE && f->hd.stream_id != 0) {
+    struct h2_stream *st = stream_of(s, f->hd.stream_id);
+    if (st) h2_stream_on_window_sent(st);
+  }
   if (f->hd.type == NGHTTP2_GOAWAY) {
     uint32_t code = f->goaway.error_code;
     s->goaway_sent = 1;
@@ -540,18 +545,22 @@ void h2_session_attach(struct conn *c) {
   nghttp2_option_del(opt);
   nghttp2_session_callbacks_del(cbs);
 
+  /* The windows are the configured ones while the memory budget is roomy (src/membudget.h). */
+  uint32_t stream_window = (uint32_t)membudget_size(s->w->membudget, cfg->h2_stream_window, MB_H2_WINDOW_FLOOR);
+  uint32_t conn_window =
+      (uint32_t)membudget_size(s->w->membudget, cfg->h2_conn_window, NGHTTP2_INITIAL_CONNECTION_WINDOW_SIZE);
   nghttp2_settings_entry iv[] = {
       {NGHTTP2_SETTINGS_MAX_CONCURRENT_STREAMS, cfg->h2_max_concurrent_streams},
-      {NGHTTP2_SETTINGS_INITIAL_WINDOW_SIZE, cfg->h2_stream_window},
+      {NGHTTP2_SETTINGS_INITIAL_WINDOW_SIZE, stream_window},
       {NGHTTP2_SETTINGS_MAX_HEADER_LIST_SIZE, cfg->h2_max_header_list},
       {NGHTTP2_SETTINGS_ENABLE_CONNECT_PROTOCOL, 1},
   };
   size_t niv = ARRAY_SIZE(iv) - (cfg->h2_enable_connect_protocol ? 0 : 1);
   CHECK(nghttp2_submit_settings(s->ng, NGHTTP2_FLAG_NONE, iv, niv) == 0);
-  if (cfg->h2_conn_window > NGHTTP2_INITIAL_CONNECTION_WINDOW_SIZE) {
-    nghttp2_session_set_local_window_size(s->ng, NGHTTP2_FLAG_NONE, 0, (int32_t)cfg->h2_conn_window);
+  if (conn_window > NGHTTP2_INITIAL_CONNECTION_WINDOW_SIZE) {
+    nghttp2_session_set_local_window_size(s->ng, NGHTTP2_FLAG_NONE, 0, (int32_t)conn_window);
     /* That WINDOW_UPDATE widens the window; it credits no received byte (discard_ok). */
-    s->conn_credited = -(int64_t)(cfg->h2_conn_window - NGHTTP2_INITIAL_CONNECTION_WINDOW_SIZE);
+    s->conn_credited = -(int64_t)(conn_window - NGHTTP2_INITIAL_CONNECTION_WINDOW_SIZE);
   }
 
   c->fe = &h2_fe_ops;

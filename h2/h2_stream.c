@@ -18,6 +18,8 @@
 #include "src/conn.h"
 #include "src/local.h"
 #include "src/log.h"
+#include "src/membudget.h"
+#include "src/net.h"
 #include "src/pxerr.h"
 
 static const struct tun_ep_ops h2_ep_ops;
@@ -65,6 +67,31 @@ static void maybe_free(struct h2_stream *st) {
   if (st->closed && !st->ep.tun && !st->rq && !st->fx) stream_free(st);
 }
 
+/* The stream's receive window follows the memory budget (src/membudget.h): doubled while the
+ * window is what holds the client back (h2_stream_on_window_sent), shrunk as the budget fills. */
+static void tune_window(struct h2_stream *st) {
+  if (st->state != H2S_TUNNEL) return;
+  nghttp2_session *ng = st->s->ng;
+  int32_t win = nghttp2_session_get_stream_effective_local_window_size(ng, st->id);
+  if (win <= 0) return;
+  size_t next = membudget_window(st->s->w->membudget, (size_t)win, st->win_bound, st->s->w->cfg->h2_stream_window_max);
+  st->win_bound = 0;
+  if (next != (size_t)win) nghttp2_session_set_local_window_size(ng, NGHTTP2_FLAG_NONE, st->id, (int32_t)next);
+}
+
+void h2_stream_on_window_sent(struct h2_stream *st) {
+  uint64_t now = uv_hrtime();
+  uint64_t since = st->wu_ns ? now - st->wu_ns : UINT64_MAX;
+  /* Two updates within 2 s may be within two round trips: only then is the RTT worth a syscall. */
+  if (since < 2000000000ull) {
+    int fd = -1;
+    uv_fileno((const uv_handle_t *)&st->s->c->tcp, &fd);
+    st->win_bound = (unsigned)mb_window_bound(since, (uint64_t)net_tcp_rtt_us(fd) * 1000, st->held_back);
+  }
+  st->wu_ns = now;
+  st->held_back = 0;
+}
+
 /* Credits |n| received bytes back to the client (stream and connection windows). Only bytes still
  * owed are credited: h2_stream_on_close already gave the connection window back for all of them,
  * and the tunnel's ep_close (run from inside on_stream_close, before |closed| is set) must not
@@ -73,7 +100,10 @@ static void credit(struct h2_stream *st, size_t n) {
   n = MIN(n, st->uncredited);
   if (n == 0) return;
   st->uncredited -= n;
-  if (!st->closed && !h2_session_ended(st->s)) nghttp2_session_consume(st->s->ng, st->id, n);
+  if (!st->closed && !h2_session_ended(st->s)) {
+    tune_window(st);
+    nghttp2_session_consume(st->s->ng, st->id, n);
+  }
   h2_session_schedule(st->s);
 }
 
@@ -763,7 +793,11 @@ static void ep_read_start(struct tun_ep *self) {
   deliver(st);
 }
 
-static void ep_read_stop(struct tun_ep *self) { st_of(self)->reading = 0; }
+static void ep_read_stop(struct tun_ep *self) {
+  struct h2_stream *st = st_of(self);
+  st->reading = 0;
+  st->held_back = 1; /* the upstream, not the window, holds the client back (auto-tuning) */
+}
 
 static void ep_write(struct tun_ep *self, struct buf_chunk *c) {
   struct h2_stream *st = st_of(self);

@@ -58,7 +58,10 @@ struct fwd {
   int reused;                      /* the connection served an exchange before */
   int upgrade;                     /* the request asks for a protocol upgrade (FWD-14) */
   struct lim_ticket *ticket;       /* owned (upgrade only): the tunnel's hold on its limits */
-  const char *rule;                /* the rule that allowed the request (config snapshot), or NULL */
+  struct config *cfg;              /* a reference: the snapshot that decided (|rule| points into it) */
+  struct sockaddr_storage client_addr; /* what a reload re-checks an upgrade's tunnel on */
+  int keep_on_reload, cert_user;
+  const char *rule;                /* the rule that allowed the request, or NULL */
   struct authority dest;
   int tls;
   struct fwd_resp rp;              /* the response parser */
@@ -236,6 +239,7 @@ static void finish(struct fwd *f, int reuse) {
   }
   strbuf_dispose(&f->head);
   fwd_resp_dispose(&f->rp);
+  config_unref(f->cfg);
   free(f);
 }
 
@@ -434,9 +438,16 @@ static void upgrade(struct fwd *f, struct buf_chunk *rest) {
                           .status = 101,
                           .start_ms = f->start_ms,
                           .rule = f->rule,
+                          .cfg = f->cfg, /* tunnel_new takes its own reference */
                           .ticket = f->ticket,
                           .user = f->user[0] ? f->user : NULL};
   f->ticket = NULL; /* the tunnel's now */
+  /* What a reload re-checks (proxy/recheck.h); the origin's address is not kept: not re-checked. */
+  info.client_addr = f->client_addr;
+  info.peer_addr.ss_family = AF_UNSPEC;
+  info.asked = f->dest;
+  info.keep_on_reload = f->keep_on_reload;
+  info.cert_user = f->cert_user;
   snprintf(info.client, sizeof(info.client), "%s", f->client);
   snprintf(info.target, sizeof(info.target), "%s", f->target);
   snprintf(info.resolved, sizeof(info.resolved), "%s", f->peer);
@@ -634,6 +645,10 @@ struct fwd *fwd_start(struct fwd_up *up, struct px_request *rq, const struct fwd
     f->ticket = rq->ticket;
     rq->ticket = NULL;
   }
+  f->cfg = config_ref(rq->cfg); /* a reload may come before the log line or the upgrade */
+  f->client_addr = rq->client_addr;
+  f->keep_on_reload = rq->out.rule && rq->out.rule->keep_on_reload;
+  f->cert_user = rq->out.user && rq->auth.cert_user[0] && strcmp(rq->out.user, rq->auth.cert_user) == 0;
   f->rule = rq->out.rule ? rq->out.rule->name : NULL;
   f->dest = rq->dest;
   f->tls = req->https;

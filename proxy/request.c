@@ -19,6 +19,7 @@
 #include "src/limits.h"
 #include "src/log.h"
 #include "src/net.h"
+#include "src/membudget.h"
 #include "src/policy.h"
 #include "src/status.h"
 #include "src/udp_tmpl.h"
@@ -81,6 +82,7 @@ void px_request_set_client(struct px_request *rq, struct conn *c) {
 
 static void request_free(struct px_request *rq) {
   lim_ticket_release(rq->ticket);
+  if (rq->mb_held) membudget_release(rq->w->membudget);
   buf_put(&rq->w->pool, rq->early);
   if (rq->credentials) OPENSSL_cleanse(rq->credentials, strlen(rq->credentials));
   free(rq->credentials);
@@ -237,6 +239,8 @@ static void succeed(struct px_request *rq, struct tun_ep *b, struct buf_chunk *f
   info.status = status;
   info.ticket = rq->ticket;
   rq->ticket = NULL; /* the tunnel's now */
+  info.mb_held = rq->mb_held;
+  rq->mb_held = 0;
   struct tunnel *t = tunnel_new(w, rq->ops->client_ep(rq->fe), b, &info);
   struct buf_chunk *early = rq->early;
   rq->early = NULL;
@@ -478,6 +482,19 @@ static int rules_and_limits(struct px_request *rq) {
       break;
     }
   }
+  /* The memory budget: refused before anything is allocated for the tunnel. */
+  if (membudget_admit(rq->w->membudget) != 0) {
+    const struct membudget *mb = rq->w->membudget;
+    worker_log(rq->w, WLOG_MEMORY, LOG_WARN,
+               "%s %s: %s: 429, memory budget tight (%llu KiB buffered, %llu tunnels, limit %llu KiB)",
+               px_front_name(rq->front), rq->client, rq->target[0] ? rq->target : "",
+               (unsigned long long)(atomic_load(&mb->held) / 1024), (unsigned long long)atomic_load(&mb->tunnels),
+               (unsigned long long)(mb->limit / 1024));
+    rq->out.extra[rq->out.nextra++] = (struct px_header){"retry-after", "1"};
+    fail(rq, PXERR_LIMITED, "memory budget exhausted");
+    return -1;
+  }
+  rq->mb_held = 1;
   enum lim_kind kind;
   uint64_t retry_s;
   if (limits_admit(rq->w->limits, rq->out.user, (const struct sockaddr *)&rq->client_addr, uv_hrtime(), &rq->ticket,

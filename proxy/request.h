@@ -209,6 +209,8 @@ struct px_request {
   struct lim_ticket *ticket;              /* owned: the tunnel's hold on its limits, or NULL;
                                              handed to the tunnel on success */
   char retry_after[24];                   /* 429: the Retry-After value */
+  int mb_held;                            /* counted by the memory budget (src/membudget.h): given
+                                             back on failure, handed to the tunnel on success */
   struct fwd_get *get;                    /* FORWARDING */
   struct sockaddr_storage peer_addr;      /* the upstream connected (|out.peer| as an address),
                                              AF_UNSPEC until then: kept for a reload's re-check */

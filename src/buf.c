@@ -3,6 +3,7 @@
 #include <assert.h>
 #include <string.h>
 
+#include "src/membudget.h"
 #include "src/util.h"
 
 void buf_pool_init(struct buf_pool *pool, size_t max_free) {
@@ -10,17 +11,23 @@ void buf_pool_init(struct buf_pool *pool, size_t max_free) {
   pool->max_free = max_free;
 }
 
-static void free_list(struct buf_chunk **list) {
+/* Every malloc'd chunk is charged to the memory budget until it is freed. */
+static void chunk_free(struct buf_pool *pool, struct buf_chunk *c) {
+  membudget_uncharge(pool->mb, sizeof(*c) + c->cap);
+  free(c);
+}
+
+static void free_list(struct buf_pool *pool, struct buf_chunk **list) {
   while (*list) {
     struct buf_chunk *c = *list;
     *list = c->next;
-    free(c);
+    chunk_free(pool, c);
   }
 }
 
 void buf_pool_dispose(struct buf_pool *pool) {
-  free_list(&pool->free);
-  free_list(&pool->small_free);
+  free_list(pool, &pool->free);
+  free_list(pool, &pool->small_free);
   pool->nfree = pool->nsmall = 0;
 }
 
@@ -32,6 +39,7 @@ static struct buf_chunk *get(struct buf_pool *pool, struct buf_chunk **list, siz
   } else {
     c = xmalloc(sizeof(*c) + cap);
     c->cap = cap;
+    membudget_charge(pool->mb, sizeof(*c) + cap);
   }
   c->next = NULL;
   c->off = c->len = 0;
@@ -56,7 +64,7 @@ void buf_put(struct buf_pool *pool, struct buf_chunk *c) {
   size_t *n = small ? &pool->nsmall : &pool->nfree;
   /* Small blocks are cheap to keep: as many as eight times the large cache. */
   if (*n >= (small ? 8 * pool->max_free : pool->max_free)) {
-    free(c);
+    chunk_free(pool, c);
     return;
   }
   c->next = *list;

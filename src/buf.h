@@ -20,8 +20,12 @@ struct buf_chunk {
   char data[];
 };
 
+struct membudget;
+
 /* Owned by a worker; used from its loop thread only. */
 struct buf_pool {
+  struct membudget *mb;   /* borrowed: charged with every chunk malloc'd, uncharged when freed;
+                             NULL: not accounted */
   struct buf_chunk *free; /* owned: cached free chunks of BUF_CHUNK_SIZE */
   size_t nfree;
   size_t max_free;        /* cached chunks beyond this go back to malloc */

@@ -386,6 +386,17 @@ static const struct opt opts[] = {
      "bytes read from one socket (client connection, upstream TCP or UDP)\n"
      "per event-loop turn before the others get theirs (default 128k)",
      NULL},
+    /* The memory budget (src/membudget.h) */
+    {"memory-limit", T_SIZE, S_LIMITS, FIELD(memory_limit), "0", 0, 1ULL << 50, 0, "N",
+     "memory budget for tunnel buffers: water marks and HTTP/2 windows\n"
+     "shrink as it fills, new tunnels get 429 when it is tight\n"
+     "(default 0: half the physical memory, or of the cgroup's limit)",
+     NULL},
+    {"memory-per-tunnel", T_SIZE, S_LIMITS, FIELD(memory_per_tunnel), "64k", 0, 1ULL << 30, 0, "N",
+     "budget committed per open tunnel besides the buffers it holds\n(default 64k: one read chunk)",
+     NULL},
+    {"h2-stream-window-max", T_SIZE, S_LIMITS, FIELD(h2_stream_window_max), "16m", 65535, 0x7fffffff, 0, "N",
+     "largest HTTP/2 stream window auto-tuning grows to (default 16m)", NULL},
 
     {"h2-max-streams", T_COUNT, S_H2, FIELD(h2_max_concurrent_streams), "256", 1, 100000, 0, "N",
      "SETTINGS_MAX_CONCURRENT_STREAMS (default 256)", NULL},
@@ -750,6 +761,9 @@ static int check_fail(const struct config *cfg, struct cfgfile_err *err, const c
 }
 
 int config_check(struct config *cfg, struct cfgfile_err *err) {
+  if (cfg->h2_stream_window_max < cfg->h2_stream_window)
+    return check_fail(cfg, err, "h2-stream-window-max", "h2-stream-window-max (%u) is below h2-stream-window (%u)",
+                      (unsigned)cfg->h2_stream_window_max, (unsigned)cfg->h2_stream_window);
   if (cfg->low_water >= cfg->high_water) {
     const char *at = cfg->origin[opt_index(find_opt("low-water"))].src == CONFIG_SRC_FILE ? "low-water" : "high-water";
     return check_fail(cfg, err, at, "--low-water must be below --high-water");

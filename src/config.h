@@ -85,6 +85,10 @@ struct config {
   size_t max_connections;    /* per worker; 0 = unlimited; CONFIG_AUTO until config_finish */
   size_t max_handshakes;     /* per worker: conns with no front end yet; 0 = unlimited */
   size_t read_budget;        /* bytes one client conn may read per loop turn (fairness) */
+  /* The memory budget (src/membudget.h). */
+  uint64_t memory_limit;     /* bytes; 0: half the physical (or cgroup) memory */
+  size_t memory_per_tunnel;  /* bytes committed per admitted tunnel */
+  uint32_t h2_stream_window_max; /* stream windows grow up to this by auto-tuning */
 
   /* HTTP/2. */
   uint32_t h2_max_concurrent_streams;

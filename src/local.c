@@ -9,6 +9,7 @@
 #include "src/access.h"
 #include "src/config.h"
 #include "src/limits.h"
+#include "src/membudget.h"
 #include "src/metrics.h"
 #include "src/status.h"
 #include "src/strbuf.h"
@@ -68,6 +69,12 @@ void local_handle(struct worker *w, const struct config_listener *listener, cons
       struct strbuf sb;
       strbuf_init_fixed(&sb, out->body + out->body_len, cap - out->body_len);
       limits_render(w->limits, &sb);
+      out->body_len += sb.len;
+    }
+    if (w->membudget) { /* the memory budget, shared likewise */
+      struct strbuf sb;
+      strbuf_init_fixed(&sb, out->body + out->body_len, cap - out->body_len);
+      membudget_render(w->membudget, &sb);
       out->body_len += sb.len;
     }
     return;

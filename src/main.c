@@ -22,6 +22,7 @@
 #include "src/dns.h"
 #include "src/frontend.h"
 #include "src/limits.h"
+#include "src/membudget.h"
 #include "src/log.h"
 #include "src/reload.h"
 #include "src/status.h"
@@ -252,6 +253,7 @@ int main(int argc, char **argv) {
   /* A binary upgrade: take the listening sockets of the process running on --upgrade-socket. */
   struct upgrade_take take = {.conn = -1};
   struct worker_adopt *adopt = NULL;
+  struct membudget *mb = membudget_new(cfg->memory_limit, cfg->memory_per_tunnel); /* likewise */
   int failed = 0;
   if (cfg->upgrade_socket[0]) {
     adopt = xcalloc((size_t)app.nworkers * (size_t)cfg->nlisteners, sizeof(*adopt));
@@ -263,6 +265,8 @@ int main(int argc, char **argv) {
     if (worker_init_adopt(&app.workers[i], i, cfg, ctx, adopt ? &adopt[i * cfg->nlisteners] : NULL) != 0) failed = 1;
     app.workers[i].client_ssl_ctx = client_ctx;
     app.workers[i].limits = limits;
+    app.workers[i].membudget = mb;
+    app.workers[i].pool.mb = mb;
     app.workers[i].frontends = &app.frontends;
     app.workers[i].conn_ops = &conn_worker_ops;
     app.workers[i].auth_guard = guard;
@@ -291,6 +295,7 @@ int main(int argc, char **argv) {
     auth_guard_free(guard);
     limits_free(limits);
     config_unref(limits_cfg);
+    membudget_free(mb);
     /* Everything else too: a start that fails (a port in use) must not look like a leak. */
     free(app.workers);
     free(app.metrics);
@@ -338,6 +343,7 @@ int main(int argc, char **argv) {
   auth_guard_free(guard);
   limits_free(limits);
   config_unref(limits_cfg);
+  membudget_free(mb);
   SSL_CTX_free(ctx);
   SSL_CTX_free(client_ctx);
   dns_global_cleanup();

@@ -2,6 +2,7 @@
 
 #include <arpa/inet.h>
 #include <netinet/in.h>
+#include <netinet/tcp.h>
 #include <stdio.h>
 
 char *net_format_ip(const struct sockaddr *sa, char *buf, size_t cap) {
@@ -27,4 +28,11 @@ char *net_format_addr(const struct sockaddr *sa, char *buf, size_t cap) {
 
 size_t net_addr_len(const struct sockaddr *sa) {
   return sa->sa_family == AF_INET6 ? sizeof(struct sockaddr_in6) : sizeof(struct sockaddr_in);
+}
+
+uint32_t net_tcp_rtt_us(int fd) {
+  struct tcp_info ti;
+  socklen_t len = sizeof(ti);
+  if (fd < 0 || getsockopt(fd, IPPROTO_TCP, TCP_INFO, &ti, &len) != 0) return 0;
+  return ti.tcpi_rtt;
 }

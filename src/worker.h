@@ -18,6 +18,7 @@ struct auth_cache;
 struct auth_guard;
 struct dns_resolver;
 struct limits;
+struct membudget;
 struct frontend_table;
 struct fwd_pool;
 struct listener;
@@ -59,6 +60,7 @@ enum worker_log {
   WLOG_NOT_TLS,       /* neither TLS nor HTTP on a TLS listener */
   WLOG_TLS_FAILED,    /* TLS handshake failures (incl. ALPN) */
   WLOG_PROXY_PROTO,   /* PROXY protocol headers refused, missing or late */
+  WLOG_MEMORY,        /* new tunnels refused by the memory budget */
   WLOG_COUNT
 };
 
@@ -120,6 +122,8 @@ struct worker {
                                          worker (main); NULL: no bans (unit tests) */
   struct limits *limits;              /* borrowed: rules' and limits' shared state, the same for
                                          every worker (thread-safe); NULL: no limits (unit tests) */
+  struct membudget *membudget;        /* borrowed: the process's memory budget (thread-safe), also
+                                         charged by |pool|; NULL: unlimited (unit tests) */
   struct metrics metrics;             /* written by this worker only */
   const struct metrics *const *all_metrics; /* borrowed: every worker's, for /metrics */
   size_t nworkers;

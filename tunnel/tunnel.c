@@ -16,6 +16,7 @@
 #include "src/config.h"
 #include "src/limits.h"
 #include "src/log.h"
+#include "src/membudget.h"
 #include "src/status.h"
 #include "src/worker.h"
 
@@ -28,6 +29,7 @@ struct tunnel {
   uv_timer_t timer;        /* idle and max-duration deadlines */
   uint64_t last_active_ms; /* uv_now of the last byte either way */
   enum tun_close_reason reason;
+  size_t hw[2];            /* high water of each direction (0: a reads), see high_water() */
   unsigned a_paused : 1;   /* a's reading stopped because b is full */
   unsigned b_paused : 1;
   unsigned a_throttled : 1; /* a's reading stopped by a bandwidth limit until its timer */
@@ -62,6 +64,22 @@ static void set_paused(struct tunnel *t, struct tun_ep *reader, int on) {
 
 static int is_paused(struct tunnel *t, struct tun_ep *reader) {
   return reader == t->a ? t->a_paused : t->b_paused;
+}
+
+/* The water marks of the direction |src| reads (src/membudget.h): its own high water, which
+ * grows as its writer drains it, within what the memory budget allows now -- re-read on every
+ * decision, so a filling budget holds back every tunnel. */
+static size_t *hw_of(struct tunnel *t, const struct tun_ep *src) { return &t->hw[src == t->a ? 0 : 1]; }
+
+static size_t high_water(struct tunnel *t, const struct tun_ep *src) {
+  return membudget_size(t->w->membudget, *hw_of(t, src), 0);
+}
+
+/* In the same proportion to the high one as configured. */
+static size_t low_water(struct tunnel *t, const struct tun_ep *src) {
+  const struct config *cfg = t->w->cfg;
+  size_t hw = high_water(t, src);
+  return hw >= cfg->high_water ? cfg->low_water : (size_t)((uint64_t)cfg->low_water * hw / cfg->high_water);
 }
 
 static void on_timer_closed(uv_handle_t *h) {
@@ -188,6 +206,8 @@ static void finish(struct tunnel *t) {
                   uv_now(&t->w->loop) - t->info.start_ms);
   throttle_dispose(t);
   lim_ticket_release(t->info.ticket); /* the counts go back now */
+  if (t->info.mb_held) membudget_release(t->w->membudget);
+  t->info.mb_held = 0;
   t->info.ticket = NULL;
   t->timer.data = t;
   uv_close((uv_handle_t *)&t->timer, on_timer_closed);
@@ -226,6 +246,8 @@ struct tunnel *tunnel_new(struct worker *w, struct tun_ep *a, struct tun_ep *b,
   t->user = info->user ? xstrndup(info->user, strlen(info->user)) : NULL;
   t->info.user = t->user;
   if (t->info.cfg) config_ref(t->info.cfg);
+  /* Under a budget a direction starts small and grows as it moves (src/membudget.h). */
+  t->hw[0] = t->hw[1] = w->membudget ? MIN(w->cfg->high_water, MB_WATER_START) : w->cfg->high_water;
   a->tun = t;
   b->tun = t;
   uv_timer_init(&w->loop, &t->timer);
@@ -304,7 +326,8 @@ void tunnel_on_read(struct tun_ep *src, struct buf_chunk *c) {
   }
   dst->ops->write(dst, c);
   if (t->finished) return;
-  if (dst->queued >= t->w->cfg->high_water && !is_paused(t, src)) {
+  /* queued > 0: a side paused with nothing queued would never hear a drain. */
+  if (dst->queued > 0 && dst->queued >= high_water(t, src) && !is_paused(t, src)) {
     set_paused(t, src, 1);
     if (!is_throttled(t, src)) src->ops->read_stop(src);
   }
@@ -318,7 +341,9 @@ void tunnel_on_drain(struct tun_ep *dst) {
   struct tunnel *t = dst->tun;
   if (!t || t->finished) return;
   struct tun_ep *src = other(t, dst);
-  if (is_paused(t, src) && dst->queued <= t->w->cfg->low_water) {
+  if (is_paused(t, src) && dst->queued <= low_water(t, src)) {
+    /* The writer took a whole high water's worth: it keeps up, give it more room. */
+    *hw_of(t, src) = membudget_grow(t->w->membudget, *hw_of(t, src), t->w->cfg->high_water);
     set_paused(t, src, 0);
     maybe_read(t, src);
   }

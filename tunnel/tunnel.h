@@ -73,6 +73,7 @@ struct tun_info {
   int trusted;                       /* a configured WebSocket backend: no target policy */
   int keep_on_reload;                /* the allowing rule says keep-on-reload: true */
   int cert_user;                     /* |user| came from a client certificate, not htpasswd */
+  int mb_held;                       /* counted by the worker's memory budget: given back at the end */
 };
 
 /* Creates a tunnel between |a| (client side) and |b| (upstream side) owned by worker |w|. The
