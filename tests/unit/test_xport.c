@@ -3,7 +3,8 @@
  * writing with exact queue accounting, backpressure (a reader that stops), half-close both ways,
  * RST, a graceful close that flushes then lingers until the peer's FIN, the close and linger
  * bounds, abort with a write in flight (no chunk leaks), TLS both ways (a client transport
- * verifying a server transport: by name, by IP, and a name mismatch), close_notify as EOF, the
+ * verifying a server transport: by name, by IP, and a name mismatch), close_notify as EOF (also
+ * right behind several records decrypted into one chunk), the
  * per-turn read budget, xport_unread redelivering bytes and EOF, and that no upcall comes from
  * inside an xport call. Every wait runs the loop until an event, bounded in time. */
 #include <stdarg.h>
@@ -484,6 +485,31 @@ static void test_tls_both_ways(void **state) {
   half_close_both_ways(f);
 }
 
+static int a_fin_done(struct fx *f) { return f->a.x.wr == XPORT_WR_FIN_DONE; }
+static int b_got_eof(struct fx *f) { return f->b.eofs > 0; }
+
+/* SSL_read hands out one record per call; a read fills its chunk from several (src/xport.c,
+ * tls_read). Three records and a bit, then close_notify and FIN, all waiting in the socket before
+ * the reader starts: every byte in order, in fewer chunks than records, then exactly one EOF. */
+static void test_tls_records_fill_a_chunk_then_eof(void **state) {
+  struct fx *f = *state;
+  tls_pair(f, "localhost");
+  write_pattern(&f->a, 0, 50000);
+  f->a.in_call = 1;
+  xport_shutdown(&f->a.x);
+  f->a.in_call = 0;
+  run_until(f, a_fin_done, "a's records, close_notify and FIN written");
+  f->b.in_call = 1;
+  xport_read_start(&f->b.x);
+  f->b.in_call = 0;
+  run_until(f, b_got_eof, "b's EOF after the records");
+  assert_pattern(&f->b, 50000);
+  assert_int_equal(f->b.eofs, 1);
+  assert_true(f->b.n_read < 4); /* 4 records (3 x 16384 + 848); one per chunk would be 4 reads */
+  assert_int_equal(f->b.err, 0);
+  assert_int_equal(f->a.upcall_in_call + f->b.upcall_in_call, 0);
+}
+
 static void test_tls_ip_literal_verified(void **state) {
   struct fx *f = *state;
   tls_pair(f, "127.0.0.1");
@@ -549,6 +575,7 @@ int main(void) {
       T(test_no_read_budget),
       T(test_unread_redelivers_bytes_then_eof),
       T(test_tls_both_ways),
+      T(test_tls_records_fill_a_chunk_then_eof),
       T(test_tls_ip_literal_verified),
       T(test_tls_name_mismatch_fails),
   };
