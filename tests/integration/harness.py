@@ -595,6 +595,22 @@ class Proxy:
         return open_tunnel(port, target, tls_ca=self.ca if tls else None, **kw)
 
 
+
+def start_proxy_small_quarantine(args=(), **kw):
+    """A started Proxy whose ASan quarantine is small: for RSS checks, where the default
+    quarantine would count freed chunks as resident."""
+    old = os.environ.get("ASAN_OPTIONS")
+    os.environ["ASAN_OPTIONS"] = "detect_leaks=1:abort_on_error=0:quarantine_size_mb=8"
+    try:
+        p = Proxy(args, **kw)
+        p.start()
+    finally:
+        if old is None:
+            del os.environ["ASAN_OPTIONS"]
+        else:
+            os.environ["ASAN_OPTIONS"] = old
+    return p
+
 # ---------------------------------------------------------------------------------------------
 # Loopback origins (threads)
 

@@ -19,7 +19,7 @@ import unittest
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 from harness import (MiB, EchoOrigin, HTTPSOrigin, Proxy, dial, main, needs_tool, parse_response, prng_sha256,  # noqa: E402
-                     raise_nofile, read_head, recv_until_eof)
+                     raise_nofile, read_head, recv_until_eof, start_proxy_small_quarantine)
 from h2util import INTERNAL_ERROR, H2Client  # noqa: E402
 from fwd_origin import FwdOrigin  # noqa: E402
 
@@ -232,17 +232,7 @@ class ForwardTest(unittest.TestCase):
     def test_fwd_large_download_sha256(self):
         """256 MiB through the proxy, checked with sha256 (memory stays bounded: backpressure)."""
         n = 256 * MiB
-        # ASan's quarantine would count freed chunks as resident: keep it small for this proxy.
-        old = os.environ.get("ASAN_OPTIONS")
-        os.environ["ASAN_OPTIONS"] = "detect_leaks=1:abort_on_error=0:quarantine_size_mb=8"
-        try:
-            p = Proxy()
-            p.start()
-        finally:
-            if old is None:
-                del os.environ["ASAN_OPTIONS"]
-            else:
-                os.environ["ASAN_OPTIONS"] = old
+        p = start_proxy_small_quarantine()
         try:
             base = p.rss_kib()
             r = curl(["-x", "http://127.0.0.1:%d" % p.tcp_port, "-o", "-", self.url("/bytes/%d" % n)], timeout=600)

@@ -17,7 +17,7 @@ import unittest
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 from fwd_origin import FwdOrigin  # noqa: E402
-from harness import MiB, Proxy, main, prng_sha256  # noqa: E402
+from harness import MiB, main, prng_sha256, start_proxy_small_quarantine  # noqa: E402
 
 CURL = shutil.which("curl")
 GiB = 1024 * MiB
@@ -35,17 +35,7 @@ class ForwardBulk(unittest.TestCase):
         cls.origin.close()
 
     def proxy(self):
-        # ASan's quarantine would count freed chunks as resident: keep it small for this proxy.
-        old = os.environ.get("ASAN_OPTIONS")
-        os.environ["ASAN_OPTIONS"] = "detect_leaks=1:abort_on_error=0:quarantine_size_mb=8"
-        try:
-            p = Proxy()
-            p.start()
-        finally:
-            if old is None:
-                del os.environ["ASAN_OPTIONS"]
-            else:
-                os.environ["ASAN_OPTIONS"] = old
+        p = start_proxy_small_quarantine()
         return p
 
     def download(self, p, curl_args, label):
